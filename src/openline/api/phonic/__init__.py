@@ -1,0 +1,1 @@
+"""The Phonic dialect: REST under /v1 and the STS WebSocket."""

@@ -1,0 +1,1 @@
+"""The openline command line."""

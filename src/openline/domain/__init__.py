@@ -1,0 +1,1 @@
+"""Pure types and rules: agents, tools, projects, conversations, validation, templating."""

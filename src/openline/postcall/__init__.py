@@ -1,0 +1,1 @@
+"""Post-call jobs that read stored conversations."""

@@ -1,0 +1,1 @@
+"""Provider contracts (vad, stt, llm, tts) and their implementations."""

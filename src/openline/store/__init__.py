@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, repositories, Alembic migrations, blob store."""

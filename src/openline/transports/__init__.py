@@ -1,0 +1,1 @@
+"""Wire transports (STS WebSocket, later telephony) behind one call-session interface."""
