@@ -1,0 +1,53 @@
+"""FastAPI dependencies: the services, the authenticated caller, the JSON body."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+
+from openline.domain.errors import ValidationFailed
+from openline.services.hub import Services
+from openline.services.principal import Principal
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+async def get_principal(
+    request: Request, services: Annotated[Services, Depends(get_services)]
+) -> Principal:
+    return await services.auth.authenticate(bearer(request))
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object; malformed JSON or a non-object is a 400."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationFailed(f"Malformed JSON body: {exc}", {"body": "malformed JSON"}) from exc
+    if not isinstance(data, dict):
+        raise ValidationFailed("The JSON body must be an object", {"body": "must be an object"})
+    return data
+
+
+Svc = Annotated[Services, Depends(get_services)]
+Who = Annotated[Principal, Depends(get_principal)]
+Body = Annotated[dict[str, Any], Depends(json_body)]
+ProjectParam = Annotated[
+    str | None, Query(description="Project name (default `main`).")
+]

@@ -1,0 +1,101 @@
+"""``/v1/conversations``: listing with filters and cursors, get, delete, post-call reads."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
+from openline.api.phonic.errors import error_body
+from openline.api.phonic.views import conversation_json
+from openline.services.conversations import ListQuery, analysis_of
+
+router = APIRouter(tags=["conversations"])
+AudioContainer = Annotated[Literal["wav.gz", "wav"], Query()]
+
+
+@router.get("/conversations")
+async def list_conversations(
+    svc: Svc, who: Who, project: ProjectParam = None,
+    external_id: str | None = None,
+    duration_min: Annotated[int | None, Query(ge=0)] = None,
+    duration_max: Annotated[int | None, Query(ge=0)] = None,
+    started_at_min: str | None = None,
+    started_at_max: str | None = None,
+    before: str | None = None,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    audio_container: AudioContainer = "wav.gz",
+) -> dict[str, Any]:
+    page = await svc.conversations.list(who, ListQuery(
+        project, external_id, duration_min, duration_max, started_at_min, started_at_max,
+        before, after, limit,
+    ))
+    if page.single is not None:
+        return {"conversation": conversation_json(page.single, who.workspace_name, None)}
+    return {
+        "conversations": [conversation_json(v, who.workspace_name, None)
+                          for v in page.conversations],
+        "pagination": {"prev_cursor": page.prev_cursor, "next_cursor": page.next_cursor},
+    }
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(conversation_id: str, svc: Svc, who: Who,
+                           audio_container: AudioContainer = "wav.gz") -> dict[str, Any]:
+    view = await svc.conversations.get(who, conversation_id)
+    return {"conversation": conversation_json(view, who.workspace_name, None)}
+
+
+@router.delete("/conversations/{conversation_id}")
+async def delete_conversation(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    await svc.conversations.delete(who, conversation_id)
+    return {"success": True}
+
+
+@router.get("/conversations/{conversation_id}/analysis")
+async def get_analysis(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    view = await svc.conversations.get(who, conversation_id)
+    return {"analysis": analysis_of(view.conversation)}
+
+
+@router.post("/conversations/{conversation_id}/cancel", response_model=None)
+async def cancel_conversation(conversation_id: str, svc: Svc, who: Who
+                              ) -> dict[str, Any] | JSONResponse:
+    await svc.conversations.require_live(who, conversation_id)
+    # No live engine owns it (the real-time engine registers live conversations).
+    return JSONResponse(error_body(
+        "Cancellation requested but not acknowledged within the expected time",
+        "cancellation_timeout"), status_code=504)
+
+
+@router.get("/conversations/{conversation_id}/extractions")
+async def list_extractions(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    await svc.conversations.get(who, conversation_id)
+    return {"extractions": []}
+
+
+@router.post("/conversations/{conversation_id}/extractions", response_model=None)
+async def extract(conversation_id: str, svc: Svc, who: Who, body: Body) -> JSONResponse:
+    await svc.conversations.require_ended(who, conversation_id)
+    await svc.schemas.get(who, None, str(body.get("schema_id") or "conv_extract_schema_none"))
+    return _post_call_unavailable()
+
+
+@router.get("/conversations/{conversation_id}/evals")
+async def list_evals(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    await svc.conversations.get(who, conversation_id)
+    return {"evals": []}
+
+
+@router.post("/conversations/{conversation_id}/evals", response_model=None)
+async def evaluate(conversation_id: str, svc: Svc, who: Who, body: Body) -> JSONResponse:
+    await svc.conversations.require_ended(who, conversation_id)
+    return _post_call_unavailable()
+
+
+def _post_call_unavailable() -> JSONResponse:
+    return JSONResponse(error_body("Post-call analysis is not available on this server yet",
+                                   "post_call_unavailable"), status_code=500)

@@ -1,0 +1,65 @@
+"""``/v1/projects`` and eval prompts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.schemas import body_doc
+from openline.api.phonic.views import eval_prompt_json, project_json
+from openline.domain.extraction import EvalPromptSpec
+
+router = APIRouter(tags=["projects"])
+_NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+_UPDATE = {"type": "object", "properties": {
+    "name": {"type": "string"}, "default_agent": {"type": ["string", "null"]},
+    "max_active_conversations": {"type": ["integer", "null"]}}}
+
+
+@router.get("/projects")
+async def list_projects(svc: Svc, who: Who) -> dict[str, Any]:
+    return {"projects": [project_json(v) for v in await svc.projects.list(who)]}
+
+
+@router.post("/projects", status_code=201, openapi_extra=body_doc(_NAME))
+async def create_project(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    row = await svc.projects.create(who, body.get("name"))
+    return {"id": row.id, "name": row.name}
+
+
+@router.get("/projects/{name_or_id}")
+async def get_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    return {"project": project_json(await svc.projects.get(who, name_or_id))}
+
+
+@router.patch("/projects/{name_or_id}", openapi_extra=body_doc(_UPDATE))
+async def update_project(name_or_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    await svc.projects.update(who, name_or_id, body)
+    return {"success": True}
+
+
+@router.delete("/projects/{name_or_id}")
+async def delete_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    await svc.projects.delete(who, name_or_id)
+    return {"success": True}
+
+
+@router.get("/projects/{name_or_id}/conversation_eval_prompts")
+async def list_eval_prompts(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    rows = await svc.projects.list_eval_prompts(who, name_or_id)
+    return {"conversation_eval_prompts": [eval_prompt_json(r) for r in rows]}
+
+
+@router.post("/projects/{name_or_id}/conversation_eval_prompts", status_code=201,
+             openapi_extra=body_doc(EvalPromptSpec))
+async def create_eval_prompt(name_or_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    row = await svc.projects.create_eval_prompt(who, name_or_id, body)
+    return {"id": row.id, "name": row.name}
+
+
+@router.get("/projects/{name_or_id}/conversation_evals")
+async def list_project_evals(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
+    await svc.projects.get(who, name_or_id)  # 404 for an unknown project
+    return {"evals": []}

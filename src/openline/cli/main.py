@@ -1,0 +1,92 @@
+"""``openline`` command line: serve, keys (and, with the engine, chat and call)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from openline.settings import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from openline.api.app import create_app
+    from openline.api.voices import InstalledVoices
+
+    if args.host:
+        settings.host = args.host
+    if args.port:
+        settings.port = args.port
+    app = create_app(settings, InstalledVoices(settings))
+    print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir})", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    return 0
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from openline.api.app import database_for
+    from openline.services.auth import AuthService
+
+    async def run() -> int:
+        db = database_for(settings)
+        try:
+            await db.migrate()
+            auth = AuthService(db)
+            first = await auth.bootstrap()
+            ws = await auth.default_workspace()
+            if args.action == "create":
+                key = first if first is not None else await auth.create_key(ws.id, args.name)
+                print(f"{key.id}\t{key.name}\t{key.secret}")
+            elif args.action == "list":
+                for row in await auth.list_keys(ws.id):
+                    state = "revoked" if row.revoked_at else "active"
+                    print(f"{row.id}\t{row.name}\t{row.prefix}...\t{state}")
+            else:
+                await auth.revoke_key(ws.id, args.key_id)
+                print(f"revoked {args.key_id}")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API and real-time server")
+    serve.add_argument("--host", help="bind address (default 127.0.0.1 or OPENLINE_HOST)")
+    serve.add_argument("--port", type=int, help="port (default 8000 or OPENLINE_PORT)")
+    keys = sub.add_parser("keys", help="manage API keys of the default workspace")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print its secret once")
+    create.add_argument("--name", default="cli")
+    keys_sub.add_parser("list", help="list keys (secrets are never shown again)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``openline`` console script."""
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    handlers = {"serve": _serve, "keys": _keys}
+    try:
+        return handlers[args.command](args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI prints errors instead of tracebacks
+        from openline.domain.errors import OpenlineError
+
+        if isinstance(exc, OpenlineError):
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The agent: its writable configuration, documented defaults and validation rules.
+
+``AgentSpec`` is the stored, validated configuration of an agent (everything a
+create/upsert/update body can set, except the phone-number mode, which is
+resolved against the phone-number inventory by the service layer).
+Defaults follow the Phonic seed docs, and the OpenAPI spec where the seeds say nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from openline.domain.validation import (
+    check_e164,
+    check_language,
+    check_resource_name,
+    check_timezone,
+)
+
+AudioFormat = Literal["pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000"]
+BackgroundNoise = Literal["office", "call-center", "coffee-shop"]
+LanguageCode = Annotated[str, Field(min_length=2, max_length=3)]
+BUILT_IN_TOOL_NAMES = ("keypad_input", "natural_conversation_ending", "choose_not_to_respond", "web_search")
+DEFAULT_SYSTEM_PROMPT = "Respond in 1-2 sentences."
+TEMPLATE_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Lenient(BaseModel):
+    """Unknown JSON keys are ignored, as the Phonic API does."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class TemplateVariable(_Lenient):
+    default_value: str | None = None
+    is_boosted_keyword: bool = False
+
+
+class Task(_Lenient):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class PronunciationEntry(_Lenient):
+    word: str = Field(min_length=1, max_length=30)
+    pronunciation: str = Field(min_length=1, max_length=50)
+
+
+class ConfigurationEndpoint(_Lenient):
+    """Where the agent fetches per-conversation overrides at conversation start."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_ms: int = Field(default=3000, ge=100, le=30000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an absolute http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("url must not embed credentials")
+        return value
+
+
+class DataRetention(_Lenient):
+    delete_after_hours: int | None = Field(default=None, ge=1)
+
+
+class DataRetentionPolicy(_Lenient):
+    zero_data_retention: bool = False
+    transcripts: DataRetention | None = None
+    audio_recordings: DataRetention | None = None
+
+
+class OutboundNumberPool(_Lenient):
+    active: list[str] = Field(default_factory=list)
+    blocked: list[str] = Field(default_factory=list)
+
+
+class Integration(_Lenient):
+    account_id: str
+    account_name: str | None = None
+    action_names: list[str] = Field(default_factory=list)
+    app_slug: str
+
+
+class AgentSpec(_Lenient):
+    """Validated, storable agent configuration (no identity, no phone numbers)."""
+
+    name: str
+    slug: str | None = None
+    timezone: str = "America/Los_Angeles"
+    voice_id: str = "grant"
+    additional_voice_ids: list[str] = Field(default_factory=list)
+    audio_format: AudioFormat = "pcm_44100"
+    audio_speed: float = Field(default=1.0, ge=0.5, le=1.5)
+    background_noise_level: float = Field(default=0.0, ge=0.0, le=0.25)
+    background_noise: BackgroundNoise | None = None
+    generate_welcome_message: bool = False
+    is_welcome_message_interruptible: bool = True
+    welcome_message: str | None = ""
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    template_variables: dict[str, TemplateVariable] = Field(default_factory=dict)
+    websocket_timeout_sec: int = Field(default=60, ge=1, le=300)
+    listen_only_inbound_enabled: bool = False
+    listen_only_inbound_message: str | None = None
+    push_to_talk: bool = False
+    min_words_to_interrupt: int = Field(default=1, ge=1, le=10)
+    tools: list[str] = Field(default_factory=list)
+    built_in_tool_configs: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    tasks: list[Task] = Field(default_factory=list)
+    integrations: list[Integration] | None = None
+    generate_no_input_poke_text: bool = False
+    no_input_poke_sec: int | None = Field(default=180, ge=1)
+    no_input_poke_text: str = "Are you still there?"
+    no_input_end_conversation_sec: int = Field(default=180, ge=1)
+    default_language: str = "en"
+    additional_languages: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    multilingual_mode: Literal["auto", "request", "initial"] = "request"
+    intelligence_level: Literal["standard", "high"] = "standard"
+    phonic_model: Literal["phonic-0.5", "phonic-1", "phonic-1.1"] | None = None
+    boosted_keywords: list[str] = Field(default_factory=list)
+    pronunciation_dictionary: list[PronunciationEntry] = Field(default_factory=list, max_length=1000)
+    vad_prebuffer_duration_ms: int = Field(default=500, ge=0, le=2000)
+    vad_min_speech_duration_ms: int = Field(default=50, ge=0, le=1500)
+    vad_min_silence_duration_ms: int = Field(default=800, ge=0, le=1500)
+    vad_threshold: float = Field(default=0.38, ge=0.2, le=0.8)
+    enable_assistant_backchannel: bool = False
+    assistant_backchannel_aggressiveness: float = Field(default=0.1, ge=0.0, le=1.0)
+    observability_integrations: list[Literal["braintrust"]] = Field(default_factory=list)
+    external_storage_policy: str | None = None
+    enable_redaction: bool = False
+    enable_watermarking: bool = False
+    data_retention_policy: DataRetentionPolicy | None = None
+    mcp_server_ids: list[str] = Field(default_factory=list)
+    configuration_endpoint: ConfigurationEndpoint | None = None
+    inbound_rollout: float = Field(default=1.0, ge=0.0, le=1.0)
+    inbound_rollout_forward_phone_number: str | None = None
+    outbound_number_pool: OutboundNumberPool | None = None
+    procedure_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_resource_name(value)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:
+        return None if value is None else check_resource_name(value, "slug")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return check_timezone(value)
+
+    @field_validator("audio_speed")
+    @classmethod
+    def _speed_step(cls, value: float) -> float:
+        # The spec says "multiples of 0.1"; compare with a tolerance for float input.
+        if not math.isclose(value * 10, round(value * 10), abs_tol=1e-6):
+            raise ValueError("audio_speed must be a multiple of 0.1")
+        return round(value, 1)
+
+    @field_validator("default_language")
+    @classmethod
+    def _lang(cls, value: str) -> str:
+        return check_language(value)
+
+    @field_validator("languages", "additional_languages")
+    @classmethod
+    def _langs(cls, value: list[str]) -> list[str]:
+        return [check_language(v) for v in value]
+
+    @field_validator("template_variables")
+    @classmethod
+    def _template_names(cls, value: dict[str, TemplateVariable]) -> dict[str, TemplateVariable]:
+        for key in value:
+            if not TEMPLATE_VAR_NAME.match(key):
+                raise ValueError(f"template variable name {key!r} must be an identifier")
+        return value
+
+    @field_validator("inbound_rollout_forward_phone_number")
+    @classmethod
+    def _forward(cls, value: str | None) -> str | None:
+        return None if value is None else check_e164(value)
+
+    def rule_errors(self) -> dict[str, str]:
+        """Cross-field rules, as ``{field: message}`` (empty when the spec is valid)."""
+        errors: dict[str, str] = {}
+        forward = "inbound_rollout_forward_phone_number"
+        if self.inbound_rollout < 1.0 and not self.inbound_rollout_forward_phone_number:
+            errors[forward] = "required when inbound_rollout is less than 1"
+        if self.inbound_rollout >= 1.0 and self.inbound_rollout_forward_phone_number:
+            errors[forward] = "must be null when inbound_rollout is 1"
+        if self.multilingual_mode == "auto" and len(self.additional_languages) > 2:
+            errors["additional_languages"] = "at most 2 with multilingual_mode 'auto'"
+        if self.external_storage_policy is not None:
+            policy = self.data_retention_policy
+            if not (policy and policy.zero_data_retention):
+                errors["external_storage_policy"] = "requires zero data retention"
+            elif self.enable_redaction:
+                errors["external_storage_policy"] = "cannot be combined with enable_redaction"
+        if len(set(self.tools)) != len(self.tools):
+            errors["tools"] = "tools must not repeat"
+        return errors
+
+    def template_defaults(self) -> dict[str, str]:
+        """Template variable defaults as plain strings (``None`` becomes ``""``)."""
+        return {k: (v.default_value or "") for k, v in self.template_variables.items()}
+
+
+PhoneNumberMode = Literal["assign-automatically", "custom"]
+
+
+class AgentPhoneRequest(_Lenient):
+    """The phone-number part of an agent body: a mode, not a number."""
+
+    phone_number: PhoneNumberMode | None = None
+    custom_phone_number: str | None = None
+    custom_phone_numbers: list[str] | None = None
+
+    @field_validator("custom_phone_number")
+    @classmethod
+    def _one(cls, value: str | None) -> str | None:
+        return None if value is None else check_e164(value)
+
+    @field_validator("custom_phone_numbers")
+    @classmethod
+    def _many(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for number in value:
+            check_e164(number)
+        if len(set(value)) != len(value):
+            raise ValueError("custom_phone_numbers must be unique")
+        return value
+
+    def wanted_custom_numbers(self) -> list[str]:
+        """The custom numbers asked for, merging the deprecated singular field."""
+        numbers = list(self.custom_phone_numbers or [])
+        if self.custom_phone_number and self.custom_phone_number not in numbers:
+            numbers.append(self.custom_phone_number)
+        return numbers
+
+    def rule_errors(self) -> dict[str, str]:
+        """Cross-field rules, as ``{field: message}``."""
+        if self.phone_number == "custom" and not self.wanted_custom_numbers():
+            return {"custom_phone_numbers": 'required when phone_number is "custom"'}
+        return {}
+
+
+AGENT_PHONE_FIELDS = frozenset(AgentPhoneRequest.model_fields)

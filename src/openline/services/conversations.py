@@ -1,0 +1,206 @@
+"""Reading and deleting stored conversations: filters and cursor pagination."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openline.domain.errors import Conflict, NotFound, ValidationFailed
+from openline.services import lookup
+from openline.services.principal import Principal
+from openline.store import tables as t
+from openline.store.db import Database
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    conversation: t.Conversation
+    project: t.Project
+    items: list[t.ConversationItem]
+    agent_deleted: bool
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """Validated query of ``GET /conversations``."""
+
+    project: str | None = None
+    external_id: str | None = None
+    duration_min: int | None = None
+    duration_max: int | None = None
+    started_at_min: str | None = None
+    started_at_max: str | None = None
+    before: str | None = None
+    after: str | None = None
+    limit: int = 20
+
+
+@dataclass(frozen=True)
+class Page:
+    conversations: list[ConversationView]
+    prev_cursor: str | None
+    next_cursor: str | None
+    #: set when ``external_id`` matched exactly one conversation
+    single: ConversationView | None = None
+
+
+def parse_started_at(value: str, field: str, *, end_of_day: bool) -> datetime:
+    """``2025-04-17`` (a whole day) or a full ISO timestamp, as aware UTC."""
+    try:
+        if _DATE_ONLY.match(value):
+            day = datetime.combine(datetime.fromisoformat(value).date(), time.min, UTC)
+            return day + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else day
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"Invalid {field}", {field: "use a date (2025-04-17) or an ISO 8601 timestamp"}
+        ) from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class ConversationService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def list(self, who: Principal, q: ListQuery) -> Page:
+        if q.before and q.after:
+            raise ValidationFailed("Cannot use both before and after",
+                                   {"before": "cannot be combined with after"})
+        if not 1 <= q.limit <= 100:
+            raise ValidationFailed("Invalid limit", {"limit": "must be between 1 and 100"})
+        async with self.db.session() as s:
+            proj = await lookup.project(s, who.workspace_id, q.project)
+            stmt = self._filtered(proj.id, q)
+            cursor_id = q.before or q.after
+            if cursor_id:
+                cursor = await s.get(t.Conversation, cursor_id)
+                if cursor is None or cursor.project_id != proj.id:
+                    raise NotFound("Conversation not found")
+                rows, prev_c, next_c = await self._page_from(s, stmt, cursor, q)
+            else:
+                rows = list(await s.scalars(_newest_first(stmt).limit(q.limit + 1)))
+                more = len(rows) > q.limit
+                rows = rows[: q.limit]
+                prev_c, next_c = None, (rows[-1].id if more and rows else None)
+            if q.external_id is not None and not rows and not cursor_id:
+                raise NotFound("Conversation not found")
+            views = await self._views(s, proj, rows)
+        single = views[0] if q.external_id is not None and len(views) == 1 and not (
+            prev_c or next_c) else None
+        return Page(views, prev_c, next_c, single)
+
+    def _filtered(self, project_id: str, q: ListQuery) -> Select[tuple[t.Conversation]]:
+        c = t.Conversation
+        stmt = select(c).where(c.project_id == project_id)
+        if q.external_id is not None:
+            stmt = stmt.where(c.external_id == q.external_id)
+        if q.duration_min is not None:
+            stmt = stmt.where(c.duration_ms >= q.duration_min * 1000)
+        if q.duration_max is not None:
+            stmt = stmt.where(c.duration_ms <= q.duration_max * 1000)
+        if q.started_at_min:
+            low = parse_started_at(q.started_at_min, "started_at_min", end_of_day=False)
+            stmt = stmt.where(c.started_at >= low)
+        if q.started_at_max:
+            high = parse_started_at(q.started_at_max, "started_at_max", end_of_day=True)
+            stmt = stmt.where(c.started_at <= high)
+        return stmt
+
+    async def _page_from(
+        self, s: AsyncSession, stmt: Select[tuple[t.Conversation]], cursor: t.Conversation,
+        q: ListQuery,
+    ) -> tuple[list[t.Conversation], str | None, str | None]:
+        c = t.Conversation
+        if q.after:
+            older = or_(c.started_at < cursor.started_at,
+                        and_(c.started_at == cursor.started_at, c.id < cursor.id))
+            rows = list(await s.scalars(_newest_first(stmt.where(older)).limit(q.limit + 1)))
+            more = len(rows) > q.limit
+            rows = rows[: q.limit]
+            return rows, (rows[0].id if rows else None), (rows[-1].id if more and rows else None)
+        newer = or_(c.started_at > cursor.started_at,
+                    and_(c.started_at == cursor.started_at, c.id > cursor.id))
+        asc = stmt.where(newer).order_by(c.started_at.asc(), c.id.asc()).limit(q.limit + 1)
+        rows = list(await s.scalars(asc))
+        more = len(rows) > q.limit
+        rows = list(reversed(rows[: q.limit]))
+        return rows, (rows[0].id if more and rows else None), (rows[-1].id if rows else None)
+
+    async def _views(
+        self, s: AsyncSession, proj: t.Project, rows: list[t.Conversation]
+    ) -> list[ConversationView]:
+        if not rows:
+            return []
+        conv_ids = [r.id for r in rows]
+        items: dict[str, list[t.ConversationItem]] = {i: [] for i in conv_ids}
+        for item in await s.scalars(
+            select(t.ConversationItem).where(t.ConversationItem.conversation_id.in_(conv_ids))
+            .order_by(t.ConversationItem.conversation_id, t.ConversationItem.item_idx)
+        ):
+            items[item.conversation_id].append(item)
+        agent_ids = {r.agent_id for r in rows if r.agent_id}
+        alive = set(await s.scalars(select(t.Agent.id).where(t.Agent.id.in_(agent_ids)))) \
+            if agent_ids else set()
+        return [ConversationView(r, proj, items[r.id], bool(r.agent_id) and r.agent_id not in alive)
+                for r in rows]
+
+    async def get(self, who: Principal, conversation_id: str) -> ConversationView:
+        async with self.db.session() as s:
+            row, proj = await self._owned(s, who, conversation_id)
+            return (await self._views(s, proj, [row]))[0]
+
+    async def _owned(
+        self, s: AsyncSession, who: Principal, conversation_id: str
+    ) -> tuple[t.Conversation, t.Project]:
+        row = await s.get(t.Conversation, conversation_id)
+        if row is None or row.workspace_id != who.workspace_id or (
+            who.conversation_ids and conversation_id not in who.conversation_ids
+        ):
+            raise NotFound("Conversation not found")
+        proj = await s.get(t.Project, row.project_id)
+        assert proj is not None  # FK guarantees it
+        return row, proj
+
+    async def delete(self, who: Principal, conversation_id: str) -> t.Conversation:
+        """Delete a finished conversation; returns the row (its recording is the caller's)."""
+        async with self.db.session() as s:
+            row, _ = await self._owned(s, who, conversation_id)
+            if row.ended_at is None:
+                raise Conflict("Cannot delete an active conversation")
+            await s.execute(delete(t.ConversationItem)
+                            .where(t.ConversationItem.conversation_id == row.id))
+            await s.delete(row)
+            return row
+
+    async def require_ended(self, who: Principal, conversation_id: str) -> t.Conversation:
+        """For post-call endpoints: 404 when unknown, 409 while live."""
+        async with self.db.session() as s:
+            row, _ = await self._owned(s, who, conversation_id)
+        if row.ended_at is None:
+            raise Conflict("Conversation is still live")
+        return row
+
+    async def require_live(self, who: Principal, conversation_id: str) -> t.Conversation:
+        """For cancel: 404 when unknown, 409 when already ended."""
+        async with self.db.session() as s:
+            row, _ = await self._owned(s, who, conversation_id)
+        if row.ended_at is not None:
+            raise Conflict("Conversation already ended")
+        return row
+
+
+def _newest_first(stmt: Select[tuple[t.Conversation]]) -> Select[tuple[t.Conversation]]:
+    return stmt.order_by(t.Conversation.started_at.desc(), t.Conversation.id.desc())
+
+
+def analysis_of(row: t.Conversation) -> dict[str, Any]:
+    """The Phonic analysis object of a conversation."""
+    return {"id": row.id, "latencies_ms": list(row.latencies_ms or []),
+            "interruptions_count": row.interruptions_count}

@@ -1,0 +1,43 @@
+"""The set of services one Openline process runs; built once by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from openline.services.agents import AgentService
+from openline.services.auth import AuthService
+from openline.services.conversations import ConversationService
+from openline.services.phone_numbers import DEFAULT_POOL
+from openline.services.projects import ProjectService
+from openline.services.tools import ExtractionSchemaService, ToolService
+from openline.services.voices import VoiceService, VoiceSource
+from openline.store.db import Database
+
+
+@dataclass
+class Services:
+    db: Database
+    auth: AuthService
+    projects: ProjectService
+    agents: AgentService
+    tools: ToolService
+    schemas: ExtractionSchemaService
+    conversations: ConversationService
+    voices: VoiceService
+
+    @classmethod
+    def build(
+        cls, db: Database, voices: VoiceSource, *, static_keys: tuple[str, ...] = (),
+        phone_pool: Sequence[str] = DEFAULT_POOL,
+    ) -> Services:
+        return cls(
+            db=db,
+            auth=AuthService(db, static_keys),
+            projects=ProjectService(db),
+            agents=AgentService(db, phone_pool),
+            tools=ToolService(db),
+            schemas=ExtractionSchemaService(db),
+            conversations=ConversationService(db),
+            voices=VoiceService(voices),
+        )

@@ -1,0 +1,50 @@
+"""Process configuration from ``OPENLINE_*`` environment variables.
+
+Only the edges (``api``, ``cli``) read settings; everything below them receives options.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of an Openline process, with embedded defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENLINE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("openline")))
+    database_url: str | None = None
+    public_url: str | None = None
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    phone_number_pool: str | None = None
+    secret_key: str | None = None
+    log_level: str = "info"
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+    def effective_public_url(self) -> str:
+        """Base URL put in links the server hands out (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def effective_secret_key(self) -> str:
+        """Signing key for expiring links: set, or generated once into the data directory."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.ensure_data_dir() / "secret_key"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

@@ -1,0 +1,20 @@
+"""Alembic environment: runs on a connection handed over by ``Database.migrate``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from openline.store.tables import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only via `alembic` CLI without a connection
+    raise RuntimeError("run migrations through openline.store.db.Database.migrate()")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()
