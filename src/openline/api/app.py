@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from openline import __version__
-from openline.api.phonic import errors
 from openline.api.phonic import (
+    errors,
     routes_agents,
     routes_auth,
     routes_conversations,

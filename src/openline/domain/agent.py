@@ -25,7 +25,9 @@ from openline.domain.validation import (
 AudioFormat = Literal["pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000"]
 BackgroundNoise = Literal["office", "call-center", "coffee-shop"]
 LanguageCode = Annotated[str, Field(min_length=2, max_length=3)]
-BUILT_IN_TOOL_NAMES = ("keypad_input", "natural_conversation_ending", "choose_not_to_respond", "web_search")
+BUILT_IN_TOOL_NAMES = (
+    "keypad_input", "natural_conversation_ending", "choose_not_to_respond", "web_search",
+)
 DEFAULT_SYSTEM_PROMPT = "Respond in 1-2 sentences."
 TEMPLATE_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -128,7 +130,9 @@ class AgentSpec(_Lenient):
     intelligence_level: Literal["standard", "high"] = "standard"
     phonic_model: Literal["phonic-0.5", "phonic-1", "phonic-1.1"] | None = None
     boosted_keywords: list[str] = Field(default_factory=list)
-    pronunciation_dictionary: list[PronunciationEntry] = Field(default_factory=list, max_length=1000)
+    pronunciation_dictionary: list[PronunciationEntry] = Field(
+        default_factory=list, max_length=1000
+    )
     vad_prebuffer_duration_ms: int = Field(default=500, ge=0, le=2000)
     vad_min_speech_duration_ms: int = Field(default=50, ge=0, le=1500)
     vad_min_silence_duration_ms: int = Field(default=800, ge=0, le=1500)

@@ -16,10 +16,12 @@ TOOL_NAME = re.compile(r"^[a-z0-9_]+$")
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 
 #: ISO 639-1 codes accepted for ``languages`` (Phonic's list, spec section 8).
-LANGUAGE_CODES = frozenset(
-    "ar az bg bn cs da de el en es fa fi fil fr gu he hi hu id it ja ka km kn ko lt lv ml mr "
-    "ms ne nl no pa pl pt ro ru si sk sq sv sw ta te th tr uk ur vi yue zh".split()
-)
+LANGUAGE_CODES = frozenset({
+    "ar", "az", "bg", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr", "gu",
+    "he", "hi", "hu", "id", "it", "ja", "ka", "km", "kn", "ko", "lt", "lv", "ml", "mr", "ms",
+    "ne", "nl", "no", "pa", "pl", "pt", "ro", "ru", "si", "sk", "sq", "sv", "sw", "ta", "te",
+    "th", "tr", "uk", "ur", "vi", "yue", "zh",
+})
 AUDIO_FORMATS = ("pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000")
 BACKGROUND_NOISES = ("office", "call-center", "coffee-shop")
 

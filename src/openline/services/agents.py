@@ -76,7 +76,7 @@ class AgentService:
         self.db = db
         self.pool = tuple(pool)
 
-    async def list(self, who: Principal, project: str | None) -> list[AgentView]:
+    async def list_all(self, who: Principal, project: str | None) -> list[AgentView]:
         async with self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, project)
             rows = list(await s.scalars(

@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
 from openline.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
-from openline.services.principal import Principal
+from openline.services.principal import CredentialKind, Principal
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
@@ -53,11 +54,11 @@ class _KeyAdmin:
 
     db: Database
 
-    async def _live_key(self, s: Any, workspace_id: str, key_id: str) -> t.ApiKey:
+    async def _live_key(self, s: AsyncSession, workspace_id: str, key_id: str) -> t.ApiKey:
         row = await s.get(t.ApiKey, key_id)
         if row is None or row.workspace_id != workspace_id or row.revoked_at is not None:
             raise NotFound("API key not found")
-        return row  # type: ignore[no-any-return]
+        return row
 
     async def rename_key(self, workspace_id: str, key_id: str, name: str) -> None:
         async with self.db.session() as s:
@@ -132,13 +133,13 @@ class AuthService(_KeyAdmin):
             key = self._add_key(s, ws.id, "bootstrap")
         return key
 
-    def _add_key(self, s: object, workspace_id: str, name: str) -> NewKey:
+    def _add_key(self, s: AsyncSession, workspace_id: str, name: str) -> NewKey:
         secret = _new_secret("ol")
         row = t.ApiKey(
             id=ids.new_id(ids.API_KEY), workspace_id=workspace_id, name=name,
             key_hash=hash_secret(secret), prefix=secret[:7],
         )
-        s.add(row)  # type: ignore[attr-defined]
+        s.add(row)
         return NewKey(id=row.id, name=name, secret=secret)
 
     async def default_workspace(self) -> t.Workspace:
@@ -174,7 +175,9 @@ class AuthService(_KeyAdmin):
         if token_hit is None:
             raise Unauthorized("Invalid API key")
         token, ws = token_hit
-        kind = "session_token" if token.kind == "session" else "conversation_token"
+        kind: CredentialKind = (
+            "session_token" if token.kind == "session" else "conversation_token"
+        )
         return Principal(
             ws.id, ws.name, kind=kind, agent_id=token.agent_id,
             conversation_ids=frozenset(token.conversation_ids or ()),

@@ -69,7 +69,7 @@ class ConversationService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, who: Principal, q: ListQuery) -> Page:
+    async def list_all(self, who: Principal, q: ListQuery) -> Page:
         if q.before and q.after:
             raise ValidationFailed("Cannot use both before and after",
                                    {"before": "cannot be combined with after"})
@@ -96,7 +96,7 @@ class ConversationService:
             prev_c or next_c) else None
         return Page(views, prev_c, next_c, single)
 
-    def _filtered(self, project_id: str, q: ListQuery) -> Select[tuple[t.Conversation]]:
+    def _filtered(self, project_id: str, q: ListQuery) -> Select[t.Conversation]:
         c = t.Conversation
         stmt = select(c).where(c.project_id == project_id)
         if q.external_id is not None:
@@ -114,7 +114,7 @@ class ConversationService:
         return stmt
 
     async def _page_from(
-        self, s: AsyncSession, stmt: Select[tuple[t.Conversation]], cursor: t.Conversation,
+        self, s: AsyncSession, stmt: Select[t.Conversation], cursor: t.Conversation,
         q: ListQuery,
     ) -> tuple[list[t.Conversation], str | None, str | None]:
         c = t.Conversation
@@ -196,7 +196,7 @@ class ConversationService:
         return row
 
 
-def _newest_first(stmt: Select[tuple[t.Conversation]]) -> Select[tuple[t.Conversation]]:
+def _newest_first(stmt: Select[t.Conversation]) -> Select[t.Conversation]:
     return stmt.order_by(t.Conversation.started_at.desc(), t.Conversation.id.desc())
 
 

@@ -29,7 +29,7 @@ class ProjectService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, who: Principal) -> list[ProjectView]:
+    async def list_all(self, who: Principal) -> list[ProjectView]:
         async with self.db.session() as s:
             rows = await s.scalars(
                 select(t.Project).where(t.Project.workspace_id == who.workspace_id)

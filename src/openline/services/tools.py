@@ -51,7 +51,7 @@ class ToolService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, who: Principal, project: str | None) -> list[ToolView]:
+    async def list_all(self, who: Principal, project: str | None) -> list[ToolView]:
         async with self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, project)
             rows = await s.scalars(
@@ -85,8 +85,8 @@ class ToolService:
             async with self.db.session() as s:
                 row, proj = await lookup.tool(s, who.workspace_id, project, name_or_id)
                 old = row.spec
+                _check_relocation(old, patch)
                 spec = validate_tool({**old, **patch}, set(patch))
-                _check_relocation(old, spec, patch)
                 await _check_transfer_agents(s, proj, spec)
                 if spec.name != row.name:
                     await _check_free(s, proj, spec.name, row.id)
@@ -102,10 +102,11 @@ class ToolService:
             await s.delete(row)
 
 
-def _check_relocation(old: dict[str, Any], spec: ToolSpec, patch: dict[str, Any]) -> None:
+def _check_relocation(old: dict[str, Any], patch: dict[str, Any]) -> None:
     """Changing ``type`` or ``endpoint_method`` needs every parameter's location re-sent."""
     moved = any(k in patch and patch[k] != old.get(k) for k in ("type", "endpoint_method"))
-    if not moved or spec.type != "custom_webhook" or not spec.parameters:
+    merged = {**old, **patch}
+    if not moved or merged.get("type") != "custom_webhook" or not merged.get("parameters"):
         return
     given = patch.get("parameters")
     if isinstance(given, list) and all(isinstance(p, dict) and p.get("location") for p in given):
@@ -166,7 +167,7 @@ class ExtractionSchemaService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list(self, who: Principal, project: str | None) -> list[t.ExtractionSchema]:
+    async def list_all(self, who: Principal, project: str | None) -> list[t.ExtractionSchema]:
         async with self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, project)
             rows = await s.scalars(

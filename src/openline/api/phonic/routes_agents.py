@@ -23,7 +23,7 @@ _NUMBER = {"type": "object", "required": ["phone_number"], "properties": {
 
 @router.get("/agents")
 async def list_agents(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"agents": [agent_json(v) for v in await svc.agents.list(who, project)]}
+    return {"agents": [agent_json(v) for v in await svc.agents.list_all(who, project)]}
 
 
 @router.post("/agents", status_code=201, openapi_extra=body_doc(AgentSpec))

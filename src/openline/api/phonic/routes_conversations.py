@@ -29,7 +29,7 @@ async def list_conversations(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     audio_container: AudioContainer = "wav.gz",
 ) -> dict[str, Any]:
-    page = await svc.conversations.list(who, ListQuery(
+    page = await svc.conversations.list_all(who, ListQuery(
         project, external_id, duration_min, duration_max, started_at_min, started_at_max,
         before, after, limit,
     ))

@@ -20,7 +20,7 @@ _UPDATE = {"type": "object", "properties": {
 
 @router.get("/projects")
 async def list_projects(svc: Svc, who: Who) -> dict[str, Any]:
-    return {"projects": [project_json(v) for v in await svc.projects.list(who)]}
+    return {"projects": [project_json(v) for v in await svc.projects.list_all(who)]}
 
 
 @router.post("/projects", status_code=201, openapi_extra=body_doc(_NAME))

@@ -17,7 +17,7 @@ router = APIRouter()
 
 @router.get("/tools", tags=["tools"])
 async def list_tools(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"tools": [tool_json(v) for v in await svc.tools.list(who, project)]}
+    return {"tools": [tool_json(v) for v in await svc.tools.list_all(who, project)]}
 
 
 @router.post("/tools", status_code=201, tags=["tools"], openapi_extra=body_doc(ToolSpec))
@@ -50,7 +50,7 @@ async def delete_tool(name_or_id: str, svc: Svc, who: Who, project: ProjectParam
 
 @router.get("/extraction_schemas", tags=["extraction_schemas"])
 async def list_schemas(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"extraction_schemas": [schema_json(r) for r in await svc.schemas.list(who, project)]}
+    return {"extraction_schemas": [schema_json(r) for r in await svc.schemas.list_all(who, project)]}
 
 
 @router.post("/extraction_schemas", status_code=201, tags=["extraction_schemas"],

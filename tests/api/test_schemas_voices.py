@@ -1,0 +1,79 @@
+"""Extraction schemas and voices through the official SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from phonic import AsyncPhonic, Phonic
+from phonic.errors import BadRequestError, ConflictError, NotFoundError
+
+SEED_FIELDS: list[Any] = [
+    {"name": "Date", "type": "string", "description": "The date of the appointment"},
+    {"name": "Copay", "type": "string",
+     "description": "Amount of money the patient pays for the appointment"},
+    {"name": "Confirmed as booked", "type": "bool",
+     "description": "Is the appointment confirmed as booked?"},
+]
+
+
+def test_seed_extraction_schema_example(client: Phonic, project: str) -> None:
+    created = client.extraction_schemas.create(
+        project=project, name="Appointment details",
+        prompt="Dates should be in `9 Apr 2025` format. Prices should be in $150.00 format.",
+        fields=SEED_FIELDS,
+    )
+    assert created.id.startswith("conv_extract_schema_")
+    schema = client.extraction_schemas.get(created.id).extraction_schema
+    assert schema.name == "Appointment details"
+    assert [(f.name, f.type) for f in schema.fields] == [
+        ("Date", "string"), ("Copay", "string"), ("Confirmed as booked", "bool")]
+    listed = client.extraction_schemas.list(project=project).extraction_schemas
+    assert [s.id for s in listed] == [created.id]
+    assert client.extraction_schemas.update(created.id, prompt="New prompt",
+                                            fields=[{"name": "Tags", "type": "string[]",
+                                                     "description": None}]).success
+    schema = client.extraction_schemas.get("Appointment details", project=project)
+    assert schema.extraction_schema.prompt == "New prompt"
+    assert schema.extraction_schema.fields[0].type == "string[]"
+    assert client.extraction_schemas.delete(created.id).success
+    with pytest.raises(NotFoundError):
+        client.extraction_schemas.get(created.id)
+
+
+def test_schema_validation(client: Phonic, http: httpx.Client, project: str) -> None:
+    r = http.post("/extraction_schemas", params={"project": project},
+                  json={"name": "x", "prompt": "p", "fields": [{"name": "a", "type": "date"}]})
+    assert r.status_code == 400 and "fields.0.type" in r.json()["param_errors"]
+    r = http.post("/extraction_schemas", params={"project": project},
+                  json={"name": "x", "fields": [{"name": "a", "type": "int"},
+                                                {"name": "a", "type": "float"}]})
+    assert r.status_code == 400 and "fields" in r.json()["param_errors"]
+    client.extraction_schemas.create(project=project, name="one", prompt="p", fields=[])
+    with pytest.raises(ConflictError):
+        client.extraction_schemas.create(project=project, name="one", prompt="p", fields=[],
+                                         request_options={"max_retries": 0})
+    with pytest.raises(BadRequestError):
+        client.extraction_schemas.update("one", project=project,
+                                         fields=[{"name": "z", "type": "nope"}])
+    assert http.get("/extraction_schemas", params={"project": project}).json()[
+        "extraction_schemas"][0]["fields"] == []
+
+
+async def test_schemas_async(aclient: AsyncPhonic, project: str) -> None:
+    created = await aclient.extraction_schemas.create(project=project, name="a", prompt="p",
+                                                      fields=SEED_FIELDS[:1])
+    got = await aclient.extraction_schemas.get(created.id)
+    assert got.extraction_schema.fields[0].description == "The date of the appointment"
+    assert (await aclient.extraction_schemas.delete(created.id)).success
+
+
+def test_voices_are_the_installed_ones(client: Phonic, http: httpx.Client) -> None:
+    voices = client.voices.list().voices
+    assert [v.id for v in voices] == ["joe"]  # the test server's voice source
+    assert client.voices.get("joe").voice.name == "Joe"
+    with pytest.raises(NotFoundError):
+        client.voices.get("no-such-voice")
+    r = http.get("/voices/grant")
+    assert r.status_code == 404 and r.json()["error"]["message"] == "Voice not found"
