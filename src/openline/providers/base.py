@@ -17,9 +17,9 @@ half-updated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
-from abc import ABC
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,11 +49,23 @@ class BlockingRunner:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
+    def submit_nowait(self, fn: Callable[[], object]) -> None:
+        """Queue ``fn`` without waiting for it; its errors are ignored (cleanup work)."""
+        if self._pool is None:
+            return
+        with contextlib.suppress(RuntimeError):  # pool already shut down
+            self._pool.submit(_quietly, fn)
+
     def shutdown(self) -> None:
         """Stop accepting work; running calls finish in the background."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+def _quietly(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):  # cleanup must never raise into the pool
+        fn()
 
 
 @dataclass
@@ -99,7 +111,7 @@ def wrap_error(provider: str, exc: BaseException) -> ProviderError:
     return ProviderError(f"{provider}: {type(exc).__name__}: {exc}")
 
 
-class Provider(ABC):
+class Provider:
     """Base of all providers: idempotent ``load()``, ``aclose()``, metrics, runner.
 
     Subclasses override ``_load`` (blocking or async setup; use ``self.runner`` for heavy

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -71,7 +71,7 @@ class RawTranscript:
 _Key = tuple[str, str | None, tuple[str, ...]]
 
 
-class STT(Provider):
+class STT(Provider, ABC):
     """Batch speech recogniser with coalescing and a small result cache."""
 
     sample_rate: int = SAMPLE_RATE
@@ -124,7 +124,10 @@ class STT(Provider):
                 self._inflight.pop(key, None)
 
     async def _recognise(
-        self, key: _Key, samples: npt.NDArray[np.float32], language: str | None,
+        self,
+        key: _Key,
+        samples: npt.NDArray[np.float32],
+        language: str | None,
         hotwords: tuple[str, ...],
     ) -> Transcript:
         stats = self.metrics.op("transcribe")

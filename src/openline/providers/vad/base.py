@@ -59,7 +59,7 @@ class VADStream(ABC):
         return out
 
 
-class VAD(Provider):
+class VAD(Provider, ABC):
     """A loaded VAD model; cheap to share across conversations."""
 
     sample_rate: int = SAMPLE_RATE

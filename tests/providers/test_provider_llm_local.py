@@ -1,0 +1,116 @@
+"""Embedded llama.cpp (xllamacpp) with the PyPI-shipped Gemma 3 270M GGUF."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import aclosing
+from pathlib import Path
+
+import pytest
+
+from openline.domain.errors import ProviderUnavailable
+from openline.providers.llm.base import (
+    ChatMessage,
+    GenerationOptions,
+    LLMDone,
+    TextDelta,
+    ToolCall,
+    ToolSpec,
+)
+from openline.providers.llm.llama_cpp import (
+    LlamaCppLLM,
+    LlamaCppOptions,
+    build_transcript_prompt,
+    decision_schema,
+    ensure_embedded_gguf,
+)
+
+WEATHER = ToolSpec(
+    "get_weather",
+    "Get the current weather for a city.",
+    {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
+
+
+def test_embedded_gguf_is_assembled_once(gguf_path: Path) -> None:
+    assert gguf_path.stat().st_size > 200_000_000
+    with gguf_path.open("rb") as f:
+        assert f.read(4) == b"GGUF"
+    mtime = gguf_path.stat().st_mtime_ns
+    assert ensure_embedded_gguf(gguf_path.parent) == gguf_path
+    assert gguf_path.stat().st_mtime_ns == mtime  # reused, not rewritten
+    assert not list(gguf_path.parent.glob("*.partial"))
+
+
+def test_transcript_prompt_shape() -> None:
+    prompt = build_transcript_prompt(
+        [
+            ChatMessage.system("You work at Luigi's pizzeria."),
+            ChatMessage.user("Hi,\n are you open?"),
+            ChatMessage.assistant("", [ToolCall("c1", "hours", "{}")]),
+            ChatMessage.tool("c1", '{"open": true}', name="hours"),
+        ]
+    )
+    assert prompt.startswith("You work at Luigi's pizzeria.")
+    assert "User: Hi, are you open?" in prompt
+    assert '(Tool hours returned: {"open": true})' in prompt
+    assert prompt.endswith("\nAssistant:")
+    schema = decision_schema([WEATHER], allow_none=False)
+    assert [b["properties"]["tool"]["const"] for b in schema["anyOf"]] == ["get_weather"]
+
+
+async def test_gemma_replies_with_text(gemma: LlamaCppLLM) -> None:
+    messages = [ChatMessage.system("You answer calls for a dental clinic."),
+                ChatMessage.user("Hello, can I make an appointment?")]  # fmt: skip
+    events = [e async for e in gemma.stream(messages)]
+    done = events[-1]
+    assert isinstance(done, LLMDone)
+    deltas = [e.text for e in events if isinstance(e, TextDelta)]
+    assert done.text.strip() and "".join(deltas) == done.text
+    assert "\n" not in done.text and "User:" not in done.text  # stopped at the turn end
+    assert done.ttft_s is not None and done.ttft_s < done.duration_s
+    assert done.completion_tokens and done.completion_tokens > 0
+
+
+async def test_closing_the_stream_stops_generation(gemma: LlamaCppLLM) -> None:
+    options = GenerationOptions(max_tokens=400, temperature=0.9)
+    messages = [ChatMessage.user("Tell me a very long story about a dragon and a castle.")]
+    async with aclosing(gemma.stream(messages, options=options)) as stream:
+        async for event in stream:
+            assert isinstance(event, TextDelta)
+            break
+    start = time.perf_counter()
+    done = await gemma.complete([ChatMessage.user("Thanks, goodbye!")])
+    # The runner is free right away: no 400-token generation finishing in the background.
+    assert time.perf_counter() - start < 3.0
+    assert done.finish_reason in ("stop", "length")
+
+
+async def test_constrained_tool_decision(gemma: LlamaCppLLM) -> None:
+    await gemma.prepare([WEATHER])
+    done = await gemma.complete(
+        [ChatMessage.user("What's the weather in Paris right now?")],
+        tools=[WEATHER],
+        options=GenerationOptions(tool_choice="required"),
+    )
+    assert done.finish_reason == "tool_calls" and done.text == ""
+    (call,) = done.tool_calls
+    assert call.name == "get_weather" and call.id.startswith("call_")
+    assert isinstance(json.loads(call.arguments)["city"], str)
+    # After a tool result the model replies in text (no second decision).
+    reply = await gemma.complete(
+        [
+            ChatMessage.user("What's the weather in Paris right now?"),
+            ChatMessage.assistant("", [call]),
+            ChatMessage.tool(call.id, '{"weather": "sunny, 21 C"}', name="get_weather"),
+        ],
+        tools=[WEATHER],
+    )
+    assert reply.tool_calls == () and reply.text.strip()
+
+
+async def test_missing_gguf_is_unavailable(tmp_path: Path) -> None:
+    llm = LlamaCppLLM(LlamaCppOptions(gguf_path=tmp_path / "none.gguf"))
+    with pytest.raises(ProviderUnavailable):
+        await llm.load()

@@ -1,0 +1,154 @@
+"""TTS -> VAD -> STT with the real embedded models."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+from speech_helpers import speak_16k, wer
+
+from openline.audio.noise import NoiseGenerator
+from openline.domain.errors import ProviderError
+from openline.providers.stt.faster_whisper import FasterWhisperSTT
+from openline.providers.tts.base import UnknownVoice
+from openline.providers.tts.espeak import EspeakTTS, parse_voice_list
+from openline.providers.tts.multi import MultiTTS
+from openline.providers.tts.piper import PiperTTS
+from openline.providers.vad.silero import SileroVAD
+
+SENTENCES = (
+    "Hello, I would like to book a table for two people tomorrow evening.",
+    "Can you tell me when the pharmacy opens on Saturday morning?",
+)
+
+
+async def test_piper_streams_joe_at_native_rate(piper: PiperTTS) -> None:
+    voice = piper.voice("joe")
+    assert (voice.family, voice.languages, voice.sample_rate) == ("piper", ("en-US",), 22050)
+    start = time.perf_counter()
+    chunks = [c async for c in piper.synthesize("Hello there. How are you today?", "joe")]
+    assert len(chunks) == 2  # one chunk per sentence
+    assert all(c.samples.dtype == np.int16 and c.sample_rate == 22050 for c in chunks)
+    total = sum(c.duration_s for c in chunks)
+    assert 1.0 < total < 5.0
+    assert piper.metrics.op("first_audio").last_s < time.perf_counter() - start
+    assert np.abs(np.concatenate([c.samples for c in chunks])).max() > 5000
+
+
+async def test_speed_changes_duration(piper: PiperTTS) -> None:
+    text = "This sentence is used to measure speaking rate."
+    slow = [c async for c in piper.synthesize(text, "joe", speed=0.5)]
+    fast = [c async for c in piper.synthesize(text, "joe", speed=1.5)]
+    slow_s, fast_s = sum(c.duration_s for c in slow), sum(c.duration_s for c in fast)
+    assert slow_s > 2.0 * fast_s
+
+
+async def test_unknown_voice_is_a_typed_error(piper: PiperTTS) -> None:
+    with pytest.raises(UnknownVoice) as info:
+        async for _ in piper.synthesize("hi", "nobody"):
+            pass
+    assert isinstance(info.value, ProviderError) and info.value.code == "voice_not_found"
+
+
+async def test_espeak_voices_and_streaming(espeak: EspeakTTS) -> None:
+    ids = [v.id for v in espeak.voices()]
+    assert "espeak-en-us" in ids and "espeak-en-gb" in ids
+    assert all(i == i.lower() and i.startswith("espeak-") for i in ids)
+    fast = [c async for c in espeak.synthesize("Testing one two three.", "espeak-en-us", speed=1.5)]
+    slow = [c async for c in espeak.synthesize("Testing one two three.", "espeak-en-us", speed=0.5)]
+    assert fast[0].sample_rate == 22050
+    assert sum(c.duration_s for c in slow) > 1.8 * sum(c.duration_s for c in fast)
+
+
+def test_parse_espeak_voice_list() -> None:
+    listing = (
+        "Pty Language       Age/Gender VoiceName          File                 Other Languages\n"
+        " 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)\n"
+        " 5  xx              --/F      Nowhere            zz/xx\n"
+    )
+    voices = parse_voice_list(listing, ("en*",))
+    assert [(v.id, v.name, v.gender) for v in voices] == [
+        ("espeak-en-us", "eSpeak English (America)", "male")
+    ]
+    assert len(parse_voice_list(listing, None)) == 2
+
+
+async def test_multi_tts_routes_and_skips_unavailable(piper: PiperTTS) -> None:
+    from openline.providers.tts.espeak import EspeakOptions
+
+    multi = MultiTTS([piper, EspeakTTS(EspeakOptions(binary="no-such-espeak"))])
+    await multi.load()
+    assert multi.default_voice_id == "joe"
+    assert "espeak" in multi.unavailable
+    chunks = [c async for c in multi.synthesize("Hi.", "joe")]
+    assert chunks and chunks[0].sample_rate == 22050
+
+
+async def test_vad_detects_speech_not_silence_or_noise(piper: PiperTTS, silero: SileroVAD) -> None:
+    speech = await speak_16k(piper, SENTENCES[0], "joe")
+    silence = np.zeros(16000, dtype=np.int16)
+    noise = NoiseGenerator("office", 16000, level=0.03, seed=1).read_int16(16000 * 2)
+    audio = np.concatenate([silence, noise, speech, silence])
+    stream = silero.stream()
+    start = time.perf_counter()
+    probs = stream.probabilities(audio)
+    per_frame_ms = (time.perf_counter() - start) * 1000 / probs.size
+    frame_of = lambda sample: sample // 512  # noqa: E731
+    speech_start = frame_of(silence.size + noise.size)
+    speech_end = frame_of(silence.size + noise.size + speech.size)
+    assert probs[: frame_of(silence.size)].max() < 0.2
+    assert np.mean(probs[frame_of(silence.size) : speech_start] > 0.5) < 0.1
+    assert np.mean(probs[speech_start:speech_end] > 0.5) > 0.6
+    assert probs[speech_end + 10 :].max() < 0.3
+    assert per_frame_ms < 2.0, per_frame_ms
+    # A fresh stream has its own state: it reproduces the same probabilities.
+    again = silero.stream().probabilities(audio)
+    assert np.allclose(probs, again, atol=1e-5)
+
+
+@pytest.mark.parametrize("sentence", SENTENCES)
+async def test_whisper_transcribes_piper_speech(
+    piper: PiperTTS, whisper: FasterWhisperSTT, sentence: str
+) -> None:
+    audio = await speak_16k(piper, sentence, "joe")
+    result = await whisper.transcribe(audio.astype(np.float32) / 32768.0)
+    assert wer(sentence, result.text) <= 0.1, result.text
+    assert result.language == "en"
+    assert result.audio_s == pytest.approx(audio.size / 16000)
+    assert 0 < result.processing_s < 5
+
+
+async def test_whisper_transcribes_espeak_speech(
+    espeak: EspeakTTS, whisper: FasterWhisperSTT
+) -> None:
+    sentence = "Please call me back tomorrow afternoon."
+    audio = await speak_16k(espeak, sentence, "espeak-en-us")
+    result = await whisper.transcribe(audio, hotwords=["tomorrow"])
+    assert wer(sentence, result.text) <= 0.3, result.text
+
+
+async def test_speculative_transcription_is_coalesced_and_cancel_safe(
+    piper: PiperTTS, whisper: FasterWhisperSTT
+) -> None:
+    audio = (await speak_16k(piper, "I need to change my delivery address.", "joe")).astype(
+        np.float32
+    ) / 32768.0
+    calls = whisper.metrics.op("transcribe").calls
+    # Speculative start, then the confirmed turn asks for the same audio.
+    first, second = await asyncio.gather(whisper.transcribe(audio), whisper.transcribe(audio))
+    assert first.text == second.text
+    assert whisper.metrics.op("transcribe").calls == calls + 1
+    reused = await whisper.transcribe(audio)
+    assert reused.reused and reused.processing_s == 0.0 and reused.text == first.text
+    # Cancel mid-recognition: the model keeps working for the next call.
+    other = audio[: audio.size // 2].copy()
+    task = asyncio.create_task(whisper.transcribe(other))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    after = await whisper.transcribe(audio[::-1].copy())  # new audio: a real recognition
+    assert isinstance(after.text, str)
+    assert (await whisper.transcribe(audio)).text == first.text
