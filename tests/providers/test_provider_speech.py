@@ -152,3 +152,24 @@ async def test_speculative_transcription_is_coalesced_and_cancel_safe(
     after = await whisper.transcribe(audio[::-1].copy())  # new audio: a real recognition
     assert isinstance(after.text, str)
     assert (await whisper.transcribe(audio)).text == first.text
+
+
+def test_first_clause_split_for_faster_first_audio() -> None:
+    from openline.providers.tts.piper import split_first_clause
+
+    long_first = "Hello, I would like to book a table for two people tomorrow evening. Thanks."
+    assert split_first_clause(long_first, 8) == [
+        "Hello,",
+        "I would like to book a table for two people tomorrow evening. Thanks.",
+    ]
+    assert split_first_clause("Sure, I can help you with that.", 8) == [
+        "Sure, I can help you with that."
+    ]
+    no_break = "I would like to book a table for two people tomorrow evening."
+    assert split_first_clause(no_break, 8) == [no_break]
+
+
+async def test_long_first_sentence_starts_with_its_first_clause(piper: PiperTTS) -> None:
+    text = "Hello, I would like to book a table for two people tomorrow evening."
+    chunks = [c async for c in piper.synthesize(text, "joe")]
+    assert len(chunks) == 2 and chunks[0].duration_s < chunks[1].duration_s

@@ -13,6 +13,7 @@ first use. Each voice gets its own onnxruntime session limited to ``threads`` th
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -43,12 +44,35 @@ class PiperOptions:
     ``voices_dir``: optional extra voices. ``threads``: onnxruntime intra-op threads per
     voice. ``include_bundled``: offer ``joe``. ``warmup``: synthesise a word at load so
     the first real sentence is not slowed by lazy initialisation.
+    ``first_clause_words``: when the first sentence is longer than this many words, its
+    leading clause (up to the first comma/semicolon/colon) is synthesised on its own so
+    audio starts sooner (Piper's cost grows with sentence length); ``None`` disables.
     """
 
     voices_dir: Path | None = None
     include_bundled: bool = True
     threads: int = 2
     warmup: bool = True
+    first_clause_words: int | None = 8
+
+
+_FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!?]+)(\s+|$)", re.DOTALL)
+_CLAUSE_BREAK = re.compile(r"[,;:]\s+")
+
+
+def split_first_clause(text: str, max_words: int) -> list[str]:
+    """``[head, rest]`` when the first sentence is long and has an early clause break
+    (at least two words in, so "Hello, ..." style openers qualify); else ``[text]``."""
+    match = _FIRST_SENTENCE.match(text)
+    first = match.group(1) if match else text
+    if len(first.split()) <= max_words:
+        return [text]
+    for brk in _CLAUSE_BREAK.finditer(first):
+        head = text[: brk.start() + 1]
+        if 1 <= len(head.split()) <= max_words:
+            rest = text[brk.end() :].strip()
+            return [head.strip(), rest] if rest else [text]
+    return [text]
 
 
 @dataclass(frozen=True)
@@ -145,8 +169,11 @@ class PiperTTS(TTS):
         base_scale = float(model.config.length_scale or 1.0)
         config = SynthesisConfig(length_scale=base_scale / speed)
 
+        limit = self.options.first_clause_words
+        pieces = [text] if limit is None else split_first_clause(text, limit)
+
         def sentences() -> Iterator[Any]:
-            return iter(model.synthesize(text, syn_config=config))
+            return (c for p in pieces for c in model.synthesize(p, syn_config=config))
 
         async for piece in iterate_in_thread(self.runner, sentences):
             samples = np.asarray(piece.audio_int16_array, dtype=np.int16)
