@@ -10,7 +10,10 @@ tool results), optional ``ToolSpec``s and ``GenerationOptions``. Output of
   (``ttft_s`` = time to the first text delta or tool call, measured by the base).
 
 Closing or cancelling the iterator stops generation promptly (implementations check for
-it between tokens). ``complete()`` collects a whole reply for non-streaming callers.
+it between tokens). Breaking out of ``async for`` does *not* close an async generator
+right away, so consumers that may stop early should use
+``async with contextlib.aclosing(llm.stream(...)) as events:``. ``complete()`` collects
+a whole reply for non-streaming callers.
 
 The base owns timing, error translation (anything -> ``ProviderError``) and retries: a
 retryable failure *before the first event* is retried up to ``max_retries`` times; after
