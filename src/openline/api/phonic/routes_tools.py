@@ -50,7 +50,8 @@ async def delete_tool(name_or_id: str, svc: Svc, who: Who, project: ProjectParam
 
 @router.get("/extraction_schemas", tags=["extraction_schemas"])
 async def list_schemas(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"extraction_schemas": [schema_json(r) for r in await svc.schemas.list_all(who, project)]}
+    rows = await svc.schemas.list_all(who, project)
+    return {"extraction_schemas": [schema_json(r) for r in rows]}
 
 
 @router.post("/extraction_schemas", status_code=201, tags=["extraction_schemas"],

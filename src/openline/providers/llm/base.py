@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -155,7 +155,7 @@ class LLM(Provider, ABC):
         *,
         tools: Sequence[ToolSpec] = (),
         options: GenerationOptions | None = None,
-    ) -> AsyncIterator[LLMEvent]:
+    ) -> AsyncGenerator[LLMEvent, None]:
         """Stream a reply to ``messages``; see the module docstring for the events."""
         await self.ensure_loaded()
         opts = options or GenerationOptions()

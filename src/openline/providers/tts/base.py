@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -105,7 +105,7 @@ class TTS(Provider, ABC):
 
     async def synthesize(
         self, text: str, voice_id: str, *, speed: float = 1.0
-    ) -> AsyncIterator[AudioChunk]:
+    ) -> AsyncGenerator[AudioChunk, None]:
         """Stream speech for ``text``; see the module docstring."""
         await self.ensure_loaded()
         voice = self.voice(voice_id)

@@ -1,0 +1,42 @@
+"""The resolved settings of one live conversation (agent defaults + per-call overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openline.audio.codecs import WIRE_FORMATS, AudioFormat
+from openline.providers.llm.base import ToolSpec
+from openline.voice.turns import TurnSettings
+
+
+@dataclass
+class SessionConfig:
+    """Everything the engine needs to run a conversation; built by the service layer."""
+
+    conversation_id: str
+    system_prompt: str = "Respond in 1-2 sentences."
+    welcome_message: str = ""
+    generate_welcome_message: bool = False
+    is_welcome_message_interruptible: bool = True
+    voice_id: str = "joe"
+    audio_speed: float = 1.0
+    input_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
+    output_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
+    turn: TurnSettings = field(default_factory=TurnSettings)
+    min_words_to_interrupt: int = 1
+    #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
+    min_interruption_ms: int = 250
+    no_input_poke_sec: int | None = None
+    no_input_poke_text: str = "Are you still there?"
+    generate_no_input_poke_text: bool = False
+    no_input_end_conversation_sec: int = 180
+    boosted_keywords: tuple[str, ...] = ()
+    language: str | None = "en"
+    background_noise: str | None = None
+    background_noise_level: float = 0.0
+    stream_ahead_of_real_time: bool = False
+    push_to_talk: bool = False
+    tools: list[ToolSpec] = field(default_factory=list)
+    #: built-in tools the model may call (``natural_conversation_ending`` ...)
+    built_in_tools: tuple[str, ...] = ()
+    max_reply_tokens: int = 160

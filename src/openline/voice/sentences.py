@@ -1,0 +1,52 @@
+"""Split streamed LLM text into speakable sentences as early as is safe."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? (optionally followed by closing quotes/brackets) and whitespace.
+_END = re.compile(r"([.!?]+[\"')\]]*)(\s+)")
+# Abbreviations that end in a period but do not end a sentence.
+_ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "e.g.", "i.e.",
+                            "jr.", "sr.", "no.", "approx.", "inc.", "ltd."})
+#: Speak a long clause early rather than wait for its full stop (first-audio latency).
+MAX_CHARS_BEFORE_COMMA_SPLIT = 120
+
+
+class SentenceSplitter:
+    """Feed text deltas, get complete sentences; ``flush()`` returns the remainder."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def push(self, delta: str) -> list[str]:
+        """Add ``delta``; return the sentences it completed (possibly none)."""
+        self._buffer += delta
+        out: list[str] = []
+        start = 0
+        for match in _END.finditer(self._buffer):
+            end = match.end(1)
+            candidate = self._buffer[start:end].strip()
+            last_word = candidate.rsplit(None, 1)[-1].lower() if candidate else ""
+            if last_word in _ABBREVIATIONS or _is_decimal(self._buffer, match.start(1)):
+                continue
+            if candidate:
+                out.append(candidate)
+            start = match.end()
+        self._buffer = self._buffer[start:]
+        if len(self._buffer) > MAX_CHARS_BEFORE_COMMA_SPLIT:
+            cut = self._buffer.rfind(", ")
+            if cut > 20:
+                out.append(self._buffer[: cut + 1].strip())
+                self._buffer = self._buffer[cut + 2 :]
+        return out
+
+    def flush(self) -> str:
+        """The text left over at the end of the stream (may be empty)."""
+        rest, self._buffer = self._buffer.strip(), ""
+        return rest
+
+
+def _is_decimal(text: str, dot: int) -> bool:
+    """``3.5``: a period between digits is not a sentence end (only seen before the digit)."""
+    return dot > 0 and text[dot - 1].isdigit() and dot + 1 < len(text) and text[dot + 1].isdigit()
