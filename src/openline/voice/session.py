@@ -31,7 +31,7 @@ from openline.domain.errors import ProviderError
 from openline.providers.llm.base import LLM, ChatMessage
 from openline.providers.stt.base import STT
 from openline.providers.tts.base import TTS
-from openline.providers.vad.base import VAD
+from openline.providers.vad.base import VAD, VADStream
 from openline.voice import events as ev
 from openline.voice.config import SessionConfig
 from openline.voice.playout import Playout, Utterance
@@ -107,7 +107,7 @@ class Conversation:
         self._outbox: asyncio.Queue[ev.EngineEvent] = asyncio.Queue(OUTBOX_EVENTS)
         self._ended = asyncio.Event()
         self._turns = TurnDetector(cfg.turn)
-        self._vad = providers.vad.stream()
+        self._vad: VADStream | None = None  # made in run(), once the VAD is loaded
         rate = cfg.input_format.sample_rate
         self._resampler = StreamingResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
         self._frame_buf = np.zeros(0, dtype=np.int16)
@@ -171,6 +171,8 @@ class Conversation:
     async def run(self) -> ConversationResult:
         """Run until ``end()``; returns the result (the ended_by is set exactly once)."""
         self.lifecycle.move(ConversationState.RUNNING)
+        await self.p.vad.ensure_loaded()
+        self._vad = self.p.vad.stream()
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group
@@ -257,7 +259,7 @@ class Conversation:
                 self._on_frame(buf[start:start + FRAME_SAMPLES])
 
     def _on_frame(self, frame: npt.NDArray[np.int16]) -> None:
-        prob = 0.0 if self.muted else self._vad.process(frame)
+        prob = 0.0 if self.muted or self._vad is None else self._vad.process(frame)
         event = self._turns.feed(frame, prob)
         if self._turns.in_speech and prob >= self.cfg.turn.threshold:
             self._last_voiced_at = time.monotonic()
@@ -446,7 +448,8 @@ class Conversation:
         await self._emit(ev.AssistantStartedSpeaking())
 
     async def _assistant_finished(self, utt: Utterance) -> None:
-        self._touch()
+        if utt.kind != "poke":  # a poke must not restart the silence timers it serves
+            self._last_activity = time.monotonic()
         if not utt.interrupted:
             await self._emit(ev.AssistantFinishedSpeaking())
 
@@ -461,7 +464,9 @@ class Conversation:
         """No-input poke and silence end, measured from the last speech of either side."""
         while True:
             await asyncio.sleep(0.1)
-            if self._turns.in_speech or self.playout.current is not None or self._replying:
+            current = self.playout.current
+            if self._turns.in_speech or self._replying or (
+                    current is not None and current.kind != "poke"):
                 self._last_activity = max(self._last_activity, time.monotonic() - 0.1)
                 continue
             idle = time.monotonic() - self._last_activity
