@@ -22,9 +22,11 @@ RATE = 16_000
 class Log:
     events: list[ev.EngineEvent] = field(default_factory=list)
     items: list[ItemRecord] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def send(self, event: ev.EngineEvent) -> None:
         self.events.append(event)
+        self.changed.set()
 
     async def item(self, record: ItemRecord) -> None:
         self.items.append(record)
@@ -41,10 +43,11 @@ class Log:
     def of(self, cls: type[Any]) -> list[Any]:
         return [e for e in self.events if isinstance(e, cls)]
 
-    async def wait_for(self, cls: type[Any], count: int = 1, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, cls: type[Any], count: int = 1, within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
             while len(self.of(cls)) < count:
-                await asyncio.sleep(0.01)
+                self.changed.clear()
+                await self.changed.wait()
 
 
 def tone(ms: int, freq: float = 300.0) -> np.ndarray:

@@ -41,7 +41,7 @@ async def test_turn_order_items_and_latency() -> None:
 
 
 async def test_speculation_is_discarded_when_the_user_resumes() -> None:
-    conv, log, p = make(replies=["Sure."], texts=["first part", "first part and more"])
+    conv, log, _ = make(replies=["Sure."], texts=["first part", "first part and more"])
     runner = asyncio.create_task(conv.run())
     await play(conv, tone(400))
     await play(conv, silence(150))  # a pause shorter than the endpointing wait
@@ -88,7 +88,7 @@ async def test_few_words_do_not_interrupt() -> None:
     await play(conv, tone(400), realtime=True)
     await play(conv, silence(400), realtime=True)
     await log.wait_for(ev.InputCancelled)
-    await log.wait_for(ev.AssistantFinishedSpeaking, timeout=20)
+    await log.wait_for(ev.AssistantFinishedSpeaking, within=20)
     conv.end("user")
     result = await runner
     assert result.interruptions_count == 0 and not log.of(ev.InterruptedResponse)
