@@ -16,8 +16,9 @@ import pytest
 import uvicorn
 
 from openline.api.app import create_app
-from openline.services.voices import VoiceInfo
+from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
 from openline.settings import Settings
+from openline.voice.session import Providers
 
 PG_ADMIN_DSN = os.environ.get("OPENLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_KEY = "ol_test_" + uuid.uuid4().hex
@@ -49,18 +50,18 @@ class LiveServer:
         self.thread.join(timeout=15)
 
 
-class StaticVoices:
-    """A fixed voice source for REST tests that do not exercise TTS."""
+def fake_providers(llm: ScriptedLLM | None = None, stt: FakeSTT | None = None) -> Providers:
+    """Deterministic providers: energy VAD, scripted STT and LLM, tone TTS (voices joe, ava)."""
+    return Providers(EnergyVAD(), stt or FakeSTT(default="hello"), llm or ScriptedLLM(),
+                     FakeTTS(ms_per_char=20))
 
-    def list_voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo("joe", "Joe", "test voice", "piper", ("en",))]
 
-
-def start_server(database_url: str, data_dir: Path, voices: object | None = None) -> LiveServer:
+def start_server(database_url: str, data_dir: Path,
+                 providers: Providers | None = None) -> LiveServer:
     port = free_port()
     settings = Settings(data_dir=data_dir, database_url=database_url, api_key=TEST_KEY,
                         host="127.0.0.1", port=port)
-    app = create_app(settings, voices or StaticVoices(), announce_key=False)  # type: ignore[arg-type]
+    app = create_app(settings, providers or fake_providers(), announce_key=False, verbose=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"openline-{port}", daemon=True)

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
     phone_number_pool: str | None = None
     secret_key: str | None = None
     log_level: str = "info"
+    # --- models (the embedded defaults need none of these) ---
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_gguf: Path | None = None
+    stt_model_dir: Path | None = None
+    voices_dir: Path | None = None
+    default_voice: str = "joe"
+
+    def recordings_dir(self) -> Path:
+        return self.ensure_data_dir() / "recordings"
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ async def test_schemas_async(aclient: AsyncPhonic, project: str) -> None:
 
 def test_voices_are_the_installed_ones(client: Phonic, http: httpx.Client) -> None:
     voices = client.voices.list().voices
-    assert [v.id for v in voices] == ["joe"]  # the test server's voice source
+    assert [v.id for v in voices] == ["ava", "joe"]  # the test server's (fake) TTS voices
     assert client.voices.get("joe").voice.name == "Joe"
     with pytest.raises(NotFoundError):
         client.voices.get("no-such-voice")

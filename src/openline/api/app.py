@@ -15,18 +15,23 @@ from openline.api.phonic import (
     routes_auth,
     routes_conversations,
     routes_projects,
+    routes_recordings,
     routes_tools,
     routes_voices,
+    ws,
 )
 from openline.api.phonic.schemas import defs_of
+from openline.api.runtime import ProviderVoices, build_providers, load_all
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
 from openline.services.hub import Services
+from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL, parse_pool
-from openline.services.voices import VoiceSource
+from openline.services.recordings import RecordingLinks
 from openline.settings import Settings
 from openline.store.db import Database, sqlite_url
+from openline.voice.session import Providers
 
 log = logging.getLogger("openline")
 
@@ -35,22 +40,39 @@ def database_for(settings: Settings) -> Database:
     return Database(settings.database_url or sqlite_url(settings.ensure_data_dir()))
 
 
-def create_app(settings: Settings, voices: VoiceSource, *, announce_key: bool = True) -> FastAPI:
-    """A ready-to-serve app; the database is migrated and bootstrapped at start-up."""
+def create_app(settings: Settings, providers: Providers | None = None, *,
+               announce_key: bool = True, verbose: bool = True) -> FastAPI:
+    """A ready-to-serve app: migrations, bootstrap and model loading happen at start-up.
+
+    ``providers`` defaults to the embedded local models (or those the settings name);
+    tests pass fakes.
+    """
     db = database_for(settings)
     pool = parse_pool(settings.phone_number_pool) if settings.phone_number_pool else DEFAULT_POOL
+    providers = providers or build_providers(settings)
+    voices = ProviderVoices(providers, settings.default_voice)
+    live = LiveService(db, providers, settings.recordings_dir(), voices.installed)
+    links = RecordingLinks(settings.effective_public_url(), settings.effective_secret_key())
     services = Services.build(
-        db, voices, static_keys=(settings.api_key,) if settings.api_key else (), phone_pool=pool
+        db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),
+        phone_pool=pool,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.migrate()
         key = await services.auth.bootstrap()
+        closed = await live.close_orphans()
+        if closed:
+            log.warning("closed %d conversation(s) left open by a crash", closed)
+        if verbose:
+            print("Loading models:", flush=True)
+        await load_all(providers, verbose=verbose)
         if key is not None and announce_key:
             print(f"\nOpenline created workspace 'default' and project 'main'.\n"
                   f"API key (shown once, keep it safe): {key.secret}\n", flush=True)
         yield
+        await live.shutdown()
         await db.dispose()
 
     app = FastAPI(title="Openline", version=__version__, lifespan=lifespan,
@@ -59,7 +81,7 @@ def create_app(settings: Settings, voices: VoiceSource, *, announce_key: bool = 
     app.state.settings = settings
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_conversations,
-                   routes_auth, routes_voices):
+                   routes_auth, routes_voices, routes_recordings, ws):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/health", include_in_schema=False)

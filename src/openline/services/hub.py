@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from openline.services.agents import AgentService
 from openline.services.auth import AuthService
 from openline.services.conversations import ConversationService
+from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.projects import ProjectService
+from openline.services.recordings import RecordingLinks
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.voices import VoiceService, VoiceSource
 from openline.store.db import Database
@@ -25,12 +27,15 @@ class Services:
     schemas: ExtractionSchemaService
     conversations: ConversationService
     voices: VoiceService
+    live: LiveService
+    links: RecordingLinks
 
     @classmethod
     def build(
-        cls, db: Database, voices: VoiceSource, *, static_keys: tuple[str, ...] = (),
-        phone_pool: Sequence[str] = DEFAULT_POOL,
+        cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
+        static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
     ) -> Services:
+        """Wire the services of one process around its database."""
         return cls(
             db=db,
             auth=AuthService(db, static_keys),
@@ -40,4 +45,6 @@ class Services:
             schemas=ExtractionSchemaService(db),
             conversations=ConversationService(db),
             voices=VoiceService(voices),
+            live=live,
+            links=links,
         )

@@ -156,6 +156,14 @@ class Conversation:
     def add_system_message(self, message: str) -> None:
         self.history.append(ChatMessage.system(message))
 
+    def reset(self, system_prompt: str | None = None) -> None:
+        """Start afresh: forget the history, optionally with a new system prompt."""
+        self.playout.interrupt()
+        self._drop_speculation()
+        self.history.clear()
+        if system_prompt:
+            self.system_prompt = system_prompt
+
     def say(self, text: str, interruptible: bool = True) -> None:
         """Speak exactly ``text`` (queued after anything already playing)."""
         self._spawn(self._speak_fixed(text, "say", interruptible))

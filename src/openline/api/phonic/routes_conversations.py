@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.errors import error_body
 from openline.api.phonic.views import conversation_json
-from openline.services.conversations import ListQuery, analysis_of
+from openline.services.conversations import ConversationView, ListQuery, analysis_of
 
 router = APIRouter(tags=["conversations"])
 AudioContainer = Annotated[Literal["wav.gz", "wav"], Query()]
@@ -34,10 +34,9 @@ async def list_conversations(
         before, after, limit,
     ))
     if page.single is not None:
-        return {"conversation": conversation_json(page.single, who.workspace_name, None)}
+        return {"conversation": _json(svc, page.single, who, audio_container)}
     return {
-        "conversations": [conversation_json(v, who.workspace_name, None)
-                          for v in page.conversations],
+        "conversations": [_json(svc, v, who, audio_container) for v in page.conversations],
         "pagination": {"prev_cursor": page.prev_cursor, "next_cursor": page.next_cursor},
     }
 
@@ -46,7 +45,13 @@ async def list_conversations(
 async def get_conversation(conversation_id: str, svc: Svc, who: Who,
                            audio_container: AudioContainer = "wav.gz") -> dict[str, Any]:
     view = await svc.conversations.get(who, conversation_id)
-    return {"conversation": conversation_json(view, who.workspace_name, None)}
+    return {"conversation": _json(svc, view, who, audio_container)}
+
+
+def _json(svc: Svc, view: ConversationView, who: Who, container: str) -> dict[str, Any]:
+    has_audio = view.conversation.recording_path is not None
+    url = svc.links.url(view.conversation.id, container) if has_audio else None
+    return conversation_json(view, who.workspace_name, url)
 
 
 @router.delete("/conversations/{conversation_id}")
@@ -64,11 +69,13 @@ async def get_analysis(conversation_id: str, svc: Svc, who: Who) -> dict[str, An
 @router.post("/conversations/{conversation_id}/cancel", response_model=None)
 async def cancel_conversation(conversation_id: str, svc: Svc, who: Who
                               ) -> dict[str, Any] | JSONResponse:
-    await svc.conversations.require_live(who, conversation_id)
-    # No live engine owns it (the real-time engine registers live conversations).
-    return JSONResponse(error_body(
-        "Cancellation requested but not acknowledged within the expected time",
-        "cancellation_timeout"), status_code=504)
+    try:
+        await svc.live.cancel(who, conversation_id)
+    except TimeoutError:
+        return JSONResponse(error_body(
+            "Cancellation requested but not acknowledged within the expected time",
+            "cancellation_timeout"), status_code=504)
+    return {"success": True}
 
 
 @router.get("/conversations/{conversation_id}/extractions")

@@ -1,0 +1,40 @@
+"""``/v1/recordings/{id}``: the signed, expiring ``audio_url`` of a conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse, Response
+
+from openline.api.phonic.deps import Svc
+from openline.domain.errors import Forbidden, NotFound
+from openline.store import tables as t
+
+router = APIRouter(tags=["conversations"])
+
+
+@router.get("/recordings/{conversation_id}", response_model=None)
+async def recording(
+    conversation_id: str, request: Request, svc: Svc,
+    expires: int, signature: str,
+    container: Annotated[Literal["wav", "wav.gz"], Query()] = "wav.gz",
+) -> Response:
+    """The stereo WAV (caller left, assistant right); no API key, the link is the credential."""
+    if not svc.links.verify(conversation_id, container, expires, signature):
+        raise Forbidden("This recording link is invalid or has expired")
+    async with svc.db.session() as s:
+        row = await s.get(t.Conversation, conversation_id)
+    path = Path(row.recording_path) if row is not None and row.recording_path else None
+    if path is None or not await asyncio.to_thread(path.exists):
+        raise NotFound("Recording not found")
+    if container == "wav":
+        return FileResponse(path, media_type="audio/wav", filename=f"{conversation_id}.wav")
+    data = await asyncio.to_thread(lambda: gzip.compress(path.read_bytes(), compresslevel=5))
+    return Response(data,
+                    media_type="application/gzip",
+                    headers={"Content-Disposition":
+                             f'attachment; filename="{conversation_id}.wav.gz"'})

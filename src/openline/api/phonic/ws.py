@@ -1,0 +1,155 @@
+"""``/v1/sts/ws``: authenticate, read ``config``, then bridge socket <-> engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import PlainTextResponse
+from starlette.websockets import WebSocketDisconnect
+
+from openline.domain.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    OpenlineError,
+    Unauthorized,
+    ValidationFailed,
+)
+from openline.services.hub import Services
+from openline.services.principal import Principal
+from openline.transports.sts import CLOSE_CODES, Disconnected, Hooks, StsBridge, error_message
+from openline.voice import events as ev
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+CONFIG_WAIT_S = 30
+
+
+class StarletteSocket:
+    """``WireSocket`` over Starlette's WebSocket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+
+    async def receive_text(self) -> str:
+        try:
+            message = await self.ws.receive()
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise Disconnected() from exc
+        if message["type"] == "websocket.disconnect":
+            raise Disconnected()
+        if message.get("text") is not None:
+            return str(message["text"])
+        data = message.get("bytes") or b""
+        return data.decode("utf-8", errors="replace")
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self.ws.send_text(data)
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise Disconnected() from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+
+def _credential(ws: WebSocket) -> str | None:
+    header = ws.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for key in ("session_token", "conversation_token"):
+        if ws.query_params.get(key):
+            return ws.query_params[key]
+    return None
+
+
+@router.websocket("/sts/ws")
+async def sts(ws: WebSocket) -> None:
+    services: Services = ws.app.state.services
+    try:
+        who = await services.auth.authenticate(_credential(ws))
+    except Unauthorized:
+        await ws.send_denial_response(PlainTextResponse(
+            "Websocket initialized with invalid credentials.", status_code=401))
+        return
+    if who.kind == "session_token" and who.conversation_ids:
+        await ws.send_denial_response(PlainTextResponse(
+            "This session token cannot open conversations.", status_code=403))
+        return
+    await ws.accept()
+    socket = StarletteSocket(ws)
+    config = await _read_config(socket)
+    if config is None:
+        return
+    await _serve(services, who, socket, config)
+
+
+async def _read_config(socket: StarletteSocket) -> dict[str, Any] | None:
+    """Wait for ``config``; anything earlier gets an error and is ignored."""
+    try:
+        async with asyncio.timeout(CONFIG_WAIT_S):
+            while True:
+                raw = await socket.receive_text()
+                try:
+                    msg = json.loads(raw)
+                except json.JSONDecodeError:
+                    msg = None
+                if isinstance(msg, dict) and msg.get("type") == "config":
+                    return msg
+                await socket.send_text(json.dumps(error_message(
+                    "Send a 'config' message first", "config_required")))
+    except (Disconnected, TimeoutError):
+        await socket.close(1008, "no config")
+        return None
+
+
+async def _serve(services: Services, who: Principal, socket: StarletteSocket,
+                 config: dict[str, Any]) -> None:
+    holder: dict[str, StsBridge] = {}
+
+    async def send(event: ev.EngineEvent) -> None:
+        await holder["bridge"].send_event(event)
+
+    try:
+        live = await services.live.start(who, config, send)
+    except OpenlineError as exc:
+        await _refuse(socket, exc)
+        return
+    bridge = StsBridge(socket, live.resolved.session.input_format)
+    holder["bridge"] = bridge
+    await bridge.send({"type": "conversation_created", "conversation_id": live.id})
+    await bridge.send({"type": "ready_to_start_conversation"})
+    for warning in live.resolved.warnings:
+        await bridge.send({"type": "warning", "warning": {"message": warning,
+                                                          "code": "voice_not_found"}})
+    hooks = Hooks(set_external_id=lambda ext: services.live.set_external_id(live.id, ext))
+    receiver = asyncio.create_task(bridge.receive_loop(live.engine, hooks), name="sts-recv")
+    try:
+        result = await services.live.run(live)
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receiver
+    if not bridge.closed:
+        code = CLOSE_CODES.get(result.ended_by, 1000)
+        await socket.close(code, result.ended_by)
+
+
+async def _refuse(socket: StarletteSocket, exc: OpenlineError) -> None:
+    params = exc.param_errors if isinstance(exc, ValidationFailed) else None
+    code = {NotFound: "agent_not_found", Forbidden: "forbidden",
+            Conflict: "concurrency_limit_reached"}.get(type(exc), exc.code)
+    if isinstance(exc, ValidationFailed):
+        code = "invalid_config"
+    with contextlib.suppress(Disconnected):
+        await socket.send_text(json.dumps(error_message(exc.message, code, params)))
+    close_code = 4010 if isinstance(exc, Conflict) else 1008
+    await socket.close(close_code, code or "refused")
+

@@ -1,0 +1,77 @@
+"""Builds the model providers an Openline process talks with, from its settings."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from openline.providers.llm.base import LLM
+from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
+from openline.providers.llm.openai_compat import OpenAICompatLLM, OpenAICompatOptions
+from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
+from openline.providers.tts.espeak import EspeakTTS
+from openline.providers.tts.multi import MultiTTS
+from openline.providers.tts.piper import PiperOptions, PiperTTS
+from openline.providers.vad.silero import SileroOptions, SileroVAD
+from openline.services.voices import VoiceInfo
+from openline.settings import Settings
+from openline.voice.session import Providers
+
+log = logging.getLogger("openline")
+
+
+def build_llm(settings: Settings) -> LLM:
+    """An OpenAI-compatible server when configured, else the embedded llama.cpp model."""
+    if settings.llm_base_url:
+        return OpenAICompatLLM(OpenAICompatOptions(
+            base_url=settings.llm_base_url, model=settings.llm_model,
+            api_key=settings.llm_api_key))
+    gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
+    return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf))
+
+
+def build_providers(settings: Settings) -> Providers:
+    """The embedded stack (or configured replacements); nothing is downloaded."""
+    tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir)), EspeakTTS()],
+                   default_voice_id=settings.default_voice)
+    return Providers(
+        vad=SileroVAD(SileroOptions()),
+        stt=FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.stt_model_dir)),
+        llm=build_llm(settings),
+        tts=tts,
+    )
+
+
+async def load_all(providers: Providers, *, verbose: bool = True) -> None:
+    """Load every model before the first call (a slow first greeting is a known complaint)."""
+    for name, provider in (("VAD", providers.vad), ("speech recognition", providers.stt),
+                           ("voices", providers.tts), ("language model", providers.llm)):
+        start = time.perf_counter()
+        if verbose:
+            print(f"  loading {name}...", end="", flush=True)
+        await provider.load()
+        if verbose:
+            print(f" {time.perf_counter() - start:.1f}s", flush=True)
+        await asyncio.sleep(0)
+
+
+class ProviderVoices:
+    """The voices of the loaded TTS, for the REST catalogue and the engine."""
+
+    def __init__(self, providers: Providers, default_voice: str) -> None:
+        self.providers = providers
+        self.default_voice = default_voice
+
+    def list_voices(self) -> list[VoiceInfo]:
+        tts = self.providers.tts
+        if not tts.loaded:
+            return []
+        return [VoiceInfo(v.id, v.name, v.description, v.family, v.languages)
+                for v in tts.voices()]
+
+    def installed(self) -> tuple[set[str], str]:
+        voices = {v.id for v in self.list_voices()}
+        default = self.default_voice if self.default_voice in voices else (
+            sorted(voices)[0] if voices else self.default_voice)
+        return voices, default
