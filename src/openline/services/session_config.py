@@ -47,21 +47,24 @@ def resolve(
     """Validate overrides against the agent's rules and build the engine's settings."""
     base = dict(agent_spec or {"name": DEFAULT_AGENT_NAME})
     overrides = {k: v for k, v in config.items() if k not in SESSION_ONLY_KEYS}
+    errors: dict[str, str] = {}
+    spec: AgentSpec | None = None
     try:
         spec = AgentSpec.model_validate({**base, **overrides})
+        errors.update(spec.rule_errors())
     except ValidationError as exc:
-        errors = param_errors_from(exc)
-        raise ValidationFailed(f"Invalid config: {next(iter(errors.items()))}", errors) from exc
-    errors = spec.rule_errors()
-    formats = {k: config.get(k, spec.audio_format) for k in ("input_format", "output_format")}
+        errors.update(param_errors_from(exc))
+    default_format = spec.audio_format if spec else base.get("audio_format", "pcm_44100")
+    formats = {k: config.get(k, default_format) for k in ("input_format", "output_format")}
     for key, value in formats.items():
         if value not in WIRE_FORMATS:
             errors[key] = f"must be one of {', '.join(WIRE_FORMATS)}"
     variables = config.get("template_variables") or {}
     if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
         errors["template_variables"] = "must map names to strings"
-    if errors:
-        raise ValidationFailed(f"Invalid config: {next(iter(errors.items()))}", errors)
+    if errors or spec is None:
+        field, message = next(iter(errors.items()))
+        raise ValidationFailed(f"Invalid config: {field}: {message}", errors)
     user_values = {**spec.template_defaults(), **variables}
     values = {**user_values, **system_variables(spec.timezone, now)}
     warnings: list[str] = []
