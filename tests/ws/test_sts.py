@@ -198,8 +198,9 @@ async def test_cancel_ends_a_live_conversation(make_server: ServerFactory) -> No
         assert closed.value.rcvd.code == 4200
     conv = (await client.conversations.get(conv_id)).conversation
     assert conv.ended_by == "user_canceled"
-    r = httpx.post(f"{server.url}/v1/conversations/{conv_id}/cancel",
-                   headers={"Authorization": f"Bearer {server.api_key}"})
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{server.url}/v1/conversations/{conv_id}/cancel",
+                            headers={"Authorization": f"Bearer {server.api_key}"})
     assert r.status_code == 409
 
 
