@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-from speech_helpers import speak_16k, wer
 
 from openline.audio.noise import NoiseGenerator
 from openline.domain.errors import ProviderError
@@ -17,6 +16,7 @@ from openline.providers.tts.espeak import EspeakTTS, parse_voice_list
 from openline.providers.tts.multi import MultiTTS
 from openline.providers.tts.piper import PiperTTS
 from openline.providers.vad.silero import SileroVAD
+from tests.providers.speech_helpers import speak_16k, wer
 
 SENTENCES = (
     "Hello, I would like to book a table for two people tomorrow evening.",

@@ -14,13 +14,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from openline.api.app import create_app
-    from openline.api.voices import InstalledVoices
 
     if args.host:
         settings.host = args.host
     if args.port:
         settings.port = args.port
-    app = create_app(settings, InstalledVoices(settings))
+    app = create_app(settings)
     print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir})", flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
     return 0
@@ -54,6 +53,23 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _chat(args: argparse.Namespace, settings: Settings) -> int:
+    from openline.cli import chat
+
+    return chat.run(settings, args.agent, args.project)
+
+
+def _call(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from openline.cli import call
+
+    if args.port:
+        settings.port = args.port
+    return call.run(settings, args.agent, Path(args.input), Path(args.output), args.url,
+                    args.api_key or settings.api_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys (secrets are never shown again)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    chat = sub.add_parser("chat", help="text conversation with an agent in the terminal")
+    chat.add_argument("agent")
+    chat.add_argument("--project", default=None)
+    call = sub.add_parser("call", help="play a WAV file as the caller over the WebSocket")
+    call.add_argument("agent")
+    call.add_argument("--input", required=True, help="caller audio (WAV)")
+    call.add_argument("--output", required=True, help="stereo WAV of both sides")
+    call.add_argument("--url", help="a running server (default: start one in-process)")
+    call.add_argument("--api-key", help="API key for --url (default OPENLINE_API_KEY)")
+    call.add_argument("--port", type=int, help="port of the in-process server")
     return parser
 
 
@@ -74,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openline`` console script."""
     args = build_parser().parse_args(argv)
     settings = Settings()
-    handlers = {"serve": _serve, "keys": _keys}
+    handlers = {"serve": _serve, "keys": _keys, "chat": _chat, "call": _call}
     try:
         return handlers[args.command](args, settings)
     except KeyboardInterrupt:

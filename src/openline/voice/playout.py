@@ -50,6 +50,7 @@ class Utterance:
     started_at: float | None = None  # wall clock (time.time) of the first frame
     first_frame_at: float | None = None  # monotonic
     interrupted: bool = False
+    recorded: bool = False  # stored as a conversation item
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def put(self, samples: Int16, text: str) -> None:
@@ -60,6 +61,10 @@ class Utterance:
     def close(self) -> None:
         """No more sentences will come."""
         self._sentences.put_nowait(None)
+
+    async def next_sentence(self) -> tuple[Int16, str] | None:
+        """The next queued sentence (None once closed) - for consumers other than Playout."""
+        return await self._sentences.get()
 
     @property
     def heard_text(self) -> str:

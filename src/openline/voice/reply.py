@@ -77,10 +77,10 @@ class ReplyResult:
 
 @dataclass
 class Speech:
-    """The providers and voice settings a reply speaks with."""
+    """The providers and voice settings a reply speaks with (``tts`` None: text only)."""
 
     llm: LLM
-    tts: TTS
+    tts: TTS | None
     fmt: AudioFormat
     voice_id: str
     speed: float
@@ -90,6 +90,9 @@ class Speech:
 async def speak(speech: Speech, text: str, utt: Utterance,
                 timings: dict[str, float] | None = None) -> None:
     """Synthesize ``text`` sentence by sentence into ``utt`` (does not close it)."""
+    if speech.tts is None:  # text-only sessions (``openline chat``)
+        utt.put(np.zeros(0, dtype=np.int16), text)
+        return
     start = time.perf_counter()
     stream = speech.tts.synthesize(text, speech.voice_id, speed=speech.speed)
     async with contextlib.aclosing(stream):  # stops synthesis promptly when cancelled

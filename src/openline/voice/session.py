@@ -116,6 +116,7 @@ class Conversation:
         self._tasks: set[asyncio.Task[None]] = set()
         self._replying = 0  # turns between end of speech and end of the reply
         self._playing_job: ReplyJob | None = None
+        self._spoken: list[Utterance] = []  # started utterances, to record on any end path
         self._pending_interrupted: str | None = None
         self._last_voiced_at = 0.0
         self._speech_started_at = time.time()
@@ -383,9 +384,11 @@ class Conversation:
         spoken = utt.heard_text if utt.interrupted else (utt.text or utt.heard_text)
         if spoken:
             self.history.append(ChatMessage.assistant(spoken))
-        if utt.started_at is not None or result.tool_calls:
-            utt.kind = "recorded"
-            await self.observer.item(self._assistant_item(utt, spoken, result.tool_calls))
+        if (utt.started_at is not None or result.tool_calls) and not utt.recorded:
+            utt.recorded = True
+            # Shielded: a hang-up right now must not lose a turn the caller heard.
+            await asyncio.shield(self.observer.item(
+                self._assistant_item(utt, spoken, result.tool_calls)))
         if result.chose_not_to_respond and not spoken:
             await self._emit(ev.AssistantChoseNotToRespond())
         if result.end_conversation and not utt.interrupted:
@@ -453,6 +456,7 @@ class Conversation:
 
     # ----- outputs and timers ----------------------------------------------------------
     async def _assistant_started(self, utt: Utterance) -> None:
+        self._spoken.append(utt)
         await self._emit(ev.AssistantStartedSpeaking())
 
     async def _assistant_finished(self, utt: Utterance) -> None:
@@ -495,11 +499,12 @@ class Conversation:
             self._spawn(self._speak_fixed(self.cfg.no_input_poke_text, "poke", True))
 
     async def _record_unfinished(self) -> None:
-        """On end, keep whatever the caller heard of an utterance still playing."""
-        utt = self.playout.current
-        if utt is None or utt.started_at is None or utt.kind == "recorded":
-            return
-        utt.kind = "recorded"
-        with contextlib.suppress(Exception):
-            await self.observer.item(self._assistant_item(utt, utt.heard_text, []))
+        """On end, keep whatever the caller heard of utterances not yet recorded."""
+        for utt in self._spoken:
+            if utt.recorded:
+                continue
+            utt.recorded = True
+            text = utt.heard_text if utt.interrupted or not utt.done.is_set() else utt.text
+            with contextlib.suppress(Exception):
+                await self.observer.item(self._assistant_item(utt, text, []))
 

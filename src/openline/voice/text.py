@@ -1,0 +1,43 @@
+"""A text-only conversation through the engine's reply path (LLM and tools, no audio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from openline.providers.llm.base import LLM, ChatMessage
+from openline.voice.config import SessionConfig
+from openline.voice.playout import Utterance
+from openline.voice.reply import NoTools, ReplyResult, Speech, ToolExecutor, generate
+
+
+class TextSession:
+    """Keeps the history; ``turn()`` streams the assistant's sentences."""
+
+    def __init__(self, cfg: SessionConfig, llm: LLM, tools: ToolExecutor | None = None) -> None:
+        self.cfg, self.llm, self.tools = cfg, llm, tools or NoTools()
+        self.history: list[ChatMessage] = []
+        self.last: ReplyResult | None = None
+
+    async def turn(self, user_text: str) -> AsyncIterator[str]:
+        """Send ``user_text``; yields each sentence of the reply as soon as it exists."""
+        self.history.append(ChatMessage.user(user_text))
+        messages = [ChatMessage.system(self.cfg.system_prompt), *self.history]
+        utt = Utterance("reply")
+        speech = Speech(self.llm, None, self.cfg.output_format, self.cfg.voice_id, 1.0,
+                        self.cfg.max_reply_tokens)
+        task = asyncio.ensure_future(generate(speech, messages, self.cfg.tools, self.tools,
+                                              utt, {}))
+        try:
+            while (item := await utt.next_sentence()) is not None:
+                yield item[1]
+            self.last = await task
+        finally:
+            task.cancel()
+        self.history.extend(self.last.messages)
+        if self.last.text:
+            self.history.append(ChatMessage.assistant(self.last.text))
+
+    @property
+    def ended(self) -> bool:
+        return bool(self.last and self.last.end_conversation)
