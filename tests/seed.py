@@ -68,3 +68,7 @@ async def _finish(database_url: str, conversation_id: str) -> None:
 def finish_conversation(database_url: str, conversation_id: str) -> None:
     """Mark a seeded live conversation as ended (so its project can be deleted)."""
     asyncio.run(_finish(database_url, conversation_id))
+
+
+#: For async tests (``seed_conversations`` runs its own event loop).
+aseed_conversations = _seed
