@@ -93,6 +93,10 @@ class GenerationOptions:
     stop: tuple[str, ...] = ()
     tool_choice: Literal["auto", "none", "required"] = "auto"
     seed: int | None = None
+    #: When set, the reply is one JSON value valid for this JSON Schema (structured output:
+    #: ``response_format`` on OpenAI-compatible servers, a grammar in llama.cpp). Used by
+    #: post-call extraction and evaluation; the live engine leaves it ``None``.
+    json_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ Tools
     valid for the schema; whether a 270M base model *chooses* well is another matter,
     so point ``gguf_path`` at a stronger GGUF for real tool use.
 
+Structured output
+    ``GenerationOptions.json_schema`` switches to a plain instruction prompt
+    (``build_json_prompt``) completed under that schema's grammar; the reply is one JSON
+    object (post-call extraction and evaluation rely on it being type-valid).
+
 Streaming and cancellation
     ``handle_completions`` runs on the provider's runner thread and calls back per token;
     the callback hands each chunk to the event loop and returns ``True`` to stop as soon
@@ -174,6 +179,14 @@ def build_decision_prompt(messages: list[ChatMessage], tools: list[ToolSpec]) ->
     )
 
 
+def build_json_prompt(messages: list[ChatMessage]) -> str:
+    """Instructions and material as plain text, ending where the JSON answer starts (pure).
+
+    Used with a JSON-Schema grammar, so the base model only has to fill in values."""
+    parts = [m.content.strip() for m in messages if m.role in ("system", "user") and m.content]
+    return "\n\n".join(parts) + "\n\nAnswer (JSON): "
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -245,6 +258,11 @@ class LlamaCppLLM(LLM):
     async def _stream(
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
     ) -> AsyncIterator[HookEvent]:
+        if options.json_schema is not None:
+            value = await self._structured(messages, options)
+            yield TextDelta(json.dumps(value))
+            yield Finish()
+            return
         use_tools = bool(tools) and options.tool_choice != "none"
         if use_tools and not (messages and messages[-1].role == "tool"):
             call = await self._decide(messages, tools, options)
@@ -268,6 +286,16 @@ class LlamaCppLLM(LLM):
                 reason = "length" if choice["finish_reason"] == "length" else "stop"
                 finish = Finish(reason, usage.get("prompt_tokens"), usage.get("completion_tokens"))
         yield finish
+
+    async def _structured(self, messages: list[ChatMessage], options: GenerationOptions
+                          ) -> dict[str, Any]:
+        """One JSON object constrained by ``options.json_schema`` (post-call analysis)."""
+        schema = {**(options.json_schema or {}), "x-guidance": {"whitespace_flexible": False}}
+        request = self._request(
+            build_json_prompt(messages), options, json_schema=schema, stream=True,
+            stop=[], n_predict=options.max_tokens or 512,
+        )  # fmt: skip
+        return await self._first_json_object(request)
 
     async def _decide(
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions

@@ -149,6 +149,11 @@ class OpenAICompatLLM(LLM):
             payload["stop"] = list(options.stop)
         if options.seed is not None:
             payload["seed"] = options.seed
+        if options.json_schema is not None:
+            payload["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "result", "schema": options.json_schema, "strict": True},
+            }
         if tools and options.tool_choice != "none":
             payload["tools"] = to_openai_tools(tools)
             payload["tool_choice"] = options.tool_choice
