@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None
     default_voice: str = "joe"
+    #: let webhooks / configuration endpoints reach loopback and private networks
+    allow_private_urls: bool = False
 
     def recordings_dir(self) -> Path:
         return self.ensure_data_dir() / "recordings"

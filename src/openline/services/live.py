@@ -14,16 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import func, select
 
 from openline.domain import ids
-from openline.domain.errors import Conflict, Forbidden, NotFound
-from openline.services import lookup
+from openline.domain.errors import Conflict, Forbidden, NotFound, OpenlineError, ValidationFailed
+from openline.services import lookup, tool_loading
+from openline.services.outbound import (
+    CallContext,
+    ConfigEndpointFailed,
+    HttpWebhookCaller,
+    fetch_configuration,
+)
 from openline.services.principal import Principal
 from openline.services.session_config import ResolvedConfig, resolve
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
+from openline.voice.config import AgentSwitch
 from openline.voice.session import (
     Conversation,
     ConversationResult,
@@ -31,6 +39,7 @@ from openline.voice.session import (
     Providers,
     Send,
 )
+from openline.voice.tools import RuntimeTool
 
 log = logging.getLogger(__name__)
 CANCEL_ACK_TIMEOUT_S = 5.0
@@ -55,14 +64,17 @@ class ItemWriter:
         self.conversation_id = conversation_id
         self.next_idx = 0
         self.lines: list[str] = []
+        self.tool_items: dict[str, str] = {}  # tool call record id -> item id
 
     async def item(self, record: ItemRecord) -> None:
         idx, self.next_idx = self.next_idx, self.next_idx + 1
         speaker = "User" if record.role == "user" else "Assistant"
         self.lines.append(f"{speaker}: {record.text}")
+        item_id = ids.new_id(ids.CONVERSATION_ITEM)
+        self.tool_items.update({str(c.get("id")): item_id for c in record.tool_calls})
         async with self.db.session() as s:
             s.add(t.ConversationItem(
-                id=ids.new_id(ids.CONVERSATION_ITEM), conversation_id=self.conversation_id,
+                id=item_id, conversation_id=self.conversation_id,
                 item_idx=idx, role=record.role, live_transcript=record.text,
                 started_at=record.started_at, duration_ms=round(record.duration_ms, 1),
                 voice_id=record.voice_id, audio_speed=record.audio_speed,
@@ -73,6 +85,28 @@ class ItemWriter:
                 row.live_transcript = self.transcript
         # Each turn is its own transaction: committed before the next one starts.
 
+    async def tool_result(self, record: dict[str, Any]) -> None:
+        """An async tool finished after its item was stored: update that record."""
+        item_id = self.tool_items.get(str(record.get("id")))
+        if item_id is None:
+            return  # the item is not stored yet; it will carry the final record
+        async with self.db.session() as s:
+            row = await s.get(t.ConversationItem, item_id)
+            if row is not None:
+                row.tool_calls = [record if c.get("id") == record.get("id") else c
+                                  for c in row.tool_calls]
+
+    async def transferred(self, agent_id: str, agent_name: str) -> None:
+        """Keep every transfer on the conversation (``metadata.transfers``)."""
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, self.conversation_id)
+            if row is not None:
+                meta = dict(row.meta or {})
+                meta["transfers"] = [*meta.get("transfers", []), {
+                    "agent": {"id": agent_id, "name": agent_name},
+                    "at": utcnow().isoformat()}]
+                row.meta = meta
+
     @property
     def transcript(self) -> str:
         return "\n".join(self.lines)
@@ -82,20 +116,23 @@ class LiveService:
     """Starts and tracks the conversations running in this process."""
 
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
-                 voices: Callable[[], tuple[set[str], str]]) -> None:
+                 voices: Callable[[], tuple[set[str], str]], *,
+                 http: httpx.AsyncClient | None = None,
+                 allow_private_urls: bool = False) -> None:
         self.db, self.providers, self.recordings_dir = db, providers, recordings_dir
         self._voices = voices
+        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self.allow_private_urls = allow_private_urls
         self.live: dict[str, LiveConversation] = {}
 
     async def start(self, who: Principal, config: dict[str, Any], send: Send,
                     origin: str = "sdk-py") -> LiveConversation:
-        """Resolve the agent and config, store the conversation, build its engine."""
+        """Resolve agent, config, tools and the configuration endpoint; build the engine."""
         conv_id = ids.new_id(ids.CONVERSATION)
         async with self.db.session() as s:
             agent, project = await self._agent_for(s, who, config)
-            installed, default_voice = self._voices()
-            resolved = resolve(conv_id, agent.spec if agent else None, config,
-                               installed_voices=installed, default_voice=default_voice)
+            resolved = self._resolve(conv_id, agent, config)
+            tools = await tool_loading.load(s, project.id, _tool_definitions(agent, config))
             await self._check_capacity(s, project)
             s.add(t.Conversation(
                 id=conv_id, workspace_id=who.workspace_id, project_id=project.id,
@@ -103,11 +140,69 @@ class LiveService:
                 external_id=_external_id(config), origin=origin, config=resolved.snapshot,
                 started_at=utcnow(),
             ))
+        endpoint = config.get("configuration_endpoint") or (
+            agent.spec.get("configuration_endpoint") if agent else None)
+        if endpoint:
+            resolved, tools = await self._configure(conv_id, agent, project, config, endpoint,
+                                                    resolved, tools)
+        resolved.session.runtime_tools, resolved.session.built_in_tools = tools
         writer = ItemWriter(self.db, conv_id)
-        engine = Conversation(resolved.session, self.providers, send, writer)
+        webhooks = HttpWebhookCaller(self.http, CallContext(conv_id),
+                                     allow_private=self.allow_private_urls)
+        directory = _Directory(self, project.id, agent.spec if agent else None)
+        engine = Conversation(resolved.session, self.providers, send, writer,
+                              webhooks=webhooks, agents=directory)
         live = LiveConversation(conv_id, who.workspace_id, engine, resolved)
         self.live[conv_id] = live
         return live
+
+    def _resolve(self, conv_id: str, agent: t.Agent | None, config: dict[str, Any]
+                 ) -> ResolvedConfig:
+        installed, default_voice = self._voices()
+        return resolve(conv_id, agent.spec if agent else None, config,
+                       installed_voices=installed, default_voice=default_voice)
+
+    async def _configure(
+        self, conv_id: str, agent: t.Agent | None, project: t.Project, config: dict[str, Any],
+        endpoint: dict[str, Any], resolved: ResolvedConfig, tools: LoadedTools,
+    ) -> tuple[ResolvedConfig, LoadedTools]:
+        """Ask the configuration endpoint for overrides; a failure ends the conversation."""
+        spec = resolved.spec
+        payload = {"project": {"name": project.name}, "conversation_id": conv_id,
+                   "agent": {"name": agent.name if agent else None,
+                             "welcome_message": spec.welcome_message,
+                             "system_prompt": spec.system_prompt, "tools": spec.tools,
+                             "boosted_keywords": spec.boosted_keywords}}
+        try:
+            overrides = await fetch_configuration(self.http, endpoint, payload,
+                                                  allow_private=self.allow_private_urls)
+            metadata = overrides.pop("metadata", None)
+            merged = {**config, **overrides, "configuration_endpoint": None}
+            if overrides:
+                resolved = self._resolve(conv_id, agent, merged)
+                if "tools" in overrides:
+                    async with self.db.session() as s:
+                        tools = await tool_loading.load(s, project.id, merged["tools"] or [])
+        except ValidationFailed as exc:
+            await self._end_unstarted(conv_id, "configuration_endpoint_invalid_response")
+            raise ConfigurationFailed("configuration_endpoint_invalid_response",
+                                      f"invalid overrides: {exc.message}") from exc
+        except ConfigEndpointFailed as exc:
+            await self._end_unstarted(conv_id, exc.ended_by)
+            raise ConfigurationFailed(exc.ended_by, str(exc)) from exc
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conv_id)
+            if row is not None:
+                row.config, row.meta = resolved.snapshot, metadata
+                row.external_id = _external_id(merged) or row.external_id
+        return resolved, tools
+
+    async def _end_unstarted(self, conv_id: str, ended_by: str) -> None:
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conv_id)
+            if row is not None:
+                row.ended_at, row.ended_by = utcnow(), ended_by
+                row.duration_ms = round((row.ended_at - row.started_at).total_seconds() * 1000, 1)
 
     async def _agent_for(self, s: Any, who: Principal, config: dict[str, Any]
                          ) -> tuple[t.Agent | None, t.Project]:
@@ -185,6 +280,16 @@ class LiveService:
         async with asyncio.timeout(CANCEL_ACK_TIMEOUT_S):
             await live.finished.wait()
 
+    async def load_tools(self, conversation_id: str, definitions: list[Any]
+                         ) -> list[RuntimeTool]:
+        """``update_tools_subset``: names of stored tools or built-ins, or inline tools."""
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            if row is None:
+                raise NotFound("Conversation not found")
+            tools, _ = await tool_loading.load(s, row.project_id, definitions)
+        return tools
+
     async def set_external_id(self, conversation_id: str, external_id: str) -> None:
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conversation_id)
@@ -214,6 +319,45 @@ class LiveService:
             async with asyncio.timeout(10):
                 while self.live:
                     await next(iter(self.live.values())).finished.wait()
+
+
+LoadedTools = tuple[list[RuntimeTool], tuple[str, ...]]
+
+
+class ConfigurationFailed(OpenlineError):
+    """The configuration endpoint failed; the conversation ended before it started."""
+
+    def __init__(self, ended_by: str, message: str) -> None:
+        super().__init__(f"Configuration endpoint failed: {message}", code=ended_by)
+        self.ended_by = ended_by
+
+
+def _tool_definitions(agent: t.Agent | None, config: dict[str, Any]) -> list[Any]:
+    """Inline ``config.tools`` replace the agent's tool list (the agent is the fallback)."""
+    if isinstance(config.get("tools"), list):
+        return list(config["tools"])
+    return list(agent.spec.get("tools") or []) if agent else []
+
+
+class _Directory:
+    """``AgentDirectory`` for transfers: agents of the conversation's project."""
+
+    def __init__(self, service: LiveService, project_id: str,
+                 current: dict[str, Any] | None) -> None:
+        self.service, self.project_id, self.current = service, project_id, current
+
+    async def switch_to(self, agent_name: str) -> AgentSwitch:
+        async with self.service.db.session() as s:
+            agent = await s.scalar(select(t.Agent).where(
+                t.Agent.project_id == self.project_id, t.Agent.name == agent_name))
+            if agent is None:
+                raise NotFound(f"Agent {agent_name!r} not found")
+            tools, built_ins = await tool_loading.load(s, self.project_id,
+                                                      agent.spec.get("tools") or [])
+        resolved = self.service._resolve("transfer", agent, {})
+        cfg = resolved.session
+        return AgentSwitch(agent.id, agent.name, cfg.system_prompt, cfg.voice_id,
+                           cfg.audio_speed, built_ins, tools)
 
 
 def _external_id(config: dict[str, Any]) -> str | None:

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from openline.audio.codecs import AudioFormat
+from openline.domain.errors import ValidationFailed
 from openline.voice import events as ev
 from openline.voice.session import Conversation
+from openline.voice.tools import RuntimeTool
 
 log = logging.getLogger(__name__)
 MAX_CHUNK_MS = 40
@@ -79,6 +81,8 @@ def encode(event: ev.EngineEvent) -> dict[str, Any]:
                     "conversation_item_role": role}
         case ev.ToolCallInterrupted(tool_call_id=cid, tool_name=name):
             return {"type": "tool_call_interrupted", "tool_call_id": cid, "tool_name": name}
+        case ev.Dtmf(digits=digits):
+            return {"type": "dtmf", "digits": digits}
     return {"type": _SIMPLE[type(event)]}
 
 
@@ -98,6 +102,8 @@ class Hooks:
     """Side effects outside the engine that some client messages have."""
 
     set_external_id: Callable[[str], Awaitable[None]]
+    #: tool definitions (names / inline) -> runtime tools; raises ValidationFailed
+    load_tools: Callable[[list[Any]], Awaitable[list[RuntimeTool]]]
 
 
 class StsBridge:
@@ -262,9 +268,28 @@ async def _reset(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
     return None
 
 
-async def _not_yet(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                   ) -> dict[str, Any] | None:
-    return error_message(f"{m['type']} is not supported by this server yet", "unsupported")
+async def _tool_output(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
+                       ) -> dict[str, Any] | None:
+    call_id = m.get("tool_call_id")
+    if not isinstance(call_id, str):
+        return _missing("tool_call_id")
+    if not c.tool_call_output(call_id, m.get("output")):
+        return error_message(f"No tool call {call_id!r} is waiting for output (unknown, "
+                             "timed out or interrupted)", "unknown_tool_call",
+                             {"tool_call_id": "not waiting"})
+    return None
+
+
+async def _tools_subset(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
+                        ) -> dict[str, Any] | None:
+    tools = m.get("tools")
+    if not isinstance(tools, list):
+        return _missing("tools")
+    try:
+        c.update_tools(await h.load_tools(tools))
+    except ValidationFailed as exc:
+        return error_message(exc.message, "invalid_tools", exc.param_errors)
+    return None
 
 
 _HANDLERS: dict[str, Handler] = {
@@ -278,6 +303,6 @@ _HANDLERS: dict[str, Handler] = {
     "unmute": _unmute,
     "config": _config_again,
     "reset": _reset,
-    "tool_call_output": _not_yet,
-    "update_tools_subset": _not_yet,
+    "tool_call_output": _tool_output,
+    "update_tools_subset": _tools_subset,
 }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.providers.llm.base import ToolSpec
+from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
 
 
@@ -39,4 +41,25 @@ class SessionConfig:
     tools: list[ToolSpec] = field(default_factory=list)
     #: built-in tools the model may call (``natural_conversation_ending`` ...)
     built_in_tools: tuple[str, ...] = ()
+    #: the agent's and the client's tools, as the tool runtime runs them
+    runtime_tools: list[RuntimeTool] = field(default_factory=list)
     max_reply_tokens: int = 160
+
+
+@dataclass(frozen=True)
+class AgentSwitch:
+    """What changes when ``built_in_transfer_to_agent`` hands the call to another agent."""
+
+    agent_id: str
+    agent_name: str
+    system_prompt: str
+    voice_id: str
+    audio_speed: float
+    built_in_tools: tuple[str, ...]
+    runtime_tools: list[RuntimeTool]
+
+
+class AgentDirectory(Protocol):
+    """Looks up a transfer target's configuration (the service layer implements it)."""
+
+    async def switch_to(self, agent_name: str) -> AgentSwitch: ...

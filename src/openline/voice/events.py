@@ -87,6 +87,13 @@ class ToolCallInterrupted:
 
 
 @dataclass(frozen=True)
+class Dtmf:
+    """The assistant pressed keys (keypad_input); a telephony bridge plays them."""
+
+    digits: str
+
+
+@dataclass(frozen=True)
 class EngineError:
     message: str
     code: str | None = None
@@ -102,5 +109,5 @@ EngineEvent = (
     UserStartedSpeaking | UserFinishedSpeaking | InputText | InputCancelled
     | AssistantStartedSpeaking | AssistantFinishedSpeaking | AudioOut | InterruptedResponse
     | AssistantChoseNotToRespond | AssistantEndedConversation | ToolCallRequest
-    | ToolCallFinished | ToolCallInterrupted | EngineError | EngineWarning
+    | ToolCallFinished | ToolCallInterrupted | Dtmf | EngineError | EngineWarning
 )

@@ -53,10 +53,26 @@ class Utterance:
     recorded: bool = False  # stored as a conversation item
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    _queued: int = 0
+    _played: int = 0
+    _progress: asyncio.Event = field(default_factory=asyncio.Event)
+
     def put(self, samples: Int16, text: str) -> None:
         """Queue a synthesized sentence (already at the output rate)."""
         self.full_text.append(text)
+        self._queued += 1
         self._sentences.put_nowait((samples, text))
+
+    def sentence_played(self) -> None:
+        self._played += 1
+        self._progress.set()
+
+    async def drained(self) -> None:
+        """Wait until every sentence queued so far has been sent (or the utterance ended)."""
+        target = self._queued
+        while self._played < target and not self.interrupted and not self.done.is_set():
+            self._progress.clear()
+            await self._progress.wait()
 
     def close(self) -> None:
         """No more sentences will come."""
@@ -138,6 +154,7 @@ class Playout:
                 await self._play(utterance)
             finally:
                 utterance.done.set()
+                utterance._progress.set()
                 self.current = None
 
     async def _idle(self) -> None:
@@ -167,6 +184,7 @@ class Playout:
                 lo, hi = round(k * len(words) / frames), round((k + 1) * len(words) / frames)
                 chunk_text = " ".join(words[lo:hi])
                 await self._emit(utt, frame, chunk_text)
+            utt.sentence_played()
         if utt.started_at is not None and self.on_finish is not None:
             await self.on_finish(utt)
 

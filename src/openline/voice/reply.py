@@ -47,6 +47,26 @@ class ToolOutcome:
     content: str
     record: dict[str, Any] = field(default_factory=dict)
     speak_after: bool = True
+    transfer_to: str | None = None
+
+
+class ToolFlags(Protocol):
+    """The per-tool behaviour flags the reply loop honours (read-only)."""
+
+    @property
+    def require_speech_before(self) -> bool: ...
+
+    @property
+    def wait_for_speech_before(self) -> bool: ...
+
+    @property
+    def forbid_speech_after(self) -> bool: ...
+
+    @property
+    def allow_chaining(self) -> bool: ...
+
+    @property
+    def uninterruptible(self) -> bool: ...
 
 
 class ToolExecutor(Protocol):
@@ -54,13 +74,19 @@ class ToolExecutor(Protocol):
 
     async def execute(self, call: ToolCall) -> ToolOutcome: ...
 
+    def describe(self, name: str) -> ToolFlags | None: ...
+
 
 class NoTools:
     """The default executor: every custom tool is reported unavailable to the model."""
 
     async def execute(self, call: ToolCall) -> ToolOutcome:
         return ToolOutcome(json.dumps({"error": f"tool {call.name!r} is not available"}),
-                           {"tool": {"name": call.name}, "error_message": "unavailable"})
+                           {"tool": {"name": call.name}, "status": "error",
+                            "error_message": "unavailable"})
+
+    def describe(self, name: str) -> ToolFlags | None:
+        return None
 
 
 @dataclass
@@ -73,6 +99,7 @@ class ReplyResult:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     #: assistant/tool messages produced during tool rounds (for the history)
     messages: list[ChatMessage] = field(default_factory=list)
+    transfer_to: str | None = None
 
 
 @dataclass
@@ -115,20 +142,29 @@ async def generate(
     utt: Utterance,
     timings: dict[str, float],
     on_tool: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    result: ReplyResult | None = None,
 ) -> ReplyResult:
-    """Stream the LLM into ``utt``, running tool rounds; closes ``utt`` at the end."""
-    result = ReplyResult()
+    """Stream the LLM into ``utt``, running tool rounds; closes ``utt`` at the end.
+
+    ``result`` (when given) is filled in place, so a cancelled reply still shows what
+    it said and which tool calls it made.
+    """
+    result = result if result is not None else ReplyResult()
     context = list(messages)
+    offered = list(tools)
     try:
         for _ in range(MAX_TOOL_ROUNDS):
-            done = await _one_round(speech, context, tools, utt, timings, result)
+            done = await _one_round(speech, context, offered, utt, timings, result)
             calls = list(done.tool_calls) if done is not None else []
             if not calls:
                 break
             context.append(ChatMessage.assistant(done.text if done else "", calls))
             result.messages.append(context[-1])
-            if not await _run_tools(calls, executor, context, result, on_tool):
+            rounds = _ToolRound(speech, executor, context, result, utt, on_tool)
+            if not await rounds.run(calls):
                 break
+            if not rounds.allow_chaining:
+                offered = []  # the follow-up turn may speak but not call more tools
     finally:
         utt.close()
     return result
@@ -180,29 +216,72 @@ def _on_event(event: object, splitter: SentenceSplitter, sentences: asyncio.Queu
             sentences.put_nowait(sentence)
 
 
-async def _run_tools(
-    calls: list[ToolCall], executor: ToolExecutor, context: list[ChatMessage],
-    result: ReplyResult, on_tool: Callable[[dict[str, Any]], Awaitable[None]] | None,
-) -> bool:
-    """Run the calls; False when no further LLM round should follow."""
-    again = False
-    for call in calls:
-        if call.name == END_TOOL:
-            result.end_conversation = True
-            outcome = ToolOutcome('{"ok": true}', {"tool": {"name": END_TOOL}}, False)
-        elif call.name == SILENT_TOOL:
-            result.chose_not_to_respond = not result.text
-            outcome = ToolOutcome('{"ok": true}', {"tool": {"name": SILENT_TOOL}}, False)
-        else:
-            outcome = await executor.execute(call)
+FILLER = "One moment."
+
+
+class _ToolRound:
+    """Runs one round of tool calls with the per-tool flags; True if the model speaks next."""
+
+    def __init__(self, speech: Speech, executor: ToolExecutor, context: list[ChatMessage],
+                 result: ReplyResult, utt: Utterance,
+                 on_tool: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
+        self.speech, self.executor, self.context = speech, executor, context
+        self.result, self.utt, self.on_tool = result, utt, on_tool
+        self.allow_chaining = True
+
+    async def run(self, calls: list[ToolCall]) -> bool:
+        again = False
+        for call in calls:
+            outcome = await self._one(call)
             again = again or outcome.speak_after
-        record = {"id": call.id, "arguments": call.arguments, **outcome.record}
-        result.tool_calls.append(record)
-        if on_tool is not None:
-            await on_tool(record)
-        context.append(ChatMessage.tool(call.id, outcome.content, call.name))
-        result.messages.append(context[-1])
-    return again and not result.end_conversation
+            if outcome.transfer_to:
+                self.result.transfer_to = outcome.transfer_to
+            self.result.tool_calls.append(outcome.record)
+            if self.on_tool is not None:
+                await self.on_tool(outcome.record)
+            self.context.append(ChatMessage.tool(call.id, outcome.content, call.name))
+            self.result.messages.append(self.context[-1])
+        return again and not self.result.end_conversation and not self.result.transfer_to
+
+    async def _one(self, call: ToolCall) -> ToolOutcome:
+        if call.name == END_TOOL:
+            self.result.end_conversation = True
+            return _builtin(call, END_TOOL)
+        if call.name == SILENT_TOOL:
+            self.result.chose_not_to_respond = not self.result.text
+            return _builtin(call, SILENT_TOOL)
+        flags = self.executor.describe(call.name)
+        if flags is not None:
+            await self._before(flags)
+        interruptible = self.utt.interruptible
+        if flags is not None and flags.uninterruptible:
+            self.utt.interruptible = False  # the caller cannot cut in while it runs
+        try:
+            outcome = await self.executor.execute(call)
+        except asyncio.CancelledError:
+            self.result.tool_calls.append({"tool": {"name": call.name}, "tool_call_id": call.id,
+                                           "arguments": call.arguments, "status": "cancelled",
+                                           "error_message": "interrupted by the caller"})
+            raise
+        finally:
+            self.utt.interruptible = interruptible
+        if flags is not None:
+            outcome.speak_after = outcome.speak_after and not flags.forbid_speech_after
+            self.allow_chaining = self.allow_chaining and flags.allow_chaining
+        return outcome
+
+    async def _before(self, flags: ToolFlags) -> None:
+        if flags.require_speech_before and not self.result.text:
+            self.result.text = FILLER
+            await speak(self.speech, FILLER, self.utt)
+        if flags.wait_for_speech_before:
+            await self.utt.drained()
+
+
+def _builtin(call: ToolCall, name: str) -> ToolOutcome:
+    return ToolOutcome('{"ok": true}', {"tool": {"id": f"tool_{name}", "name": name},
+                                        "tool_call_id": call.id, "arguments": call.arguments,
+                                        "status": "success"}, False)
 
 
 class ReplyJob:
@@ -222,7 +301,7 @@ class ReplyJob:
         self.transcript: asyncio.Future[tuple[str, str | None]] = (
             asyncio.get_running_loop().create_future()
         )
-        self.result: ReplyResult | None = None
+        self.result = ReplyResult()  # filled in place, even if the job is cancelled
         self.committed = False
         self._stt, self._audio, self._text = stt, audio, text
         self._language, self._hotwords, self._run_reply = language, tuple(hotwords), run_reply
@@ -241,8 +320,7 @@ class ReplyJob:
         if not text:
             self.utterance.close()
             return None
-        self.result = await self._run_reply(text, self)
-        return self.result
+        return await self._run_reply(text, self)
 
     async def _recognise(self) -> tuple[str, str | None]:
         if self._text is not None or self._stt is None or self._audio is None:

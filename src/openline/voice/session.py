@@ -28,17 +28,19 @@ import numpy.typing as npt
 from openline.audio.noise import NoiseGenerator
 from openline.audio.resample import StreamingResampler
 from openline.domain.errors import ProviderError
-from openline.providers.llm.base import LLM, ChatMessage
+from openline.providers.llm.base import LLM, ChatMessage, ToolSpec
 from openline.providers.stt.base import STT
 from openline.providers.tts.base import TTS
 from openline.providers.vad.base import VAD, VADStream
 from openline.voice import events as ev
-from openline.voice.config import SessionConfig
+from openline.voice.builtins import built_in_specs
+from openline.voice.config import AgentDirectory, SessionConfig
 from openline.voice.playout import Playout, Utterance
 from openline.voice.recorder import Recorder
-from openline.voice.reply import NoTools, ReplyJob, ReplyResult, Speech, ToolExecutor, speak
+from openline.voice.reply import ReplyJob, ReplyResult, Speech, ToolOutcome, speak
 from openline.voice.reply import generate as generate_reply
 from openline.voice.state import ConversationState, Lifecycle
+from openline.voice.tools import RuntimeTool, ToolRuntime, WebhookCaller
 from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
 
 log = logging.getLogger(__name__)
@@ -80,9 +82,13 @@ class ConversationResult:
 
 
 class ConversationObserver(Protocol):
-    """Persistence hook: items as each turn completes."""
+    """Persistence hooks: items as each turn completes, late tool results, transfers."""
 
     async def item(self, record: ItemRecord) -> None: ...
+
+    async def tool_result(self, record: dict[str, Any]) -> None: ...
+
+    async def transferred(self, agent_id: str, agent_name: str) -> None: ...
 
 
 Send = Callable[[ev.EngineEvent], Awaitable[None]]
@@ -92,9 +98,14 @@ class Conversation:
     """The engine for one conversation. Create, feed audio and controls, ``await run()``."""
 
     def __init__(self, cfg: SessionConfig, providers: Providers, send: Send,
-                 observer: ConversationObserver, tools: ToolExecutor | None = None) -> None:
+                 observer: ConversationObserver, *, webhooks: WebhookCaller | None = None,
+                 agents: AgentDirectory | None = None) -> None:
         self.cfg, self.p, self._send, self.observer = cfg, providers, send, observer
-        self.tools = tools or NoTools()
+        self.agents = agents
+        self.tools = ToolRuntime(cfg.runtime_tools, webhooks=webhooks, client=self,
+                                 on_dtmf=self._dtmf, background=self._spawn_background,
+                                 on_async_result=self._async_tool_result)
+        self._client_calls: dict[str, asyncio.Future[Any]] = {}
         self.lifecycle = Lifecycle()
         self.recorder = Recorder()
         self.history: list[ChatMessage] = []
@@ -156,6 +167,48 @@ class Conversation:
 
     def add_system_message(self, message: str) -> None:
         self.history.append(ChatMessage.system(message))
+
+    def update_tools(self, tools: list[RuntimeTool]) -> None:
+        """``update_tools_subset``: replace the tools the model may call."""
+        self.tools.replace(tools)
+
+    def tool_call_output(self, call_id: str, output: Any) -> bool:
+        """The client's ``tool_call_output``; False when no such call is waiting."""
+        future = self._client_calls.get(call_id)
+        if future is None or future.done():
+            return False
+        future.set_result(output)
+        return True
+
+    # ----- the client side of custom_websocket tools (ClientChannel) ------------------
+    async def request(self, call_id: str, name: str, arguments: dict[str, Any]) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._client_calls[call_id] = future
+        try:
+            await self._emit(ev.ToolCallRequest(call_id, name, arguments))
+            return await future
+        finally:
+            self._client_calls.pop(call_id, None)
+
+    def interrupted(self, call_id: str, name: str) -> None:
+        self._emit_now(ev.ToolCallInterrupted(call_id, name))
+
+    async def _dtmf(self, digits: str) -> None:
+        await self._emit(ev.Dtmf(digits))
+
+    def _spawn_background(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._spawn(coro, "async-tool")
+
+    async def _async_tool_result(self, outcome: ToolOutcome) -> None:
+        """An async tool finished: tell the client, store it, let the model know."""
+        await self._emit(ev.ToolCallFinished(outcome.record))
+        await self.observer.tool_result(outcome.record)
+        name = outcome.record.get("tool", {}).get("name")
+        self.history.append(ChatMessage.system(
+            f"The async tool {name} finished with: {outcome.content}"))
+
+    def _offered_tools(self) -> list[ToolSpec]:
+        return built_in_specs(self.cfg.built_in_tools) + self.tools.specs()
 
     def reset(self, system_prompt: str | None = None) -> None:
         """Start afresh: forget the history, optionally with a new system prompt."""
@@ -394,6 +447,23 @@ class Conversation:
         if result.end_conversation and not utt.interrupted:
             await self._emit(ev.AssistantEndedConversation())
             self.end("assistant")
+        elif result.transfer_to:
+            await self._transfer(result.transfer_to)
+
+    async def _transfer(self, agent_name: str) -> None:
+        """Continue the conversation as another agent (its prompt, voice, tools; history kept)."""
+        if self.agents is None:
+            return
+        switch = await self.agents.switch_to(agent_name)
+        self.system_prompt = switch.system_prompt
+        self.cfg.voice_id, self.cfg.audio_speed = switch.voice_id, switch.audio_speed
+        self.cfg.built_in_tools = switch.built_in_tools
+        self.tools.replace(switch.runtime_tools)
+        await self.observer.transferred(switch.agent_id, switch.agent_name)
+        self.history.append(ChatMessage.system(
+            f"The caller has been transferred to you ({switch.agent_name}). Greet them and "
+            "continue the conversation."))
+        self._spawn(self._reply_now(None))
 
     def _assistant_item(self, utt: Utterance, text: str,
                         tool_calls: list[dict[str, Any]]) -> ItemRecord:
@@ -405,8 +475,8 @@ class Conversation:
     async def _run_reply(self, user_text: str, job: ReplyJob) -> ReplyResult:
         messages = [ChatMessage.system(self.system_prompt), *self.history,
                     ChatMessage.user(user_text)]
-        return await generate_reply(self._speech(), messages, self.cfg.tools, self.tools,
-                                    job.utterance, job.timings, self._tool_finished)
+        return await generate_reply(self._speech(), messages, self._offered_tools(), self.tools,
+                                    job.utterance, job.timings, self._tool_finished, job.result)
 
     async def _tool_finished(self, record: dict[str, Any]) -> None:
         await self._emit(ev.ToolCallFinished(record))
@@ -424,8 +494,8 @@ class Conversation:
         self._replying += 1
         try:
             self.playout.enqueue(utt)  # plays as soon as the first sentence exists
-            result = await generate_reply(self._speech(), messages, self.cfg.tools, self.tools,
-                                          utt, {}, self._tool_finished)
+            result = await generate_reply(self._speech(), messages, self._offered_tools(),
+                                          self.tools, utt, {}, self._tool_finished)
             await utt.done.wait()
             await self._close_assistant_turn(utt, result)
         finally:

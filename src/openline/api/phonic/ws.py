@@ -21,6 +21,7 @@ from openline.domain.errors import (
     ValidationFailed,
 )
 from openline.services.hub import Services
+from openline.services.live import ConfigurationFailed
 from openline.services.principal import Principal
 from openline.transports.sts import CLOSE_CODES, Disconnected, Hooks, StsBridge, error_message
 from openline.voice import events as ev
@@ -129,7 +130,8 @@ async def _serve(services: Services, who: Principal, socket: StarletteSocket,
     for warning in live.resolved.warnings:
         await bridge.send({"type": "warning", "warning": {"message": warning,
                                                           "code": "voice_not_found"}})
-    hooks = Hooks(set_external_id=lambda ext: services.live.set_external_id(live.id, ext))
+    hooks = Hooks(set_external_id=lambda ext: services.live.set_external_id(live.id, ext),
+                  load_tools=lambda defs: services.live.load_tools(live.id, defs))
     receiver = asyncio.create_task(bridge.receive_loop(live.engine, hooks), name="sts-recv")
     try:
         result = await services.live.run(live)
@@ -148,8 +150,11 @@ async def _refuse(socket: StarletteSocket, exc: OpenlineError) -> None:
             Conflict: "concurrency_limit_reached"}.get(type(exc), exc.code)
     if isinstance(exc, ValidationFailed):
         code = "invalid_config"
+    if isinstance(exc, ConfigurationFailed):
+        code = exc.ended_by
     with contextlib.suppress(Disconnected):
         await socket.send_text(json.dumps(error_message(exc.message, code, params)))
-    close_code = 4010 if isinstance(exc, Conflict) else 1008
+    close_code = 4010 if isinstance(exc, Conflict) else (
+        1011 if isinstance(exc, ConfigurationFailed) else 1008)
     await socket.close(close_code, code or "refused")
 

@@ -1,0 +1,215 @@
+"""Tools at run time: lookup, argument validation, dispatch by kind, one result per call.
+
+Every call ends in exactly one recorded outcome: ``success``, ``error``, ``timeout`` or
+``cancelled`` (barge-in). Webhooks are run by a ``WebhookCaller`` the service layer
+provides (it owns URL safety and HTTP); client-side tools go to the connected client
+through a ``ClientChannel`` (the STS socket) and wait for its ``tool_call_output``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+from openline.domain import ids
+from openline.providers.llm.base import ToolCall, ToolSpec
+from openline.voice.arguments import InvalidArguments, parse_arguments
+from openline.voice.reply import ToolOutcome
+
+ToolKind = Literal["context", "webhook", "websocket", "transfer_agent", "transfer_phone",
+                   "keypad", "end", "silent"]
+Status = Literal["success", "error", "timeout", "cancelled"]
+MAX_RESULT_CHARS = 4000  # what the model sees of a tool result
+
+
+@dataclass(frozen=True)
+class RuntimeTool:
+    """A tool as the engine runs it (from a stored tool, an inline one or a built-in)."""
+
+    name: str
+    description: str
+    kind: ToolKind
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}})
+    id: str | None = None
+    execution_mode: str = "sync"
+    timeout_ms: int = 5000
+    require_speech_before: bool = False
+    wait_for_speech_before: bool = False
+    forbid_speech_after: bool = False
+    allow_chaining: bool = True
+    wait_for_response: bool = False
+    uninterruptible: bool = False
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, self.parameters)
+
+
+@dataclass
+class WebhookResult:
+    """What one webhook request did (recorded on the tool call)."""
+
+    method: str
+    url: str
+    called_at: datetime
+    query_params: dict[str, Any] | None = None
+    request_body: Any = None
+    headers: dict[str, str] | None = None  # secrets redacted
+    status_code: int | None = None
+    body: Any = None
+    timed_out: bool = False
+    error: str | None = None
+
+
+class WebhookCaller(Protocol):
+    async def call(self, tool: RuntimeTool, arguments: dict[str, Any]) -> WebhookResult: ...
+
+
+class ClientChannel(Protocol):
+    """Sends ``tool_call`` to the client and waits for its ``tool_call_output``."""
+
+    async def request(self, call_id: str, name: str, arguments: dict[str, Any]) -> Any: ...
+
+    def interrupted(self, call_id: str, name: str) -> None: ...
+
+
+class ToolRuntime:
+    """The ``ToolExecutor`` of a live conversation."""
+
+    def __init__(self, tools: list[RuntimeTool], *, webhooks: WebhookCaller | None,
+                 client: ClientChannel | None,
+                 on_dtmf: Callable[[str], Awaitable[None]] | None = None,
+                 background: Callable[[Coroutine[Any, Any, None]], None] | None = None,
+                 on_async_result: Callable[[ToolOutcome], Awaitable[None]] | None = None,
+                 ) -> None:
+        self.tools = {t.name: t for t in tools}
+        self.webhooks, self.client, self.on_dtmf = webhooks, client, on_dtmf
+        self.background, self.on_async_result = background, on_async_result
+
+    def specs(self) -> list[ToolSpec]:
+        return [t.spec() for t in self.tools.values() if t.kind not in ("end", "silent")] + [
+            t.spec() for t in self.tools.values() if t.kind in ("end", "silent")]
+
+    def describe(self, name: str) -> RuntimeTool | None:
+        return self.tools.get(name)
+
+    def replace(self, tools: list[RuntimeTool]) -> None:
+        """``update_tools_subset``: the model sees only these from now on."""
+        self.tools = {t.name: t for t in tools}
+
+    async def execute(self, call: ToolCall) -> ToolOutcome:
+        tool = self.tools.get(call.name)
+        start = time.perf_counter()
+        record: dict[str, Any] = {"id": ids.new_id(ids.TOOL_CALL), "tool_call_id": call.id,
+                                  "tool": {"id": tool.id if tool else None, "name": call.name},
+                                  "arguments": call.arguments}
+        if tool is None:
+            return _finish(record, start, "error", f"unknown tool {call.name!r}")
+        try:
+            args = parse_arguments(call.arguments, tool.parameters)
+        except InvalidArguments as exc:
+            return _finish(record, start, "error", f"invalid arguments: {exc}")
+        record["parameters"] = args
+        if (tool.execution_mode == "async" and not tool.wait_for_response
+                and tool.kind in ("webhook", "websocket") and self.background is not None
+                and self.on_async_result is not None):
+            self.background(self._run_async(tool, call, args, record, start))
+            record["status"] = "running"  # replaced by the final outcome when it arrives
+            return ToolOutcome(json.dumps({"status": "started; the result will follow"}),
+                               record, speak_after=True)
+        try:
+            return await self._dispatch(tool, call, args, record, start)
+        except asyncio.CancelledError:
+            _finish(record, start, "cancelled", "interrupted by the caller")
+            if tool.kind == "websocket" and self.client is not None:
+                self.client.interrupted(call.id, tool.name)
+            raise
+
+    async def _run_async(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
+                         record: dict[str, Any], start: float) -> None:
+        """An async tool: the conversation goes on; the result is delivered when it comes."""
+        try:
+            outcome = await self._dispatch(tool, call, args, record, start)
+        except asyncio.CancelledError:
+            _finish(record, start, "cancelled", "the conversation ended first")
+            raise
+        assert self.on_async_result is not None
+        await self.on_async_result(outcome)
+
+    async def _dispatch(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
+                        record: dict[str, Any], start: float) -> ToolOutcome:
+        if tool.kind == "context":
+            return _finish(record, start, "success", None, tool.config.get("context", ""))
+        if tool.kind == "webhook":
+            return await self._webhook(tool, args, record, start)
+        if tool.kind == "websocket":
+            return await self._client_tool(tool, call, args, record, start)
+        if tool.kind == "transfer_agent":
+            target = args.get("agent")
+            allowed = tool.config.get("agents_to_transfer_to") or []
+            if target not in allowed:
+                return _finish(record, start, "error", f"agent must be one of {allowed}")
+            outcome = _finish(record, start, "success", None, {"transferred_to": target})
+            outcome.transfer_to, outcome.speak_after = str(target), False
+            return outcome
+        if tool.kind == "keypad":
+            digits = str(args.get("digits", ""))
+            if self.on_dtmf is not None:
+                await self.on_dtmf(digits)
+            return _finish(record, start, "success", None, {"pressed": digits})
+        return _finish(record, start, "error",
+                       "transfers to phone numbers are unavailable on this connection "
+                       "(no telephony); tell the caller you cannot transfer them")
+
+    async def _webhook(self, tool: RuntimeTool, args: dict[str, Any], record: dict[str, Any],
+                       start: float) -> ToolOutcome:
+        if self.webhooks is None:
+            return _finish(record, start, "error", "webhooks are not available")
+        res = await self.webhooks.call(tool, args)
+        record.update(endpoint_method=res.method, endpoint_url=res.url,
+                      endpoint_headers=res.headers, endpoint_timeout_ms=tool.timeout_ms,
+                      endpoint_called_at=res.called_at.isoformat(),
+                      query_params=res.query_params, request_body=res.request_body,
+                      response_status_code=res.status_code, response_body=res.body,
+                      timed_out=res.timed_out)
+        if res.timed_out:
+            return _finish(record, start, "timeout", res.error or "the webhook timed out")
+        if res.error:
+            return _finish(record, start, "error", res.error)
+        return _finish(record, start, "success", None, res.body)
+
+    async def _client_tool(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
+                           record: dict[str, Any], start: float) -> ToolOutcome:
+        if self.client is None:
+            return _finish(record, start, "error", "no client is connected to run this tool")
+        record["tool_call_output_timeout_ms"] = tool.timeout_ms
+        try:
+            async with asyncio.timeout(tool.timeout_ms / 1000):
+                output = await self.client.request(call.id, tool.name, args)
+        except TimeoutError:
+            record["timed_out"] = True
+            return _finish(record, start, "timeout",
+                           f"no tool_call_output within {tool.timeout_ms} ms")
+        record["output"] = output
+        return _finish(record, start, "success", None, output)
+
+
+def _finish(record: dict[str, Any], start: float, status: Status, error: str | None,
+            result: Any = None) -> ToolOutcome:
+    """Close a call's record (exactly once) and say what the model is told."""
+    record["status"] = status
+    record["duration_ms"] = round((time.perf_counter() - start) * 1000, 1)
+    record["completed_at"] = datetime.now(UTC).isoformat()
+    record.setdefault("timed_out", status == "timeout")
+    if error is not None:
+        record["error_message"] = error
+        content = json.dumps({"error": error})
+    else:
+        content = result if isinstance(result, str) else json.dumps(result, default=str)
+    return ToolOutcome(content[:MAX_RESULT_CHARS], record)
