@@ -37,6 +37,19 @@ class Settings(BaseSettings):
     default_voice: str = "joe"
     #: let webhooks / configuration endpoints reach loopback and private networks
     allow_private_urls: bool = False
+    # --- post-call work (job queue, analysis, event webhooks) ---
+    #: a larger faster-whisper model for post-call transcripts (default: the live one)
+    postcall_stt_model_dir: Path | None = None
+    postcall_summary: bool = True
+    job_concurrency: int = 2
+    job_lease_s: float = 120.0
+    job_poll_s: float = 1.0
+    #: first retry delay; doubles per attempt (capped at ``job_retry_max_s``)
+    job_retry_base_s: float = 2.0
+    job_retry_max_s: float = 600.0
+    job_max_attempts: int = 4
+    webhook_max_attempts: int = 8
+    webhook_timeout_s: float = 10.0
 
     def recordings_dir(self) -> Path:
         return self.ensure_data_dir() / "recordings"

@@ -14,6 +14,7 @@ from openline.api.phonic import (
     routes_agents,
     routes_auth,
     routes_conversations,
+    routes_postcall,
     routes_projects,
     routes_recordings,
     routes_tools,
@@ -21,6 +22,7 @@ from openline.api.phonic import (
     ws,
 )
 from openline.api.phonic.schemas import defs_of
+from openline.api.postcall_runtime import build_postcall
 from openline.api.runtime import ProviderVoices, build_providers, load_all
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
@@ -54,9 +56,11 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     live = LiveService(db, providers, settings.recordings_dir(), voices.installed,
                        allow_private_urls=settings.allow_private_urls)
     links = RecordingLinks(settings.effective_public_url(), settings.effective_secret_key())
+    postcall = build_postcall(settings, db, providers, links)
+    live.on_ended = postcall.postcall.conversation_ended
     services = Services.build(
         db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),
-        phone_pool=pool,
+        phone_pool=pool, webhooks=postcall.webhooks, postcall=postcall.postcall,
     )
 
     @asynccontextmanager
@@ -72,8 +76,10 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
         if key is not None and announce_key:
             print(f"\nOpenline created workspace 'default' and project 'main'.\n"
                   f"API key (shown once, keep it safe): {key.secret}\n", flush=True)
+        await postcall.start()
         yield
         await live.shutdown()
+        await postcall.stop()
         await db.dispose()
 
     app = FastAPI(title="Openline", version=__version__, lifespan=lifespan,
@@ -82,7 +88,7 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     app.state.settings = settings
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_conversations,
-                   routes_auth, routes_voices, routes_recordings, ws):
+                   routes_auth, routes_voices, routes_recordings, routes_postcall, ws):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/health", include_in_schema=False)

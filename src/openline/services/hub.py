@@ -10,10 +10,12 @@ from openline.services.auth import AuthService
 from openline.services.conversations import ConversationService
 from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL
+from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
 from openline.services.recordings import RecordingLinks
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.voices import VoiceService, VoiceSource
+from openline.services.webhooks import WebhookService
 from openline.store.db import Database
 
 
@@ -29,10 +31,13 @@ class Services:
     voices: VoiceService
     live: LiveService
     links: RecordingLinks
+    webhooks: WebhookService
+    postcall: PostCallService
 
     @classmethod
     def build(
         cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
+        webhooks: WebhookService, postcall: PostCallService,
         static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
     ) -> Services:
         """Wire the services of one process around its database."""
@@ -47,4 +52,6 @@ class Services:
             voices=VoiceService(voices),
             live=live,
             links=links,
+            webhooks=webhooks,
+            postcall=postcall,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,9 @@ class ItemWriter:
 
 class LiveService:
     """Starts and tracks the conversations running in this process."""
+
+    #: called with a conversation's id once its end is stored (queues post-call work)
+    on_ended: Callable[[str], Awaitable[None]] | None = None
 
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
                  voices: Callable[[], tuple[set[str], str]], *,
@@ -262,6 +265,11 @@ class LiveService:
                 row.recording_path = str(path) if path else None
                 if isinstance(engine.observer, ItemWriter):
                     row.live_transcript = engine.observer.transcript
+        if self.on_ended is not None:
+            try:
+                await self.on_ended(live.id)
+            except Exception:  # post-call work is recovered at the next start-up
+                log.exception("could not queue post-call work for %s", live.id)
         self.live.pop(live.id, None)
         live.finished.set()
 

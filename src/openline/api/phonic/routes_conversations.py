@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.errors import error_body
+from openline.api.phonic.routes_postcall import eval_json, extraction_json
 from openline.api.phonic.views import conversation_json
 from openline.services.conversations import ConversationView, ListQuery, analysis_of
 
@@ -80,29 +81,22 @@ async def cancel_conversation(conversation_id: str, svc: Svc, who: Who
 
 @router.get("/conversations/{conversation_id}/extractions")
 async def list_extractions(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    await svc.conversations.get(who, conversation_id)
-    return {"extractions": []}
+    views = await svc.postcall.list_extractions(who, conversation_id)
+    return {"extractions": [extraction_json(v) for v in views]}
 
 
-@router.post("/conversations/{conversation_id}/extractions", response_model=None)
-async def extract(conversation_id: str, svc: Svc, who: Who, body: Body) -> JSONResponse:
-    await svc.conversations.require_ended(who, conversation_id)
-    await svc.schemas.get(who, None, str(body.get("schema_id") or "conv_extract_schema_none"))
-    return _post_call_unavailable()
+@router.post("/conversations/{conversation_id}/extractions", status_code=201)
+async def extract(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    row = await svc.postcall.extract(who, conversation_id, body.get("schema_id"))
+    return {"result": row.result}
 
 
 @router.get("/conversations/{conversation_id}/evals")
 async def list_evals(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    await svc.conversations.get(who, conversation_id)
-    return {"evals": []}
+    return {"evals": [eval_json(r) for r in await svc.postcall.list_evals(who, conversation_id)]}
 
 
-@router.post("/conversations/{conversation_id}/evals", response_model=None)
-async def evaluate(conversation_id: str, svc: Svc, who: Who, body: Body) -> JSONResponse:
-    await svc.conversations.require_ended(who, conversation_id)
-    return _post_call_unavailable()
-
-
-def _post_call_unavailable() -> JSONResponse:
-    return JSONResponse(error_body("Post-call analysis is not available on this server yet",
-                                   "post_call_unavailable"), status_code=500)
+@router.post("/conversations/{conversation_id}/evals", status_code=201)
+async def evaluate(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    row = await svc.postcall.evaluate(who, conversation_id, body.get("prompt_id"))
+    return {"evaluation": {"result": row.result}}

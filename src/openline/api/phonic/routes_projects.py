@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.routes_postcall import eval_json
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import eval_prompt_json, project_json
 from openline.domain.extraction import EvalPromptSpec
@@ -61,5 +62,5 @@ async def create_eval_prompt(name_or_id: str, svc: Svc, who: Who, body: Body) ->
 
 @router.get("/projects/{name_or_id}/conversation_evals")
 async def list_project_evals(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    await svc.projects.get(who, name_or_id)  # 404 for an unknown project
-    return {"evals": []}
+    rows = await svc.postcall.list_project_evals(who, name_or_id)  # 404: unknown project
+    return {"evals": [eval_json(r, with_conversation=True) for r in rows]}

@@ -1,0 +1,69 @@
+"""Builds the post-call side of a process from its settings: queue, services, worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from openline.api.phonic.views import conversation_json
+from openline.postcall.queue import DbJobQueue
+from openline.postcall.worker import Worker, WorkerOptions
+from openline.providers.stt.base import STT
+from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
+from openline.services.conversations import ConversationService, ConversationView
+from openline.services.postcall import CONVERSATION_JOB, PostCallOptions, PostCallService
+from openline.services.recordings import RecordingLinks
+from openline.services.webhooks import DELIVER_JOB, WebhookOptions, WebhookService
+from openline.settings import Settings
+from openline.store.db import Database
+from openline.voice.session import Providers
+
+
+@dataclass
+class PostCallRuntime:
+    queue: DbJobQueue
+    webhooks: WebhookService
+    postcall: PostCallService
+    worker: Worker
+
+    async def start(self) -> None:
+        """Queue work a crash left unqueued, then start the worker (inside the loop)."""
+        await self.postcall.recover()
+        self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        await self.webhooks.close()
+
+
+def postcall_stt(settings: Settings, providers: Providers) -> STT:
+    """A larger configured recogniser for post-call transcripts, else the live one."""
+    if settings.postcall_stt_model_dir is None:
+        return providers.stt
+    return FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.postcall_stt_model_dir,
+                                                 beam_size=5, cpu_threads=2))
+
+
+def build_postcall(settings: Settings, db: Database, providers: Providers,
+                   links: RecordingLinks) -> PostCallRuntime:
+    """Queue, webhook and post-call services, and the in-process worker running them."""
+    queue = DbJobQueue(db)
+    webhooks = WebhookService(db, queue, WebhookOptions(
+        allow_private_urls=settings.allow_private_urls, timeout_s=settings.webhook_timeout_s,
+        max_attempts=settings.webhook_max_attempts))
+
+    def render(view: ConversationView, workspace: str) -> dict[str, object]:
+        c = view.conversation
+        url = links.url(c.id, "wav.gz") if c.recording_path else None
+        return conversation_json(view, workspace, url)
+
+    postcall = PostCallService(
+        db, queue, providers.llm, postcall_stt(settings, providers), webhooks,
+        ConversationService(db), render,
+        PostCallOptions(summary=settings.postcall_summary,
+                        max_attempts=settings.job_max_attempts))
+    worker = Worker(queue, {CONVERSATION_JOB: postcall.run_job, DELIVER_JOB: webhooks.deliver},
+                    WorkerOptions(concurrency=settings.job_concurrency,
+                                  lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
+                                  retry_base_s=settings.job_retry_base_s,
+                                  retry_max_s=settings.job_retry_max_s))
+    return PostCallRuntime(queue, webhooks, postcall, worker)

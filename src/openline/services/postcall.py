@@ -1,0 +1,286 @@
+"""Post-call use cases: the end-of-call job, extraction, evaluation, their listings.
+
+When a conversation's end is stored, ``conversation_ended`` queues one
+``postcall.conversation`` job (de-duplicated per conversation). Its handler, safe to run
+again after a crash, does in order, skipping what an earlier try already stored:
+
+1. ``post_call_transcript`` of every item and of the conversation (caller turns
+   re-recognised from the recording);
+2. ``task_results`` (the agent's tasks judged by the LLM) and an optional ``summary``;
+3. the ``conversation.ended`` and ``conversation.analysis`` webhooks.
+
+A failing step raises so the job is retried with backoff; on the job's last attempt the
+failing step is skipped instead, so the webhooks still go out.
+Extraction and evaluation run synchronously in the request (the API returns the result).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from openline.domain import ids
+from openline.domain.errors import NotFound, ValidationFailed
+from openline.postcall import analysis, transcripts
+from openline.postcall.prompts import FieldPrompt
+from openline.postcall.queue import ClaimedJob, JobQueue
+from openline.providers.llm.base import LLM
+from openline.providers.stt.base import STT
+from openline.services import lookup
+from openline.services.conversations import ConversationService, ConversationView, analysis_of
+from openline.services.principal import Principal
+from openline.services.webhooks import WebhookService
+from openline.store import tables as t
+from openline.store.db import Database
+from openline.store.tables import utcnow
+from openline.store.tables_postcall import ConversationEval, ConversationExtraction, Job
+
+log = logging.getLogger(__name__)
+
+CONVERSATION_JOB = "postcall.conversation"
+#: (view, workspace name) -> the wire Conversation object; the API layer provides it
+ConversationRenderer = Callable[[ConversationView, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PostCallOptions:
+    summary: bool = True
+    max_attempts: int = 4
+    #: conversations ended this long before start-up without a post-call job get one
+    recover_window: timedelta = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class ExtractionView:
+    row: ConversationExtraction
+    schema_deleted: bool
+
+
+class PostCallService:
+    """Post-call processing over the configured LLM and recogniser."""
+
+    def __init__(self, db: Database, queue: JobQueue, llm: LLM, stt: STT,
+                 webhooks: WebhookService, conversations: ConversationService,
+                 render: ConversationRenderer, options: PostCallOptions | None = None) -> None:
+        self.db, self.queue, self.llm, self.stt = db, queue, llm, stt
+        self.webhooks, self.conversations, self.render = webhooks, conversations, render
+        self.options = options or PostCallOptions()
+
+    # --- the end-of-call job --------------------------------------------------------------
+
+    async def conversation_ended(self, conversation_id: str) -> None:
+        """Queue the post-call job of a conversation whose end is stored (idempotent)."""
+        await self.queue.enqueue(CONVERSATION_JOB, {"conversation_id": conversation_id},
+                                 dedupe_key=f"postcall:{conversation_id}",
+                                 max_attempts=self.options.max_attempts)
+
+    async def recover(self) -> int:
+        """Queue the job for recently ended conversations that never got one (a crash
+        between storing the end and queueing, or conversations closed as orphans)."""
+        since = utcnow() - self.options.recover_window
+        async with self.db.session() as s:
+            ended = list(await s.scalars(select(t.Conversation.id).where(
+                t.Conversation.ended_at.is_not(None), t.Conversation.ended_at >= since)))
+            keys = [f"postcall:{c}" for c in ended]
+            have = set(await s.scalars(select(Job.dedupe_key).where(Job.dedupe_key.in_(keys)))) \
+                if keys else set()
+        missing = [c for c in ended if f"postcall:{c}" not in have]
+        for conversation_id in missing:
+            await self.conversation_ended(conversation_id)
+        return len(missing)
+
+    async def conversation_transferred(self, conversation_id: str, transferred_to: str) -> int:
+        """Send ``conversation.transferred`` (for the engine's phone transfers)."""
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            if row is None:
+                return 0
+            items = await _items(s, conversation_id)
+        data = {"conversation": {"id": row.id, "items": [
+                    {"role": i.role, "text": i.post_call_transcript or i.live_transcript or ""}
+                    for i in items]},
+                "transferred_to": transferred_to, "call_info": row.call_info}
+        return await self.webhooks.emit(row.workspace_id, "conversation.transferred", data,
+                                        f"{conversation_id}:{transferred_to}:{len(items)}")
+
+    async def run_job(self, job: ClaimedJob) -> None:
+        """Handler of ``postcall.conversation`` jobs."""
+        conversation_id = str(job.payload["conversation_id"])
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+        if row is None or row.ended_at is None:
+            return  # deleted meanwhile, or (impossible) still live: nothing to do
+        if row.post_call_transcript is None:
+            await self._step("transcripts", job, self._refine_transcripts(conversation_id))
+        if row.config.get("tasks") and not row.task_results:
+            await self._step("task results", job, self._judge_tasks(conversation_id))
+        if self.options.summary and row.summary is None:
+            await self._step("summary", job, self._summarize(conversation_id))
+        await self._send_events(conversation_id)
+
+    async def _step(self, name: str, job: ClaimedJob, work: Any) -> None:
+        try:
+            await work
+        except Exception:
+            if not job.last_attempt:
+                raise
+            log.exception("post-call %s failed on the last attempt; skipped", name)
+
+    async def _refine_transcripts(self, conversation_id: str) -> None:
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            assert row is not None
+            items = await _items(s, conversation_id)
+        turns = [transcripts.TurnAudio(i.role, i.live_transcript or "", i.started_at,
+                                       i.duration_ms) for i in items]
+        recording = Path(row.recording_path) if row.recording_path else None
+        config = row.config or {}
+        texts = await transcripts.refine(
+            self.stt, recording, row.started_at, turns,
+            language=config.get("default_language"),
+            hotwords=config.get("boosted_keywords") or ())
+        async with self.db.session() as s:
+            for item, text in zip(items, texts, strict=True):
+                stored = await s.get(t.ConversationItem, item.id)
+                if stored is not None:
+                    stored.post_call_transcript = text
+            conv = await s.get(t.Conversation, conversation_id)
+            if conv is not None:
+                conv.post_call_transcript = analysis.render_transcript(
+                    [(i.role, text) for i, text in zip(items, texts, strict=True)])
+
+    async def _judge_tasks(self, conversation_id: str) -> None:
+        row, transcript = await self._transcript(conversation_id)
+        tasks = [(str(task.get("name")), str(task.get("description") or ""))
+                 for task in row.config.get("tasks") or [] if task.get("name")]
+        results = await analysis.task_results(self.llm, tasks, transcript) if transcript else {
+            name: analysis.TaskResult(False, "nothing was said") for name, _ in tasks}
+        async with self.db.session() as s:
+            conv = await s.get(t.Conversation, conversation_id)
+            if conv is not None:
+                conv.task_results = {name: {"completed": r.completed, "reasoning": r.reasoning}
+                                     for name, r in results.items()}
+
+    async def _summarize(self, conversation_id: str) -> None:
+        _, transcript = await self._transcript(conversation_id)
+        if not transcript:
+            return  # nothing to summarise; leave summary null
+        summary = await analysis.summarize(self.llm, transcript)
+        async with self.db.session() as s:
+            conv = await s.get(t.Conversation, conversation_id)
+            if conv is not None:
+                conv.summary = summary
+
+    async def _send_events(self, conversation_id: str) -> None:
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            if row is None:
+                return
+            workspace = await s.get(t.Workspace, row.workspace_id)
+            project = await s.get(t.Project, row.project_id)
+            assert project is not None
+            agent_gone = bool(row.agent_id) and await s.get(t.Agent, row.agent_id) is None
+            view = ConversationView(row, project, await _items(s, conversation_id), agent_gone)
+        name = workspace.name if workspace else ""
+        await self.webhooks.emit(row.workspace_id, "conversation.ended", {
+            "conversation": self.render(view, name), "call_info": row.call_info,
+        }, conversation_id)
+        await self.webhooks.emit(row.workspace_id, "conversation.analysis", {
+            "conversation": analysis_of(row), "call_info": row.call_info,
+        }, conversation_id)
+
+    async def _transcript(self, conversation_id: str) -> tuple[t.Conversation, str]:
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            if row is None:
+                raise NotFound("Conversation not found")
+            items = await _items(s, conversation_id)
+        text = analysis.render_transcript(
+            [(i.role, i.post_call_transcript or i.live_transcript or "") for i in items])
+        return row, text or row.post_call_transcript or row.live_transcript or ""
+
+    # --- extraction and evaluation (API) ---------------------------------------------------
+
+    async def extract(self, who: Principal, conversation_id: str,
+                      schema_id: Any) -> ConversationExtraction:
+        """Run an extraction schema now; 404 unknown, 409 live, 400 without ``schema_id``."""
+        await self.conversations.require_ended(who, conversation_id)
+        if not isinstance(schema_id, str) or not schema_id:
+            raise ValidationFailed("Invalid parameters: schema_id", {"schema_id": "is required"})
+        async with self.db.session() as s:
+            schema, _ = await lookup.extraction_schema(s, who.workspace_id, None, schema_id)
+        fields = [FieldPrompt(f["name"], f["type"], f.get("description"))
+                  for f in schema.spec.get("fields", [])]
+        _, transcript = await self._transcript(conversation_id)
+        result = await analysis.extract(self.llm, schema.spec.get("prompt", ""), fields,
+                                        transcript)
+        row = ConversationExtraction(
+            id=ids.new_id(ids.EXTRACTION), conversation_id=conversation_id,
+            schema_id=schema.id, schema_name=schema.name, result=result.result,
+            notes=result.notes)
+        async with self.db.session() as s:
+            s.add(row)
+        return row
+
+    async def list_extractions(self, who: Principal,
+                               conversation_id: str) -> list[ExtractionView]:
+        await self.conversations.get(who, conversation_id)
+        async with self.db.session() as s:
+            rows = list(await s.scalars(select(ConversationExtraction).where(
+                ConversationExtraction.conversation_id == conversation_id)
+                .order_by(ConversationExtraction.created_at, ConversationExtraction.id)))
+            schema_ids = {r.schema_id for r in rows}
+            alive = set(await s.scalars(select(t.ExtractionSchema.id).where(
+                t.ExtractionSchema.id.in_(schema_ids)))) if schema_ids else set()
+        return [ExtractionView(r, r.schema_id not in alive) for r in rows]
+
+    async def evaluate(self, who: Principal, conversation_id: str,
+                       prompt_id: Any) -> ConversationEval:
+        """Ask an eval prompt about the conversation now; the reasoning is stored."""
+        conv = await self.conversations.require_ended(who, conversation_id)
+        if not isinstance(prompt_id, str) or not prompt_id:
+            raise ValidationFailed("Invalid parameters: prompt_id", {"prompt_id": "is required"})
+        async with self.db.session() as s:
+            prompt = (await s.execute(
+                select(t.EvalPrompt).join(t.Project, t.Project.id == t.EvalPrompt.project_id)
+                .where(t.EvalPrompt.id == prompt_id,
+                       t.Project.workspace_id == who.workspace_id))).scalar_one_or_none()
+        if prompt is None:
+            raise NotFound("Conversation eval prompt not found")
+        _, transcript = await self._transcript(conversation_id)
+        verdict = await analysis.evaluate(self.llm, prompt.prompt, transcript)
+        row = ConversationEval(
+            id=ids.new_id(ids.EVAL), conversation_id=conversation_id,
+            project_id=conv.project_id, prompt_id=prompt.id, prompt_name=prompt.name,
+            result=verdict.result, reasoning=verdict.reasoning)
+        async with self.db.session() as s:
+            s.add(row)
+        return row
+
+    async def list_evals(self, who: Principal, conversation_id: str) -> list[ConversationEval]:
+        await self.conversations.get(who, conversation_id)
+        async with self.db.session() as s:
+            return list(await s.scalars(select(ConversationEval).where(
+                ConversationEval.conversation_id == conversation_id)
+                .order_by(ConversationEval.created_at, ConversationEval.id)))
+
+    async def list_project_evals(self, who: Principal,
+                                 project: str) -> list[ConversationEval]:
+        async with self.db.session() as s:
+            proj = await lookup.project(s, who.workspace_id, project)
+            return list(await s.scalars(select(ConversationEval).where(
+                ConversationEval.project_id == proj.id)
+                .order_by(ConversationEval.created_at, ConversationEval.id)))
+
+
+async def _items(s: AsyncSession, conversation_id: str) -> list[t.ConversationItem]:
+    return list(await s.scalars(select(t.ConversationItem).where(
+        t.ConversationItem.conversation_id == conversation_id)
+        .order_by(t.ConversationItem.item_idx)))

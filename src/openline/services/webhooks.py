@@ -1,0 +1,212 @@
+"""Event webhooks: workspace endpoints, signed deliveries through the job queue, and a log.
+
+An event is rendered once into a JSON body and fanned out as one ``webhook.deliver`` job
+per subscribed endpoint. The job carries the exact body and message id, so every retry
+sends identical bytes with the same ``webhook-id`` (receivers de-duplicate on it). Each
+attempt, successful or not, is written to ``webhook_deliveries``. Non-2xx answers and
+network errors are retried with the worker's exponential backoff; a deleted endpoint or
+a URL that became unsafe ends the job without retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from openline.domain import ids
+from openline.domain.errors import NotFound, ValidationFailed
+from openline.postcall import signing
+from openline.postcall.queue import ClaimedJob, JobQueue
+from openline.postcall.worker import PermanentJobError
+from openline.services.principal import Principal
+from openline.services.url_safety import UnsafeUrl, check_url
+from openline.store.db import Database
+from openline.store.tables import utcnow
+from openline.store.tables_postcall import WebhookDelivery, WebhookEndpoint
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_PREFIX = "whep"
+DELIVERY_PREFIX = "whdel"
+MESSAGE_PREFIX = "msg"
+DELIVER_JOB = "webhook.deliver"
+EVENTS = ("conversation.ended", "conversation.analysis", "conversation.transferred")
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    allow_private_urls: bool = False
+    timeout_s: float = 10.0
+    max_attempts: int = 8
+
+
+class WebhookService:
+    """CRUD for endpoints, fan-out of events, and the delivery job handler."""
+
+    def __init__(self, db: Database, queue: JobQueue, options: WebhookOptions | None = None,
+                 http: httpx.AsyncClient | None = None) -> None:
+        self.db, self.queue = db, queue
+        self.options = options or WebhookOptions()
+        self._http = http
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    async def create(self, who: Principal, body: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
+        """Store an endpoint; returns it with its signing secret (shown only this once)."""
+        url = body.get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise ValidationFailed("Invalid parameters: url", {"url": "is required"})
+        await self._check(url.strip())
+        events = _events(body.get("events"))
+        description = body.get("description")
+        secret = signing.new_secret()
+        row = WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
+                              url=url.strip(), events=events, secret=secret,
+                              description=description if isinstance(description, str) else None)
+        async with self.db.session() as s:
+            s.add(row)
+        return row, secret
+
+    async def list_all(self, who: Principal) -> list[WebhookEndpoint]:
+        async with self.db.session() as s:
+            return list(await s.scalars(
+                select(WebhookEndpoint).where(WebhookEndpoint.workspace_id == who.workspace_id)
+                .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
+
+    async def get(self, who: Principal, endpoint_id: str) -> WebhookEndpoint:
+        async with self.db.session() as s:
+            row = await s.get(WebhookEndpoint, endpoint_id)
+        if row is None or row.workspace_id != who.workspace_id:
+            raise NotFound("Webhook endpoint not found")
+        return row
+
+    async def delete(self, who: Principal, endpoint_id: str) -> None:
+        """Delete an endpoint (its log goes with it; pending deliveries end quietly)."""
+        await self.get(who, endpoint_id)
+        async with self.db.session() as s:
+            row = await s.get(WebhookEndpoint, endpoint_id)
+            if row is not None:
+                await s.delete(row)
+
+    async def deliveries(self, who: Principal, endpoint_id: str,
+                         limit: int = 100) -> list[WebhookDelivery]:
+        """The newest delivery attempts to an endpoint, newest first."""
+        await self.get(who, endpoint_id)
+        async with self.db.session() as s:
+            return list(await s.scalars(
+                select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
+                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.attempt.desc())
+                .limit(max(1, min(limit, 1000)))))
+
+    async def _check(self, url: str) -> None:
+        try:
+            await check_url(url, allow_private=self.options.allow_private_urls)
+        except UnsafeUrl as exc:
+            raise ValidationFailed(f"Invalid parameters: url: {exc}", {"url": str(exc)},
+                                   code="unsafe_url") from exc
+
+    # --- events ---------------------------------------------------------------------------
+
+    async def emit(self, workspace_id: str, event_type: str, data: dict[str, Any],
+                   dedupe: str) -> int:
+        """Queue ``event_type`` for every subscribed endpoint; returns how many.
+
+        ``dedupe`` names the occurrence (e.g. the conversation id): emitting the same
+        occurrence again (a retried job) queues nothing new."""
+        async with self.db.session() as s:
+            endpoints = list(await s.scalars(select(WebhookEndpoint).where(
+                WebhookEndpoint.workspace_id == workspace_id,
+                WebhookEndpoint.disabled.is_(False))))
+        targets = [e for e in endpoints if event_type in (e.events or EVENTS)]
+        if not targets:
+            return 0
+        body = json.dumps({"event_type": event_type, "created_at": _iso_now(), "data": data},
+                          separators=(",", ":"))
+        queued = 0
+        for endpoint in targets:
+            job = await self.queue.enqueue(DELIVER_JOB, {
+                "endpoint_id": endpoint.id, "message_id": ids.new_id(MESSAGE_PREFIX),
+                "event_type": event_type, "body": body,
+            }, dedupe_key=f"webhook:{endpoint.id}:{event_type}:{dedupe}",
+                max_attempts=self.options.max_attempts)
+            queued += job is not None
+        return queued
+
+    async def deliver(self, job: ClaimedJob) -> None:
+        """Job handler: one signed POST; raises (to retry) unless the answer is 2xx."""
+        p = job.payload
+        async with self.db.session() as s:
+            endpoint = await s.get(WebhookEndpoint, p["endpoint_id"])
+        if endpoint is None:
+            return  # deleted since: nothing to deliver to
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        try:
+            await check_url(endpoint.url, allow_private=self.options.allow_private_urls)
+            timestamp = int(time.time())
+            response = await self._client().post(
+                endpoint.url, content=p["body"].encode(),
+                headers=signing.headers(endpoint.secret, p["message_id"], timestamp, p["body"]))
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}: {response.text[:200]}"
+        except UnsafeUrl as exc:
+            error = f"refused: {exc}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        await self._log(endpoint.id, job, status, error, time.perf_counter() - started)
+        if error is None:
+            return
+        if error.startswith("refused:"):
+            raise PermanentJobError(error)
+        raise RuntimeError(error)
+
+    async def _log(self, endpoint_id: str, job: ClaimedJob, status: int | None,
+                   error: str | None, elapsed_s: float) -> None:
+        async with self.db.session() as s:
+            if await s.get(WebhookEndpoint, endpoint_id) is None:
+                return  # deleted while the request was in flight
+            s.add(WebhookDelivery(
+                id=ids.new_id(DELIVERY_PREFIX), endpoint_id=endpoint_id,
+                message_id=job.payload["message_id"], event_type=job.payload["event_type"],
+                attempt=job.attempt, status_code=status, success=error is None, error=error,
+                duration_ms=round(elapsed_s * 1000, 1)))
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # No redirects: a redirect could lead to an address the URL check never saw.
+            self._http = httpx.AsyncClient(timeout=self.options.timeout_s,
+                                           follow_redirects=False)
+        return self._http
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _events(value: Any) -> list[str]:
+    if value is None:
+        return list(EVENTS)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValidationFailed("Invalid parameters: events",
+                               {"events": "must be a non-empty list of event types"})
+    unknown = sorted(set(value) - set(EVENTS))
+    if unknown:
+        raise ValidationFailed("Invalid parameters: events",
+                               {"events": f"unknown event type(s): {', '.join(unknown)}; "
+                                          f"known: {', '.join(EVENTS)}"})
+    return list(dict.fromkeys(value))
+
+
+def _iso_now() -> str:
+    now = utcnow()
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
