@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from openline.domain import ids
@@ -87,6 +87,10 @@ class JobQueue(Protocol):
 
     async def wait_for_work(self, timeout_s: float) -> None:
         """Return when a job may be available (new enqueue) or after ``timeout_s``."""
+        ...
+
+    async def unfinished(self) -> int:
+        """How many jobs are queued or running (not yet ``done`` or ``failed``)."""
         ...
 
 
@@ -191,6 +195,12 @@ class DbJobQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout_s)
         self._wakeup.clear()
+
+    async def unfinished(self) -> int:
+        async with self.db.session() as s:
+            count = await s.scalar(select(func.count()).select_from(Job).where(
+                Job.status.in_((QUEUED, RUNNING))))
+        return int(count or 0)
 
     async def get(self, job_id: str) -> Job | None:
         """The stored job (tests, diagnostics)."""

@@ -85,7 +85,8 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def run_until_idle(self, timeout_s: float = 30.0) -> None:
-        """Claim and run until nothing is due and nothing runs (tests, CLI one-shots)."""
+        """Claim and run until no job is left unfinished, retries included (tests, one-shot
+        runs). Jobs another worker holds count as unfinished until done or re-claimed."""
         async with asyncio.timeout(timeout_s):
             while True:
                 started = await self._claim_some()
@@ -93,7 +94,9 @@ class Worker:
                     await asyncio.wait(list(self._running.values()),
                                        return_when=asyncio.FIRST_COMPLETED)
                 elif not started:
-                    return
+                    if not await self.queue.unfinished():
+                        return
+                    await self.queue.wait_for_work(self.options.poll_s)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
