@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -56,11 +57,13 @@ def fake_providers(llm: ScriptedLLM | None = None, stt: FakeSTT | None = None) -
                      FakeTTS(ms_per_char=20))
 
 
-def start_server(database_url: str, data_dir: Path,
-                 providers: Providers | None = None) -> LiveServer:
+def start_server(database_url: str, data_dir: Path, providers: Providers | None = None,
+                 **overrides: Any) -> LiveServer:
+    """A live server; tests reach local webhook targets (``allow_private_urls``) by default."""
     port = free_port()
+    options: dict[str, Any] = {"allow_private_urls": True, **overrides}
     settings = Settings(data_dir=data_dir, database_url=database_url, api_key=TEST_KEY,
-                        host="127.0.0.1", port=port)
+                        host="127.0.0.1", port=port, **options)
     app = create_app(settings, providers or fake_providers(), announce_key=False, verbose=False)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)

@@ -115,6 +115,7 @@ class AuthService(_KeyAdmin):
     def __init__(self, db: Database, static_keys: tuple[str, ...] = ()) -> None:
         self.db = db
         self._static_hashes = {hash_secret(k) for k in static_keys if k}
+        self._static_principal: Principal | None = None
 
     async def bootstrap(self) -> NewKey | None:
         """First start: workspace ``default``, project ``main`` and one API key (returned once).
@@ -155,8 +156,10 @@ class AuthService(_KeyAdmin):
             raise Unauthorized("Missing API key. Use 'Authorization: Bearer <key>'.")
         digest = hash_secret(credential)
         if digest in self._static_hashes:
-            ws = await self.default_workspace()
-            return Principal(ws.id, ws.name)
+            if self._static_principal is None:  # the workspace never changes: look it up once
+                ws = await self.default_workspace()
+                self._static_principal = Principal(ws.id, ws.name)
+            return self._static_principal
         async with self.db.session() as s:
             row = await s.execute(
                 select(t.ApiKey, t.Workspace)

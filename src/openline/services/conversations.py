@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, or_, select
+from sqlalchemy import Select, delete, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain.errors import Conflict, NotFound, ValidationFailed
@@ -118,15 +118,17 @@ class ConversationService:
         q: ListQuery,
     ) -> tuple[list[t.Conversation], str | None, str | None]:
         c = t.Conversation
+        # Row-value comparisons let both databases seek into the (project, started_at, id)
+        # index at the cursor; the OR form scanned from the newest row on every page.
+        position = tuple_(c.started_at, c.id)
+        at_cursor = tuple_(literal(cursor.started_at, t.UTCDateTime()), literal(cursor.id))
         if q.after:
-            older = or_(c.started_at < cursor.started_at,
-                        and_(c.started_at == cursor.started_at, c.id < cursor.id))
+            older = position < at_cursor
             rows = list(await s.scalars(_newest_first(stmt.where(older)).limit(q.limit + 1)))
             more = len(rows) > q.limit
             rows = rows[: q.limit]
             return rows, (rows[0].id if rows else None), (rows[-1].id if more and rows else None)
-        newer = or_(c.started_at > cursor.started_at,
-                    and_(c.started_at == cursor.started_at, c.id > cursor.id))
+        newer = position > at_cursor
         asc = stmt.where(newer).order_by(c.started_at.asc(), c.id.asc()).limit(q.limit + 1)
         rows = list(await s.scalars(asc))
         more = len(rows) > q.limit

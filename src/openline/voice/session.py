@@ -126,7 +126,8 @@ class Conversation:
         self._group: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._replying = 0  # turns between end of speech and end of the reply
-        self._playing_job: ReplyJob | None = None
+        #: the task generating each open utterance, cancelled when the caller barges in
+        self._producers: dict[int, asyncio.Task[Any]] = {}
         self._spoken: list[Utterance] = []  # started utterances, to record on any end path
         self._pending_interrupted: str | None = None
         self._last_voiced_at = 0.0
@@ -352,9 +353,9 @@ class Conversation:
             return
         self.interruptions += 1
         self._pending_interrupted = utt.heard_text
-        job = self._playing_job
-        if job is not None and job.utterance is utt:
-            job.task.cancel()  # stop generating what nobody will hear
+        producer = self._producers.pop(id(utt), None)
+        if producer is not None:
+            producer.cancel()  # stop generating (and any tool call) nobody will hear
 
     def _start_speculation(self) -> None:
         self._drop_speculation()
@@ -410,7 +411,7 @@ class Conversation:
         await self.observer.item(ItemRecord("user", text, datetime.fromtimestamp(started, UTC),
                                             voiced_ms))
         job.utterance.timings = job.timings
-        self._playing_job = job
+        self._producers[id(job.utterance)] = job.task
         self.playout.enqueue(job.utterance)
         await self._finish_reply(job, last_voiced)
 
@@ -424,7 +425,8 @@ class Conversation:
         if not job.task.cancelled() and job.task.exception() is not None:
             raise job.task.exception()  # type: ignore[misc]
         await utt.done.wait()
-        result = job.result or ReplyResult()
+        self._producers.pop(id(utt), None)
+        result = job.result
         if last_voiced is not None and utt.first_frame_at is not None:
             latency = round((utt.first_frame_at - last_voiced) * 1000, 1)
             self.latencies_ms.append(latency)
@@ -492,13 +494,21 @@ class Conversation:
         utt = Utterance("reply")
         messages = [ChatMessage.system(self.system_prompt), *self.history]
         self._replying += 1
+        result = ReplyResult()
+        task = asyncio.ensure_future(generate_reply(
+            self._speech(), messages, self._offered_tools(), self.tools, utt, {},
+            self._tool_finished, result))
+        self._producers[id(utt)] = task
         try:
             self.playout.enqueue(utt)  # plays as soon as the first sentence exists
-            result = await generate_reply(self._speech(), messages, self._offered_tools(),
-                                          self.tools, utt, {}, self._tool_finished)
+            await asyncio.wait({task})
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
             await utt.done.wait()
             await self._close_assistant_turn(utt, result)
         finally:
+            self._producers.pop(id(utt), None)
+            task.cancel()
             self._replying -= 1
 
     async def _speak_fixed(self, text: str, kind: str, interruptible: bool) -> None:
