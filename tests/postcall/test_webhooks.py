@@ -3,6 +3,7 @@ sometimes fails, the delivery log, URL safety, and restarts in the middle of the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from pathlib import Path
@@ -13,8 +14,14 @@ import pytest
 from openline.domain.errors import ValidationFailed
 from openline.postcall import signing
 from openline.postcall.queue import DbJobQueue
+from openline.postcall.worker import Worker, WorkerOptions
+from openline.providers.testing import FakeSTT, ScriptedLLM
+from openline.services.auth import AuthService
+from openline.services.conversations import ConversationService
+from openline.services.postcall import PostCallService
 from openline.services.principal import Principal
 from openline.services.webhooks import WebhookOptions, WebhookService
+from openline.store import tables as t
 from openline.store.db import Database
 from tests.conftest import LiveServer
 from tests.postcall.conftest import (
@@ -95,8 +102,6 @@ def test_restart_in_the_middle_delivers_every_event_exactly_once(
     first = make_server(scripted_providers(llm_server))
     endpoint_id = _endpoint(first, receiver)
     first.stop()
-    import asyncio
-
     # Four calls ended while no server ran: the next start queues their post-call work.
     conv_ids = [asyncio.run(aseed(first.database_url)) for _ in range(4)]
     receiver.delay_s, receiver.fail_next = 0.15, 2
@@ -123,3 +128,38 @@ def test_restart_in_the_middle_delivers_every_event_exactly_once(
     retried = {d["message_id"] for d in failed}
     assert all(any(d["message_id"] == m and d["success"] and d["attempt"] > 1 for d in log)
                for m in retried)
+
+
+async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiver) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 't.db'}"
+    db = Database(url)
+    await db.migrate()
+    try:
+        await AuthService(db, ()).bootstrap()
+        conv_id = await aseed(url)
+        queue = DbJobQueue(db)
+        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True))
+        postcall = PostCallService(db, queue, ScriptedLLM(), FakeSTT(), webhooks,
+                                   ConversationService(db), lambda view, ws: {})
+        async with db.session() as s:
+            conv = await s.get(t.Conversation, conv_id)
+            assert conv is not None
+            workspace = await s.get(t.Workspace, conv.workspace_id)
+            assert workspace is not None
+        who = Principal(workspace.id, workspace.name)
+        _, receiver.secret = await webhooks.create(
+            who, {"url": receiver.url, "events": ["conversation.transferred"]})
+        assert await postcall.conversation_transferred(conv_id, "+15551234567") == 1
+        assert await postcall.conversation_transferred(conv_id, "+15551234567") == 0  # deduped
+        await Worker(queue, {"webhook.deliver": webhooks.deliver},
+                     WorkerOptions(poll_s=0.05)).run_until_idle()
+        await webhooks.close()
+    finally:
+        await db.dispose()
+    [delivery] = receiver.ok()
+    body = json.loads(delivery.body)
+    assert body["event_type"] == "conversation.transferred" and delivery.valid
+    assert body["data"]["transferred_to"] == "+15551234567"
+    assert body["data"]["conversation"]["id"] == conv_id
+    assert body["data"]["conversation"]["items"][0] == {
+        "role": "user", "text": "Hi, I'd like to book a table for two tomorrow at seven."}
