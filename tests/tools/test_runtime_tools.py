@@ -166,3 +166,29 @@ async def test_require_and_wait_for_speech_before(openline: LiveServer, llm: Scr
     async with talk_to(client, agent="shop") as talk:
         await talk.say_as_user("where is order nine")
     assert talk.spoken().startswith("One moment.") and target.requests
+
+
+async def test_async_webhook_runs_in_the_background(openline: LiveServer,
+                                                    llm: ScriptedLLMServer,
+                                                    target: Target) -> None:
+    client = client_for(openline)
+    await client.tools.create(name="slow_job", description="Start a long job",
+                              type="custom_webhook", execution_mode="async",
+                              endpoint_method="POST",
+                              endpoint_url=target.base_url + "/slow/{order_id}",
+                              endpoint_timeout_ms=5000, parameters=PARAMS[:1])
+    await client.agents.create(name="shop", tools=["slow_job"], voice_id="joe")
+    llm.script(Reply(tool_calls=[("slow_job", {"order_id": "7"})]), "I started it for you.")
+    async with talk_to(client, agent="shop") as talk:
+        await talk.say_as_user("start the job")
+        # The reply did not wait for the 3 s webhook...
+        assert not talk.of("tool_call_output_processed") or \
+            talk.of("tool_call_output_processed")[0].status == "running"
+        done = await talk.until("tool_call_output_processed", within=10)
+        while getattr(done, "status", None) == "running":
+            done = await talk.until("tool_call_output_processed", within=10)
+    assert done.status == "success" and done.response_body == {"late": True}
+    assert "started" in next(m for m in llm.requests[1]["messages"]
+                             if m["role"] == "tool")["content"]
+    conv = await stored(openline, talk.conversation_id)
+    assert conv["items"][-1]["tool_calls"][0]["status"] == "success"  # updated in place

@@ -202,8 +202,8 @@ class Conversation:
 
     async def _async_tool_result(self, outcome: ToolOutcome) -> None:
         """An async tool finished: tell the client, store it, let the model know."""
+        await asyncio.shield(self.observer.tool_result(outcome.record))  # stored first
         await self._emit(ev.ToolCallFinished(outcome.record))
-        await self.observer.tool_result(outcome.record)
         name = outcome.record.get("tool", {}).get("name")
         self.history.append(ChatMessage.system(
             f"The async tool {name} finished with: {outcome.content}"))
