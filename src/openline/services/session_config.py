@@ -72,7 +72,20 @@ def resolve(
     if voice not in installed_voices:
         warnings.append(f"voice {voice!r} is not installed; using {default_voice!r}")
         voice = default_voice
-    session = SessionConfig(
+    session = _session(conversation_id, spec, config, values, formats, voice)
+    session.tools = built_in_specs(session.built_in_tools)
+    snapshot = {**spec.model_dump(mode="json"), "input_format": formats["input_format"],
+                "output_format": formats["output_format"], "template_variables": user_values,
+                "listen_only": False, "voice_id": voice,
+                "system_prompt": session.system_prompt,
+                "welcome_message": session.welcome_message}
+    return ResolvedConfig(session, spec, snapshot, dict(variables), warnings)
+
+
+def _session(conversation_id: str, spec: AgentSpec, config: dict[str, Any],
+             values: dict[str, str], formats: dict[str, str], voice: str) -> SessionConfig:
+    """The engine's settings from a validated spec and the rendered template values."""
+    return SessionConfig(
         conversation_id=conversation_id,
         system_prompt=render(spec.system_prompt, values),
         welcome_message=render(spec.welcome_message or "", values),
@@ -99,10 +112,3 @@ def resolve(
         push_to_talk=spec.push_to_talk,
         built_in_tools=tuple(t for t in spec.tools if t in BUILT_IN_TOOL_NAMES),
     )
-    session.tools = built_in_specs(session.built_in_tools)
-    snapshot = {**spec.model_dump(mode="json"), "input_format": formats["input_format"],
-                "output_format": formats["output_format"], "template_variables": user_values,
-                "listen_only": False, "voice_id": voice,
-                "system_prompt": session.system_prompt,
-                "welcome_message": session.welcome_message}
-    return ResolvedConfig(session, spec, snapshot, dict(variables), warnings)

@@ -34,6 +34,7 @@ from openline.providers.tts.base import TTS
 from openline.providers.vad.base import VAD, VADStream
 from openline.voice import events as ev
 from openline.voice.builtins import built_in_specs
+from openline.voice.client_tools import ClientToolChannel
 from openline.voice.config import AgentDirectory, SessionConfig
 from openline.voice.playout import Playout, Utterance
 from openline.voice.recorder import Recorder
@@ -102,10 +103,10 @@ class Conversation:
                  agents: AgentDirectory | None = None) -> None:
         self.cfg, self.p, self._send, self.observer = cfg, providers, send, observer
         self.agents = agents
-        self.tools = ToolRuntime(cfg.runtime_tools, webhooks=webhooks, client=self,
+        self.client_tools = ClientToolChannel(self._emit, self._emit_now)
+        self.tools = ToolRuntime(cfg.runtime_tools, webhooks=webhooks, client=self.client_tools,
                                  on_dtmf=self._dtmf, background=self._spawn_background,
                                  on_async_result=self._async_tool_result)
-        self._client_calls: dict[str, asyncio.Future[Any]] = {}
         self.lifecycle = Lifecycle()
         self.recorder = Recorder()
         self.history: list[ChatMessage] = []
@@ -175,24 +176,7 @@ class Conversation:
 
     def tool_call_output(self, call_id: str, output: Any) -> bool:
         """The client's ``tool_call_output``; False when no such call is waiting."""
-        future = self._client_calls.get(call_id)
-        if future is None or future.done():
-            return False
-        future.set_result(output)
-        return True
-
-    # ----- the client side of custom_websocket tools (ClientChannel) ------------------
-    async def request(self, call_id: str, name: str, arguments: dict[str, Any]) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._client_calls[call_id] = future
-        try:
-            await self._emit(ev.ToolCallRequest(call_id, name, arguments))
-            return await future
-        finally:
-            self._client_calls.pop(call_id, None)
-
-    def interrupted(self, call_id: str, name: str) -> None:
-        self._emit_now(ev.ToolCallInterrupted(call_id, name))
+        return self.client_tools.deliver(call_id, output)
 
     async def _dtmf(self, digits: str) -> None:
         await self._emit(ev.Dtmf(digits))
