@@ -65,7 +65,8 @@ def start_server(database_url: str, data_dir: Path, providers: Providers | None 
     settings = Settings(data_dir=data_dir, database_url=database_url, api_key=TEST_KEY,
                         host="127.0.0.1", port=port, **options)
     app = create_app(settings, providers or fake_providers(), announce_key=False, verbose=False)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"openline-{port}", daemon=True)
     thread.start()

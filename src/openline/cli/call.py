@@ -130,7 +130,7 @@ def _embedded_server(settings: Settings) -> tuple[uvicorn.Server, str, str]:
     settings.api_key = key
     app = create_app(settings, announce_key=False, verbose=True)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port,
-                                           log_level="warning"))
+                                           log_level="warning", ws_per_message_deflate=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:

@@ -21,7 +21,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         settings.port = args.port
     app = create_app(settings)
     print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir})", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                # base64 audio barely compresses: per-message deflate only costs CPU
+                ws_per_message_deflate=False)
     return 0
 
 

@@ -72,7 +72,7 @@ class ItemWriter:
         self.lines.append(f"{speaker}: {record.text}")
         item_id = ids.new_id(ids.CONVERSATION_ITEM)
         self.tool_items.update({str(c.get("id")): item_id for c in record.tool_calls})
-        async with self.db.session() as s:
+        async with self.db.writer() as s:
             s.add(t.ConversationItem(
                 id=item_id, conversation_id=self.conversation_id,
                 item_idx=idx, role=record.role, live_transcript=record.text,
@@ -253,7 +253,7 @@ class LiveService:
                 engine.recorder.save, self.recordings_dir / f"{live.id}.wav")
         except Exception:  # a failed recording must not lose the conversation record
             log.exception("could not save the recording of %s", live.id)
-        async with self.db.session() as s:
+        async with self.db.writer() as s:
             row = await s.get(t.Conversation, live.id)
             if row is not None:
                 ended = utcnow()

@@ -44,11 +44,27 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
         async with self._sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def writer(self) -> AsyncIterator[AsyncSession]:
+        """A session for hot-path writes (conversation items and ends).
+
+        SQLite has one write lock; many conversations writing at once made aiosqlite's
+        connection threads wait on it (busy timeout) and starve the event loop of the GIL.
+        Here those writes queue in-process instead. Never nest it inside another session.
+        """
+        if not self.is_sqlite:
+            async with self.session() as session:
+                yield session
+            return
+        async with self._write_lock, self.session() as session:
             yield session
 
     async def migrate(self) -> None:

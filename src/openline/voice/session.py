@@ -392,11 +392,11 @@ class Conversation:
             await self._emit(ev.InterruptedResponse(interrupted))
         await self._emit(ev.InputText(text, language))
         self.history.append(ChatMessage.user(text))
-        await self.observer.item(ItemRecord("user", text, datetime.fromtimestamp(started, UTC),
-                                            voiced_ms))
         job.utterance.timings = job.timings
         self._producers[id(job.utterance)] = job.task
-        self.playout.enqueue(job.utterance)
+        self.playout.enqueue(job.utterance)  # first: the reply must not wait for storage
+        await asyncio.shield(self.observer.item(ItemRecord(
+            "user", text, datetime.fromtimestamp(started, UTC), voiced_ms)))
         await self._finish_reply(job, last_voiced)
 
     def _too_few_words(self, text: str) -> bool:
