@@ -56,7 +56,7 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     live = LiveService(db, providers, settings.recordings_dir(), voices.installed,
                        allow_private_urls=settings.allow_private_urls)
     links = RecordingLinks(settings.effective_public_url(), settings.effective_secret_key())
-    postcall = build_postcall(settings, db, providers, links)
+    postcall = build_postcall(settings, db, providers, links, wait_idle=live.wait_idle)
     live.on_ended = postcall.postcall.conversation_ended
     services = Services.build(
         db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from openline.api.phonic.views import conversation_json
-from openline.postcall.queue import DbJobQueue
-from openline.postcall.worker import Worker, WorkerOptions
+from openline.postcall.queue import ClaimedJob, DbJobQueue
+from openline.postcall.worker import Handler, Worker, WorkerOptions
 from openline.providers.stt.base import STT
 from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
 from openline.services.conversations import ConversationService, ConversationView
@@ -36,15 +37,39 @@ class PostCallRuntime:
 
 
 def postcall_stt(settings: Settings, providers: Providers) -> STT:
-    """A larger configured recogniser for post-call transcripts, else the live one."""
-    if settings.postcall_stt_model_dir is None:
+    """The post-call recogniser: beam search (the live one decodes greedily for latency),
+    on a larger configured model when there is one. Test fakes are reused as they are."""
+    if settings.postcall_stt_model_dir is None and not isinstance(providers.stt,
+                                                                  FasterWhisperSTT):
         return providers.stt
-    return FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.postcall_stt_model_dir,
-                                                 beam_size=5, cpu_threads=2))
+    return FasterWhisperSTT(FasterWhisperOptions(
+        model_dir=settings.postcall_stt_model_dir or settings.stt_model_dir,
+        beam_size=5, cpu_threads=2))
+
+
+MAX_DEFER_S = 120.0
+
+
+def when_calls_are_idle(run: Handler, wait_idle: Callable[[float], Awaitable[None]]
+                        ) -> Handler:
+    """Hold heavy post-call work while live calls run (up to ``MAX_DEFER_S``): its models
+    share the CPU with live turns. The job's lease keeps being renewed meanwhile."""
+
+    async def deferred(job: ClaimedJob) -> None:
+        await wait_idle(MAX_DEFER_S)
+        await run(job)
+
+    return deferred
+
+
+async def _never_busy(_: float) -> None:
+    return None
 
 
 def build_postcall(settings: Settings, db: Database, providers: Providers,
-                   links: RecordingLinks) -> PostCallRuntime:
+                   links: RecordingLinks,
+                   wait_idle: Callable[[float], Awaitable[None]] = _never_busy
+                   ) -> PostCallRuntime:
     """Queue, webhook and post-call services, and the in-process worker running them."""
     queue = DbJobQueue(db)
     webhooks = WebhookService(db, queue, WebhookOptions(
@@ -61,7 +86,8 @@ def build_postcall(settings: Settings, db: Database, providers: Providers,
         ConversationService(db), render,
         PostCallOptions(summary=settings.postcall_summary,
                         max_attempts=settings.job_max_attempts))
-    worker = Worker(queue, {CONVERSATION_JOB: postcall.run_job, DELIVER_JOB: webhooks.deliver},
+    heavy = when_calls_are_idle(postcall.run_job, wait_idle)
+    worker = Worker(queue, {CONVERSATION_JOB: heavy, DELIVER_JOB: webhooks.deliver},
                     WorkerOptions(concurrency=settings.job_concurrency,
                                   lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
                                   retry_base_s=settings.job_retry_base_s,

@@ -37,7 +37,10 @@ def build_providers(settings: Settings) -> Providers:
                    default_voice_id=settings.default_voice)
     return Providers(
         vad=SileroVAD(SileroOptions()),
-        stt=FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.stt_model_dir)),
+        # Greedy decoding: ~100 ms faster per turn than beam 5 here, and the post-call
+        # transcript is refined with beam search anyway.
+        stt=FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.stt_model_dir,
+                                                  beam_size=1)),
         llm=build_llm(settings),
         tts=tts,
     )

@@ -127,6 +127,8 @@ class LiveService:
         self.http = http or httpx.AsyncClient(follow_redirects=False)
         self.allow_private_urls = allow_private_urls
         self.live: dict[str, LiveConversation] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self, who: Principal, config: dict[str, Any], send: Send,
                     origin: str = "sdk-py") -> LiveConversation:
@@ -157,7 +159,14 @@ class LiveService:
                               webhooks=webhooks, agents=directory)
         live = LiveConversation(conv_id, who.workspace_id, engine, resolved)
         self.live[conv_id] = live
+        self._idle.clear()
         return live
+
+    async def wait_idle(self, timeout_s: float) -> None:
+        """Until no conversation is live in this process, or ``timeout_s`` has passed."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
 
     def _resolve(self, conv_id: str, agent: t.Agent | None, config: dict[str, Any]
                  ) -> ResolvedConfig:
@@ -271,6 +280,8 @@ class LiveService:
             except Exception:  # post-call work is recovered at the next start-up
                 log.exception("could not queue post-call work for %s", live.id)
         self.live.pop(live.id, None)
+        if not self.live:
+            self._idle.set()
         live.finished.set()
 
     async def cancel(self, who: Principal, conversation_id: str) -> None:

@@ -354,7 +354,7 @@ class Conversation:
 
     def _end_of_turn(self) -> None:
         job = self._job
-        if job is None:  # no pause was seen (cannot happen with END) - be safe
+        if job is None:  # the endpointing wait was too short to speculate
             job = ReplyJob(self.p.stt, self._turns.turn_audio(), None, self.cfg.language,
                            self.cfg.boosted_keywords, self._run_reply)
         job.committed = True

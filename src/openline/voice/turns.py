@@ -3,8 +3,10 @@
 The detector runs on 16 kHz frames of 512 samples (32 ms). It reports:
 
 * ``SPEECH_START`` once ``min_speech_ms`` of speech has accumulated;
-* ``PAUSE`` at the first silent frame after speech: the engine may start recognising
-  speculatively here, while the endpointing wait is still running;
+* ``PAUSE`` after ``speculate_after_ms`` of silence: the engine may start recognising
+  speculatively here, while the endpointing wait is still running (waiting a little
+  first skips the short gaps between words, whose cancelled recognitions would still
+  occupy the recogniser's thread);
 * ``RESUME`` when speech comes back before the wait ends (speculation is discarded);
 * ``END`` when silence has lasted ``min_silence_ms``: the user's turn is over.
 
@@ -41,6 +43,7 @@ class TurnSettings:
     min_speech_ms: int = 50
     min_silence_ms: int = 800
     prebuffer_ms: int = 500
+    speculate_after_ms: int = 96
 
 
 class TurnDetector:
@@ -51,6 +54,8 @@ class TurnDetector:
         # Hysteresis: speech continues until the probability falls well below the threshold.
         self._off = max(0.05, settings.threshold - 0.15)
         pre_frames = max(1, int(settings.prebuffer_ms / FRAME_MS))
+        self._pause_frames = max(1, round(
+            min(settings.speculate_after_ms, settings.min_silence_ms) / FRAME_MS))
         self._pre: deque[npt.NDArray[np.int16]] = deque(maxlen=pre_frames)
         self._turn: list[npt.NDArray[np.int16]] = []
         self._speech_frames = 0
@@ -81,16 +86,16 @@ class TurnDetector:
         self._turn.append(frame)
         if voiced:
             self.voiced_ms += FRAME_MS
-            was_paused = self._silence_frames > 0
+            was_paused = self._silence_frames >= self._pause_frames
             self._silence_frames = 0
             self._voiced = True
             return TurnEvent.RESUME if was_paused else None
         self._voiced = False
         self._silence_frames += 1
-        if self._silence_frames == 1:
-            return TurnEvent.PAUSE
         if self.silence_ms >= self.s.min_silence_ms:
             return TurnEvent.END
+        if self._silence_frames == self._pause_frames:
+            return TurnEvent.PAUSE
         return None
 
     def turn_audio(self, *, trim_trailing_silence: bool = True) -> npt.NDArray[np.int16]:
