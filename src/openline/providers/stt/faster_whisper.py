@@ -53,6 +53,9 @@ class FasterWhisperOptions:
     cpu_threads: int = 2
     initial_prompt: str | None = None
     default_language: str = "en"
+    #: recognitions at once; 2 lets a fresh turn start while an abandoned speculative
+    #: recognition (which cannot be interrupted) is still finishing
+    max_concurrency: int = 1
 
 
 class FasterWhisperSTT(STT):
@@ -62,8 +65,9 @@ class FasterWhisperSTT(STT):
     name = "faster-whisper"
 
     def __init__(self, options: FasterWhisperOptions | None = None) -> None:
-        super().__init__(max_concurrency=1)
-        self.options = options or FasterWhisperOptions()
+        options = options or FasterWhisperOptions()
+        super().__init__(max_concurrency=options.max_concurrency)
+        self.options = options
         self._model: Any = None
         self._multilingual = True
 
