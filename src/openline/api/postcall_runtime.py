@@ -44,7 +44,7 @@ def postcall_stt(settings: Settings, providers: Providers) -> STT:
         return providers.stt
     return FasterWhisperSTT(FasterWhisperOptions(
         model_dir=settings.postcall_stt_model_dir or settings.stt_model_dir,
-        beam_size=5, cpu_threads=2))
+        beam_size=5, cpu_threads=2, short_window=False))
 
 
 MAX_DEFER_S = 120.0

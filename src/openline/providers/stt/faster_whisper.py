@@ -37,6 +37,12 @@ def bundled_whisper_dir() -> Path:
     return path
 
 
+SAMPLE_RATE = 16_000
+SHORT_WINDOW_MAX_S = 25  # beyond this, the regular 30 s windowed decoding
+MAX_TOKENS = 200
+MIN_WINDOW_S = 10.0
+
+
 @dataclass(frozen=True)
 class FasterWhisperOptions:
     """Options for ``FasterWhisperSTT``.
@@ -56,6 +62,9 @@ class FasterWhisperOptions:
     #: recognitions at once; 2 lets a fresh turn start while an abandoned speculative
     #: recognition (which cannot be interrupted) is still finishing
     max_concurrency: int = 1
+    #: encode the utterance plus silence (>= 10 s) instead of Whisper's fixed 30 s window:
+    #: ~4x faster for short turns at the same accuracy in our tests; long audio: full path
+    short_window: bool = True
 
 
 class FasterWhisperSTT(STT):
@@ -97,6 +106,8 @@ class FasterWhisperSTT(STT):
     ) -> RawTranscript:
         # English-only models (*.en) ignore the language hint: they can only say English.
         lang = (language or self.options.default_language) if self._multilingual else "en"
+        if self.options.short_window and audio.size <= SHORT_WINDOW_MAX_S * SAMPLE_RATE:
+            return self._short(audio, lang, hotwords)
         segments, info = self._model.transcribe(
             audio,
             language=lang,
@@ -117,6 +128,41 @@ class FasterWhisperSTT(STT):
         return RawTranscript(
             text="".join(parts).strip(), language=info.language, confidence=confidence
         )
+
+    def _short(self, audio: npt.NDArray[np.float32], lang: str, hotwords: list[str]
+               ) -> RawTranscript:
+        """Encode just this utterance and decode without timestamps.
+
+        Whisper is trained on 30 s windows and faster-whisper always pads to one; the
+        CTranslate2 encoder accepts shorter inputs, and its cost scales with length (about
+        60 ms for 10 s against 300-480 ms for 30 s here). The decoder simply attends to the
+        shorter encoding.
+        """
+        from faster_whisper.tokenizer import Tokenizer
+
+        model = self._model
+        tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
+                              language=lang)
+        # Trailing silence tells the decoder the speech is over: with under ~3 s of it,
+        # greedy decoding tends to loop. Windows of at least 10 s cost ~60 ms to encode.
+        pad_s = max(3.0, MIN_WINDOW_S - audio.size / SAMPLE_RATE)
+        features = model.feature_extractor(audio, padding=int(pad_s * SAMPLE_RATE))
+        encoded = model.encode(features[:, : model.feature_extractor.nb_max_frames])
+        prompt: list[int] = []
+        context = " ".join(p for p in (self.options.initial_prompt, ", ".join(hotwords)) if p)
+        if context:
+            prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + context.strip())[-100:]]
+        prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # Short windows can loop ("X. X."): bound the length by the audio (speech is
+        # ~3 words/s, ~4-5 tokens/s) and refuse to repeat 5-token runs.
+        limit = min(MAX_TOKENS, 12 + int(7 * audio.size / SAMPLE_RATE))
+        result = model.model.generate(
+            encoded, [prompt], beam_size=self.options.beam_size, max_length=limit,
+            suppress_blank=True, suppress_tokens=[-1], no_repeat_ngram_size=5,
+            return_scores=True)[0]
+        text = tokenizer.decode(result.sequences_ids[0]).strip()
+        confidence = math.exp(result.scores[0]) if result.scores else None
+        return RawTranscript(text=text, language=lang, confidence=confidence)
 
     async def _close(self) -> None:
         self._model = None
