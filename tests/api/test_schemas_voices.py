@@ -77,3 +77,22 @@ def test_voices_are_the_installed_ones(client: Phonic, http: httpx.Client) -> No
         client.voices.get("no-such-voice")
     r = http.get("/voices/grant")
     assert r.status_code == 404 and r.json()["error"]["message"] == "Voice not found"
+
+
+async def test_tts_endpoints(aclient: AsyncPhonic, http: httpx.Client) -> None:
+    import base64
+
+    preview = await aclient.voices.preview(text="Hello there.", voice_id="joe",
+                                           output_format="pcm_16000", speed=1.0)
+    pcm = base64.b64decode(preview.audio)
+    # The fake TTS speaks 20 ms of tone per character: 12 characters = 0.24 s at 16 kHz.
+    assert abs(len(pcm) // 2 - 3840) < 400
+    chunks = [c async for c in aclient.tts.stream(text="Hi. Bye.", voice_id="ava",
+                                                  output_format="mulaw_8000")]
+    assert sum(len(c) for c in chunks) > 0  # mu-law: one byte per sample
+    # Phonic's default voice "grant" is not installed: the default voice speaks instead.
+    assert http.post("/tts", json={"text": "Hi."}).status_code == 200
+    for body, field in (({"text": ""}, "text"), ({"text": "x", "speed": 2}, "speed"),
+                        ({"text": "x", "output_format": "mp3"}, "output_format")):
+        r = http.post("/tts", json=body)
+        assert r.status_code == 400 and field in r.json()["param_errors"]

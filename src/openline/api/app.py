@@ -18,6 +18,7 @@ from openline.api.phonic import (
     routes_projects,
     routes_recordings,
     routes_tools,
+    routes_tts,
     routes_voices,
     ws,
 )
@@ -31,6 +32,7 @@ from openline.services.hub import Services
 from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL, parse_pool
 from openline.services.recordings import RecordingLinks
+from openline.services.speech import SpeechService
 from openline.settings import Settings
 from openline.store.db import Database, sqlite_url
 from openline.voice.session import Providers
@@ -61,6 +63,7 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     services = Services.build(
         db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),
         phone_pool=pool, webhooks=postcall.webhooks, postcall=postcall.postcall,
+        speech=SpeechService(providers.tts, voices.installed),
     )
 
     @asynccontextmanager
@@ -88,7 +91,8 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     app.state.settings = settings
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_conversations,
-                   routes_auth, routes_voices, routes_recordings, routes_postcall, ws):
+                   routes_auth, routes_voices, routes_recordings, routes_postcall, routes_tts,
+                   ws):
         app.include_router(module.router, prefix="/v1")
 
     @app.get("/health", include_in_schema=False)

@@ -13,6 +13,7 @@ from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
 from openline.services.recordings import RecordingLinks
+from openline.services.speech import SpeechService
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.voices import VoiceService, VoiceSource
 from openline.services.webhooks import WebhookService
@@ -33,11 +34,12 @@ class Services:
     links: RecordingLinks
     webhooks: WebhookService
     postcall: PostCallService
+    speech: SpeechService
 
     @classmethod
     def build(
         cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
-        webhooks: WebhookService, postcall: PostCallService,
+        webhooks: WebhookService, postcall: PostCallService, speech: SpeechService,
         static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
     ) -> Services:
         """Wire the services of one process around its database."""
@@ -54,4 +56,5 @@ class Services:
             links=links,
             webhooks=webhooks,
             postcall=postcall,
+            speech=speech,
         )

@@ -1,0 +1,34 @@
+"""``POST /v1/tts`` (whole clip, base64) and ``POST /v1/tts/stream`` (raw audio as made)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.schemas import body_doc
+
+router = APIRouter(tags=["tts"])
+_BODY = {"type": "object", "required": ["text"], "properties": {
+    "text": {"type": "string", "minLength": 1}, "model": {"type": "string", "default": "merritt"},
+    "speed": {"type": "number", "minimum": 0.5, "maximum": 1.5, "default": 1.2},
+    "voice_id": {"type": "string", "default": "grant"},
+    "output_format": {"enum": ["pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000"],
+                      "default": "pcm_44100"}}}
+
+
+@router.post("/tts", openapi_extra=body_doc(_BODY))
+async def tts(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
+    text, voice, speed, fmt = svc.speech.validate(body)
+    audio = b"".join([chunk async for chunk in svc.speech.stream(text, voice, speed, fmt)])
+    return {"audio": base64.b64encode(audio).decode()}
+
+
+@router.post("/tts/stream", response_model=None, openapi_extra=body_doc(_BODY))
+async def tts_stream(svc: Svc, who: Who, body: Body) -> StreamingResponse:
+    text, voice, speed, fmt = svc.speech.validate(body)
+    media = "audio/ulaw" if fmt.encoding == "mulaw" else "audio/pcm"
+    return StreamingResponse(svc.speech.stream(text, voice, speed, fmt), media_type=media)
