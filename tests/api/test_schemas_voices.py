@@ -9,6 +9,8 @@ import pytest
 from phonic import AsyncPhonic, Phonic
 from phonic.errors import BadRequestError, ConflictError, NotFoundError
 
+from tests.conftest import LiveServer
+
 SEED_FIELDS: list[Any] = [
     {"name": "Date", "type": "string", "description": "The date of the appointment"},
     {"name": "Copay", "type": "string",
@@ -79,7 +81,7 @@ def test_voices_are_the_installed_ones(client: Phonic, http: httpx.Client) -> No
     assert r.status_code == 404 and r.json()["error"]["message"] == "Voice not found"
 
 
-async def test_tts_endpoints(aclient: AsyncPhonic, http: httpx.Client) -> None:
+async def test_tts_endpoints(aclient: AsyncPhonic, live_server: LiveServer) -> None:
     import base64
 
     preview = await aclient.voices.preview(text="Hello there.", voice_id="joe",
@@ -90,9 +92,11 @@ async def test_tts_endpoints(aclient: AsyncPhonic, http: httpx.Client) -> None:
     chunks = [c async for c in aclient.tts.stream(text="Hi. Bye.", voice_id="ava",
                                                   output_format="mulaw_8000")]
     assert sum(len(c) for c in chunks) > 0  # mu-law: one byte per sample
-    # Phonic's default voice "grant" is not installed: the default voice speaks instead.
-    assert http.post("/tts", json={"text": "Hi."}).status_code == 200
-    for body, field in (({"text": ""}, "text"), ({"text": "x", "speed": 2}, "speed"),
-                        ({"text": "x", "output_format": "mp3"}, "output_format")):
-        r = http.post("/tts", json=body)
-        assert r.status_code == 400 and field in r.json()["param_errors"]
+    async with httpx.AsyncClient(base_url=f"{live_server.url}/v1", headers={
+            "Authorization": f"Bearer {live_server.api_key}"}) as http:
+        # Phonic's default voice "grant" is not installed: the default voice speaks instead.
+        assert (await http.post("/tts", json={"text": "Hi."})).status_code == 200
+        for body, field in (({"text": ""}, "text"), ({"text": "x", "speed": 2}, "speed"),
+                            ({"text": "x", "output_format": "mp3"}, "output_format")):
+            r = await http.post("/tts", json=body)
+            assert r.status_code == 400 and field in r.json()["param_errors"]
