@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
+from openline.audio.wav import read_wav_bytes
+from openline.voice.recorder import Recorder
 from tests.conftest import start_server
 from tests.seed import aseed_conversations
 from tests.ws.conftest import ServerFactory, collect, config, sdk
@@ -17,12 +22,26 @@ async def test_conversations_left_open_by_a_crash_are_closed_at_start(tmp_path: 
     url = f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
     first = start_server(url, tmp_path)
     [open_id] = await aseed_conversations(url, "main", [{"live": True}])
-    first.stop()  # the "crash": nothing ended the conversation
+    first.stop()
+    # The "crash": the engine had written raw tracks and never finished the recording.
+    tracks = Recorder(tmp_path / "recordings", open_id)
+    tracks.caller(np.full(16000, 1000, np.int16))
+    tracks.assistant(np.full(8000, -2000, np.int16), 16000, time.monotonic())
+    del tracks  # no save(): the process died
     second = start_server(url, tmp_path)
     try:
         conv = (await sdk(second).conversations.get(open_id)).conversation
         assert conv.ended_by == "error" and conv.ended_at is not None
         assert conv.items[0].live_transcript == "hi"  # nothing stored was lost
+        async with httpx.AsyncClient() as http:
+            wav = await http.get(conv.audio_url.replace("container=wav.gz", "container=wav"))
+        assert wav.status_code == 403  # the link is signed for wav.gz
+        async with httpx.AsyncClient() as http:
+            gz = await http.get(conv.audio_url)
+        stereo, rate = read_wav_bytes(gzip.decompress(gz.content))
+        assert rate == 16000 and stereo.shape[1] == 2
+        assert stereo[:16000, 0].tolist() == [1000] * 16000  # caller, left
+        assert (stereo[:, 1] == -2000).sum() == 8000  # assistant, right
     finally:
         second.stop()
 

@@ -32,6 +32,7 @@ from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
 from openline.voice.config import AgentSwitch
+from openline.voice.recorder import recover as recover_recording
 from openline.voice.session import (
     Conversation,
     ConversationResult,
@@ -156,7 +157,8 @@ class LiveService:
                                      allow_private=self.allow_private_urls)
         directory = _Directory(self, project.id, agent.spec if agent else None)
         engine = Conversation(resolved.session, self.providers, send, writer,
-                              webhooks=webhooks, agents=directory)
+                              webhooks=webhooks, agents=directory,
+                              recordings_dir=self.recordings_dir)
         live = LiveConversation(conv_id, who.workspace_id, engine, resolved)
         self.live[conv_id] = live
         self._idle.clear()
@@ -328,6 +330,10 @@ class LiveService:
                 row.ended_at = last or row.started_at
                 row.ended_by = "error"
                 row.duration_ms = round((row.ended_at - row.started_at).total_seconds() * 1000, 1)
+                path = await asyncio.to_thread(recover_recording, self.recordings_dir, row.id,
+                                               self.recordings_dir / f"{row.id}.wav")
+                if path is not None:
+                    row.recording_path = str(path)
         return len(rows)
 
     async def shutdown(self) -> None:

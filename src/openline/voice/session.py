@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -100,7 +101,8 @@ class Conversation:
 
     def __init__(self, cfg: SessionConfig, providers: Providers, send: Send,
                  observer: ConversationObserver, *, webhooks: WebhookCaller | None = None,
-                 agents: AgentDirectory | None = None) -> None:
+                 agents: AgentDirectory | None = None,
+                 recordings_dir: Path | None = None) -> None:
         self.cfg, self.p, self._send, self.observer = cfg, providers, send, observer
         self.agents = agents
         self.client_tools = ClientToolChannel(self._emit, self._emit_now)
@@ -108,7 +110,7 @@ class Conversation:
                                  on_dtmf=self._dtmf, background=self._spawn_background,
                                  on_async_result=self._async_tool_result)
         self.lifecycle = Lifecycle()
-        self.recorder = Recorder()
+        self.recorder = Recorder(recordings_dir, cfg.conversation_id)
         self.history: list[ChatMessage] = []
         self.system_prompt = cfg.system_prompt
         self.muted = False
