@@ -100,3 +100,16 @@ async def test_tts_endpoints(aclient: AsyncPhonic, live_server: LiveServer) -> N
                             ({"text": "x", "output_format": "mp3"}, "output_format")):
             r = await http.post("/tts", json=body)
             assert r.status_code == 400 and field in r.json()["param_errors"]
+
+
+async def test_voice_preview_links(aclient: AsyncPhonic) -> None:
+    from openline.audio.wav import read_wav_bytes
+
+    voice = (await aclient.voices.get("ava")).voice
+    assert voice.audio_url and "/v1/voices/ava/preview?" in voice.audio_url
+    async with httpx.AsyncClient() as http:
+        ok = await http.get(voice.audio_url)  # no API key: the link is the credential
+        forged = await http.get(voice.audio_url.replace("/ava/", "/joe/"))
+    samples, rate = read_wav_bytes(ok.content)
+    assert ok.status_code == 200 and rate == 24000 and samples.size > 24000
+    assert forged.status_code == 403

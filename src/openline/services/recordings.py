@@ -1,4 +1,4 @@
-"""Expiring signed links to conversation recordings (served by Openline itself)."""
+"""Expiring signed links to recordings and voice previews (served by Openline itself)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from urllib.parse import urlencode
 
 LINK_TTL_S = 24 * 3600  # Phonic's presigned audio URLs last a day
+VOICE_LINK_TTL_S = 7 * 24 * 3600  # ... and voice previews a week
 
 
 class RecordingLinks:
@@ -32,3 +33,15 @@ class RecordingLinks:
             return False
         expected = self._sign(conversation_id, container, expires)
         return hmac.compare_digest(expected, signature)
+
+    def voice_url(self, voice_id: str, now: float | None = None) -> str:
+        """A week-long link to a short sample of ``voice_id``."""
+        expires = int((now or time.time()) + VOICE_LINK_TTL_S)
+        # "voice:" cannot begin a conversation id, so the two link kinds never collide.
+        query = urlencode({"expires": expires,
+                           "signature": self._sign(f"voice:{voice_id}", "wav", expires)})
+        return f"{self.public_url}/v1/voices/{voice_id}/preview?{query}"
+
+    def verify_voice(self, voice_id: str, expires: int, signature: str,
+                     now: float | None = None) -> bool:
+        return self.verify(f"voice:{voice_id}", "wav", expires, signature, now)

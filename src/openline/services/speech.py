@@ -9,16 +9,19 @@ import numpy as np
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.audio.resample import resample
+from openline.audio.wav import write_wav_bytes
 from openline.domain.errors import ValidationFailed
 from openline.providers.tts.base import TTS
 
 MAX_TEXT_CHARS = 5000
+PREVIEW_TEXT = "Hello! This is how I sound. How can I help you today?"
 
 
 class SpeechService:
     def __init__(self, tts: TTS, voices: Callable[[], tuple[set[str], str]]) -> None:
         self.tts = tts
         self._voices = voices
+        self._previews: dict[str, bytes] = {}  # voices do not change while running
 
     def validate(self, body: dict[str, Any]) -> tuple[str, str, float, AudioFormat]:
         """(text, voice, speed, format) from a Phonic TTS body, or a 400."""
@@ -54,3 +57,11 @@ class SpeechService:
             samples = chunk.samples if chunk.sample_rate == fmt.sample_rate else np.asarray(
                 resample(chunk.samples, chunk.sample_rate, fmt.sample_rate), dtype=np.int16)
             yield fmt.encode(samples)
+
+    async def preview(self, voice_id: str) -> bytes:
+        """A short spoken sample of ``voice_id`` as a WAV file (made once per voice)."""
+        if voice_id not in self._previews:
+            fmt = WIRE_FORMATS["pcm_24000"]
+            pcm = b"".join([c async for c in self.stream(PREVIEW_TEXT, voice_id, 1.0, fmt)])
+            self._previews[voice_id] = write_wav_bytes(fmt.decode(pcm), fmt.sample_rate)
+        return self._previews[voice_id]

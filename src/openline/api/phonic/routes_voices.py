@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from openline.api.phonic.deps import Svc, Who
 from openline.api.phonic.views import voice_json
+from openline.domain.errors import Forbidden
 
 router = APIRouter(tags=["voices"])
 
@@ -15,9 +17,19 @@ router = APIRouter(tags=["voices"])
 @router.get("/voices")
 async def list_voices(svc: Svc, who: Who, model: str | None = None) -> dict[str, Any]:
     # The SDK always sends model=merritt; Openline has one voice model family list.
-    return {"voices": [voice_json(v, None) for v in svc.voices.list()]}
+    return {"voices": [voice_json(v, svc.links.voice_url(v.id)) for v in svc.voices.list()]}
 
 
 @router.get("/voices/{voice_id}")
 async def get_voice(voice_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    return {"voice": voice_json(svc.voices.get(voice_id), None)}
+    voice = svc.voices.get(voice_id)
+    return {"voice": voice_json(voice, svc.links.voice_url(voice.id))}
+
+
+@router.get("/voices/{voice_id}/preview", response_model=None)
+async def preview(voice_id: str, svc: Svc, expires: int, signature: str) -> Response:
+    """A spoken sample (WAV); the signed link is the credential, as for recordings."""
+    if not svc.links.verify_voice(voice_id, expires, signature):
+        raise Forbidden("This preview link is invalid or has expired")
+    voice = svc.voices.get(voice_id)
+    return Response(await svc.speech.preview(voice.id), media_type="audio/wav")
