@@ -62,6 +62,7 @@ async def test_whole_conversation_is_stored(make_server: ServerFactory) -> None:
             break
         await asyncio.sleep(0.1)
     assert conv.ended_by == "user" and conv.external_id == "ext-42"
+    assert conv.origin == "sdk-py"  # the official Python SDK opened it
     assert [(i.role, i.live_transcript) for i in conv.items] == [
         ("assistant", welcome), ("user", "my name is sam"),
         ("assistant", "Hello Sam, happy to help.")]
@@ -181,7 +182,7 @@ async def test_auth_on_the_socket(make_server: ServerFactory) -> None:
     seen = await _raw(server, [{"type": "config"}], "ready_to_start_conversation",
                       headers={}, query=f"?conversation_token={ctoken}")
     conv = (await client.conversations.get(seen[0]["conversation_id"])).conversation
-    assert conv.agent.name == "tok"
+    assert conv.agent.name == "tok" and conv.origin == "direct"  # a raw websocket client
 
 
 async def test_cancel_ends_a_live_conversation(make_server: ServerFactory) -> None:

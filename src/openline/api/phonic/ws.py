@@ -89,7 +89,7 @@ async def sts(ws: WebSocket) -> None:
     config = await _read_config(socket)
     if config is None:
         return
-    await _serve(services, who, socket, config)
+    await _serve(services, who, socket, config, _origin(ws))
 
 
 async def _read_config(socket: StarletteSocket) -> dict[str, Any] | None:
@@ -111,15 +111,25 @@ async def _read_config(socket: StarletteSocket) -> dict[str, Any] | None:
         return None
 
 
+def _origin(ws: WebSocket) -> str:
+    """Phonic's ``origin``: which client opened the conversation (Fern SDK headers)."""
+    language = ws.headers.get("x-fern-language", "").lower()
+    if language == "python":
+        return "sdk-py"
+    if language in ("javascript", "typescript", "node"):
+        return "sdk-js"
+    return "direct"
+
+
 async def _serve(services: Services, who: Principal, socket: StarletteSocket,
-                 config: dict[str, Any]) -> None:
+                 config: dict[str, Any], origin: str) -> None:
     holder: dict[str, StsBridge] = {}
 
     async def send(event: ev.EngineEvent) -> None:
         await holder["bridge"].send_event(event)
 
     try:
-        live = await services.live.start(who, config, send)
+        live = await services.live.start(who, config, send, origin=origin)
     except OpenlineError as exc:
         await _refuse(socket, exc)
         return
