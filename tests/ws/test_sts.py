@@ -223,3 +223,40 @@ def test_sync_sdk_drives_a_turn(make_server: ServerFactory) -> None:
     assert texts == ["testing sync"]
     spoken = [m.text for m in seen if getattr(m, "type", "") == "audio_chunk" and m.text]
     assert " ".join(spoken) == "Sync works."
+
+
+async def test_dropped_socket_resumes_with_reconnect_conv_id(
+        make_server: ServerFactory) -> None:
+    server = make_server()
+    url = f"{server.ws_url}/v1/sts/ws"
+    auth = {"Authorization": f"Bearer {server.api_key}"}
+    async with websockets.connect(url, additional_headers=auth) as ws:
+        await ws.send(json.dumps({"type": "config", "input_format": "pcm_16000",
+                                  "output_format": "pcm_16000",
+                                  "stream_ahead_of_real_time": True}))
+        conv_id = json.loads(await ws.recv())["conversation_id"]
+        await ws.recv()  # ready_to_start_conversation
+        ws.transport.abort()  # the network drops: no close frame (1006)
+    async with websockets.connect(f"{url}?reconnect_conv_id={conv_id}",
+                                  additional_headers=auth) as ws:
+        assert json.loads(await ws.recv()) == {"type": "conversation_reconnected"}
+        await ws.send(json.dumps({"type": "say", "text": "Welcome back."}))
+        seen = []
+        async with asyncio.timeout(10):
+            while not seen or seen[-1]["type"] != "assistant_finished_speaking":
+                seen.append(json.loads(await ws.recv()))
+    spoken = " ".join(m["text"] for m in seen if m["type"] == "audio_chunk" and m["text"])
+    assert spoken == "Welcome back."
+    client = sdk(server)
+    for _ in range(50):
+        conv = (await client.conversations.get(conv_id)).conversation
+        if conv.ended_at is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert conv.ended_by == "user" and conv.items[-1].live_transcript == "Welcome back."
+    # A conversation nobody is waiting for cannot be resumed.
+    async with websockets.connect(f"{url}?reconnect_conv_id={conv_id}",
+                                  additional_headers=auth) as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 4800

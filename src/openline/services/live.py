@@ -267,7 +267,7 @@ class LiveService:
         async with self.db.writer() as s:
             row = await s.get(t.Conversation, live.id)
             if row is not None:
-                ended = utcnow()
+                ended = engine.lifecycle.ended_at or utcnow()
                 row.ended_at = ended
                 row.ended_by = result.ended_by if result else (engine.lifecycle.ended_by or "error")
                 row.duration_ms = round((ended - row.started_at).total_seconds() * 1000, 1)

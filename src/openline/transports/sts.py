@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from openline.audio.codecs import AudioFormat
@@ -33,8 +34,23 @@ CLOSE_CODES = {
 }
 
 
+#: how long a conversation waits for a client whose connection dropped (SDK reconnects)
+RECONNECT_GRACE_S = 30.0
+
+
 class Disconnected(Exception):
-    """The client went away."""
+    """The client went away; ``abnormal`` when the SDK will try to reconnect."""
+
+    def __init__(self, code: int | None = None, reason: str = "") -> None:
+        super().__init__(f"disconnected ({code})")
+        self.code, self.reason = code, reason
+
+    @property
+    def abnormal(self) -> bool:
+        """Closes after which the official SDK reconnects (protocol section 6.11). A lost
+        connection reaches the server as 1006 or, through uvicorn, 1005 (no status)."""
+        return self.code in (1005, 1006, 1012) or (
+            self.code == 1001 and self.reason == "restarting")
 
 
 class WireSocket(Protocol):
@@ -109,8 +125,11 @@ class Hooks:
 class StsBridge:
     """Serves one configured conversation over one socket."""
 
-    def __init__(self, socket: WireSocket, input_format: AudioFormat) -> None:
+    def __init__(self, socket: WireSocket, input_format: AudioFormat,
+                 reconnect: Callable[[], Awaitable[WireSocket | None]] | None = None) -> None:
+        """``reconnect`` waits for the same client on a new socket after a dropped one."""
         self.socket = socket
+        self.reconnect = reconnect
         self.fmt = input_format
         self._lock = asyncio.Lock()
         self.closed = False
@@ -134,10 +153,18 @@ class StsBridge:
         while True:
             try:
                 raw = await self.socket.receive_text()
-            except Disconnected:
+            except Disconnected as gone:
                 self.closed = True
-                conv.end("user")
-                return
+                dropped_at = datetime.now(UTC)
+                socket = (await self.reconnect()
+                          if gone.abnormal and self.reconnect is not None else None)
+                if socket is None:
+                    conv.end("user", at=dropped_at)  # it ended when the client went away
+                    return
+                # The engine kept running; what it said meanwhile was not heard.
+                self.socket, self.closed = socket, False
+                await self.send({"type": "conversation_reconnected"})
+                continue
             await self.handle(raw, conv, hooks)
 
     async def handle(self, raw: str, conv: Conversation, hooks: Hooks) -> None:

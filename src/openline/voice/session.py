@@ -154,9 +154,10 @@ class Conversation:
                 self._inbound.get_nowait()
         self._inbound.put_nowait(data)
 
-    def end(self, ended_by: str) -> bool:
-        """Ask the conversation to end; the first reason given wins."""
-        decided = self.lifecycle.request_end(ended_by)
+    def end(self, ended_by: str, at: datetime | None = None) -> bool:
+        """Ask the conversation to end; the first reason given wins. ``at``: when it really
+        ended, if earlier than now (a dropped client that never came back)."""
+        decided = self.lifecycle.request_end(ended_by, at)
         self._ended.set()
         return decided
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from datetime import datetime
 
 
 class ConversationState(enum.Enum):
@@ -30,18 +31,20 @@ class Lifecycle:
     def __init__(self) -> None:
         self.state = ConversationState.CREATED
         self.ended_by: str | None = None
+        #: when the end happened, if earlier than the moment it was processed
+        self.ended_at: datetime | None = None
 
     def move(self, to: ConversationState) -> None:
         if to not in _ALLOWED[self.state]:
             raise IllegalTransition(f"{self.state.value} -> {to.value}")
         self.state = to
 
-    def request_end(self, ended_by: str) -> bool:
+    def request_end(self, ended_by: str, at: datetime | None = None) -> bool:
         """First caller wins: returns True when this call decided how it ends."""
         if self.ended_by is not None or self.state in (ConversationState.ENDING,
                                                        ConversationState.ENDED):
             return False
-        self.ended_by = ended_by
+        self.ended_by, self.ended_at = ended_by, at
         self.move(ConversationState.ENDING)
         return True
 

@@ -23,12 +23,20 @@ from openline.domain.errors import (
 from openline.services.hub import Services
 from openline.services.live import ConfigurationFailed
 from openline.services.principal import Principal
-from openline.transports.sts import CLOSE_CODES, Disconnected, Hooks, StsBridge, error_message
+from openline.transports.sts import (
+    CLOSE_CODES,
+    RECONNECT_GRACE_S,
+    Disconnected,
+    Hooks,
+    StsBridge,
+    error_message,
+)
 from openline.voice import events as ev
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 CONFIG_WAIT_S = 30
+DROP_NOTICE_S = 1.0
 
 
 class StarletteSocket:
@@ -43,7 +51,7 @@ class StarletteSocket:
         except (WebSocketDisconnect, RuntimeError) as exc:
             raise Disconnected() from exc
         if message["type"] == "websocket.disconnect":
-            raise Disconnected()
+            raise Disconnected(message.get("code"), message.get("reason") or "")
         if message.get("text") is not None:
             return str(message["text"])
         data = message.get("bytes") or b""
@@ -86,10 +94,14 @@ async def sts(ws: WebSocket) -> None:
         return
     await ws.accept()
     socket = StarletteSocket(ws)
+    resume = ws.query_params.get("reconnect_conv_id")
+    if resume:
+        await _resume(services, _waiting(ws), who, socket, resume)
+        return
     config = await _read_config(socket)
     if config is None:
         return
-    await _serve(services, who, socket, config, _origin(ws))
+    await _serve(services, who, socket, config, _origin(ws), _waiting(ws))
 
 
 async def _read_config(socket: StarletteSocket) -> dict[str, Any] | None:
@@ -121,8 +133,36 @@ def _origin(ws: WebSocket) -> str:
     return "direct"
 
 
+Waiting = dict[str, tuple[str, "asyncio.Future[StarletteSocket]"]]
+
+
+def _waiting(ws: WebSocket) -> Waiting:
+    """Conversations whose client dropped, waiting for it to come back (per process)."""
+    app = ws.app
+    if not hasattr(app.state, "sts_waiting"):
+        app.state.sts_waiting = {}
+    waiting: Waiting = app.state.sts_waiting
+    return waiting
+
+
+async def _resume(services: Services, waiting: Waiting, who: Principal,
+                  socket: StarletteSocket, conversation_id: str) -> None:
+    """``?reconnect_conv_id=``: hand this socket to the conversation that lost its client."""
+    entry = waiting.get(conversation_id)
+    if entry is None and conversation_id in services.live.live:
+        # The new socket can arrive before the server has noticed the old one drop.
+        await asyncio.sleep(DROP_NOTICE_S)
+        entry = waiting.get(conversation_id)
+    live = services.live.live.get(conversation_id)
+    if entry is None or live is None or entry[0] != who.workspace_id or entry[1].done():
+        await socket.close(4800, "reconnect session not found or expired")
+        return
+    entry[1].set_result(socket)
+    await live.finished.wait()  # the conversation's own handler closes the socket
+
+
 async def _serve(services: Services, who: Principal, socket: StarletteSocket,
-                 config: dict[str, Any], origin: str) -> None:
+                 config: dict[str, Any], origin: str, waiting: Waiting) -> None:
     holder: dict[str, StsBridge] = {}
 
     async def send(event: ev.EngineEvent) -> None:
@@ -133,7 +173,18 @@ async def _serve(services: Services, who: Principal, socket: StarletteSocket,
     except OpenlineError as exc:
         await _refuse(socket, exc)
         return
-    bridge = StsBridge(socket, live.resolved.session.input_format)
+    async def wait_for_client() -> StarletteSocket | None:
+        future: asyncio.Future[StarletteSocket] = asyncio.get_running_loop().create_future()
+        waiting[live.id] = (who.workspace_id, future)
+        try:
+            async with asyncio.timeout(RECONNECT_GRACE_S):
+                return await future
+        except TimeoutError:
+            return None
+        finally:
+            waiting.pop(live.id, None)
+
+    bridge = StsBridge(socket, live.resolved.session.input_format, wait_for_client)
     holder["bridge"] = bridge
     await bridge.send({"type": "conversation_created", "conversation_id": live.id})
     await bridge.send({"type": "ready_to_start_conversation"})
@@ -151,7 +202,7 @@ async def _serve(services: Services, who: Principal, socket: StarletteSocket,
             await receiver
     if not bridge.closed:
         code = CLOSE_CODES.get(result.ended_by, 1000)
-        await socket.close(code, result.ended_by)
+        await bridge.socket.close(code, result.ended_by)
 
 
 async def _refuse(socket: StarletteSocket, exc: OpenlineError) -> None:
