@@ -139,18 +139,22 @@ def _server_command(providers: str, use_cli: bool) -> list[str]:
 
 
 @contextmanager
-def bench_server(workdir: Path, providers: str = "embedded", *,
-                 use_cli: bool = False) -> Iterator[ServerHandle]:
+def bench_server(workdir: Path, providers: str = "embedded", *, use_cli: bool = False,
+                 database_url: str | None = None,
+                 api_key: str | None = None) -> Iterator[ServerHandle]:
     """Openline in a subprocess (own GIL and event loop); yields once ``/health`` answers.
 
     ``use_cli`` runs ``openline serve`` itself (embedded stack, no ``/bench/stats``);
     otherwise this module's launcher runs the same ``create_app`` plus instrumentation.
+    ``database_url`` defaults to SQLite in ``workdir``.
     """
-    port, key = free_port(), "ol_bench_" + uuid.uuid4().hex
+    port, key = free_port(), api_key or "ol_bench_" + uuid.uuid4().hex
     env = {**os.environ, "OPENLINE_API_KEY": key, "OPENLINE_DATA_DIR": str(workdir / "data"),
            "OPENLINE_HOST": "127.0.0.1", "OPENLINE_PORT": str(port),
            "OPENLINE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT / "src")}
     env.pop("OPENLINE_DATABASE_URL", None)
+    if database_url:
+        env["OPENLINE_DATABASE_URL"] = database_url
     log_path = workdir / f"server-{port}.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(_server_command(providers, use_cli), env=env, stdout=out,

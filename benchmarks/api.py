@@ -30,8 +30,6 @@ import os
 import random
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+from _common import bench_server
 from phonic import AsyncPhonic
 from phonic.environment import PhonicEnvironment
 from sqlalchemy import func, insert, select, text
@@ -152,50 +151,12 @@ async def fresh_database(backend: str, workdir: Path) -> AsyncIterator[str]:
 # --------------------------------------------------------------------------- server
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def openline_server(database_url: str, workdir: Path) -> Iterator[str]:
     """``openline serve`` in a subprocess; yields its base URL once ``/health`` answers."""
-    port = _free_port()
-    env = {**os.environ, "OPENLINE_API_KEY": API_KEY, "OPENLINE_DATABASE_URL": database_url,
-           "OPENLINE_DATA_DIR": str(workdir / "data"), "OPENLINE_HOST": "127.0.0.1",
-           "OPENLINE_PORT": str(port), "OPENLINE_LOG_LEVEL": "warning"}
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "openline.cli.main", "serve"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(proc, url, log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    """Poll ``/health`` until it answers 200; raise with the server log otherwise."""
-    deadline = time.monotonic() + SERVER_START_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    tail = log_path.read_text(errors="replace")[-4000:]
-    raise RuntimeError(f"openline serve did not become healthy:\n{tail}")
+    with bench_server(workdir, use_cli=True, database_url=database_url,
+                      api_key=API_KEY) as server:
+        yield server.url
 
 
 # --------------------------------------------------------------------------- seeding
