@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from openline.audio.pcm import Int16Array
-
-
-def _as_float(samples: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    arr = np.asarray(samples)
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / 32768.0
-    return arr.astype(np.float32, copy=False)
+from openline.audio.pcm import Int16Array, as_float32
 
 
 def clip_to_int16(samples: npt.ArrayLike) -> Int16Array:
@@ -23,7 +16,7 @@ def clip_to_int16(samples: npt.ArrayLike) -> Int16Array:
 
 def apply_gain(samples: npt.ArrayLike, gain: float) -> Int16Array:
     """Scale int16 samples by a linear ``gain`` with clipping."""
-    return clip_to_int16(_as_float(samples) * gain)
+    return clip_to_int16(as_float32(samples) * gain)
 
 
 def db_to_gain(db: float) -> float:
@@ -33,7 +26,7 @@ def db_to_gain(db: float) -> float:
 
 def rms(samples: npt.ArrayLike) -> float:
     """Root-mean-square level relative to full scale (0.0 for empty input)."""
-    arr = _as_float(samples)
+    arr = as_float32(samples)
     if arr.size == 0:
         return 0.0
     return float(np.sqrt(np.mean(np.square(arr, dtype=np.float64))))
@@ -61,7 +54,7 @@ def mix(*tracks: npt.ArrayLike, gains: tuple[float, ...] | None = None) -> Int16
         return np.zeros(0, dtype=np.int16)
     if gains is not None and len(gains) != len(tracks):
         raise ValueError("need exactly one gain per track")
-    floats = [_as_float(t) for t in tracks]
+    floats = [as_float32(t) for t in tracks]
     length = max(f.size for f in floats)
     total = np.zeros(length, dtype=np.float32)
     for i, f in enumerate(floats):
@@ -74,6 +67,6 @@ def to_stereo(left: npt.ArrayLike, right: npt.ArrayLike) -> Int16Array:
 
     Recordings put the caller on the left channel and the assistant on the right.
     """
-    lf, rf = _as_float(left), _as_float(right)
+    lf, rf = as_float32(left), as_float32(right)
     length = max(lf.size, rf.size)
     return np.stack([clip_to_int16(_pad(lf, length)), clip_to_int16(_pad(rf, length))], axis=1)

@@ -35,6 +35,14 @@ def int16_to_float32(samples: npt.ArrayLike) -> Float32Array:
     )
 
 
+def as_float32(samples: npt.ArrayLike) -> Float32Array:
+    """int16 scaled to [-1, 1); anything else taken as float samples already."""
+    arr = np.asarray(samples)
+    if arr.dtype == np.int16:
+        return int16_to_float32(arr)
+    return arr.astype(np.float32, copy=False)
+
+
 def float32_to_int16(samples: npt.ArrayLike) -> Int16Array:
     """Scale float samples in [-1, 1] to int16, clipping anything outside the range."""
     arr = np.asarray(samples, dtype=np.float32)

@@ -326,8 +326,8 @@ class ReplyJob:
         if self._text is not None or self._stt is None or self._audio is None:
             return (self._text or "").strip(), self._language
         start = time.perf_counter()
-        audio = self._audio.astype(np.float32) / 32768.0
-        result = await self._stt.transcribe(audio, language=self._language,
+        # int16 as captured: the recogniser scales it to float itself
+        result = await self._stt.transcribe(self._audio, language=self._language,
                                             hotwords=self._hotwords)
         self.timings["stt_ms"] = round((time.perf_counter() - start) * 1000, 1)
         return result.text.strip(), result.language

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
+from openline.audio.pcm import as_float32
 from openline.providers.base import Provider, wrap_error
 
 SAMPLE_RATE = 16000
@@ -166,9 +167,7 @@ def _as_float32(audio: npt.ArrayLike) -> npt.NDArray[np.float32]:
     arr = np.asarray(audio)
     if arr.ndim != 1:
         raise ValueError("STT expects mono (1-D) audio")
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / 32768.0
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.ascontiguousarray(as_float32(arr))
 
 
 def _digest(samples: npt.NDArray[np.float32]) -> str:

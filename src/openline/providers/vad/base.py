@@ -18,6 +18,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 import numpy.typing as npt
 
+from openline.audio.pcm import as_float32
 from openline.providers.base import Provider
 
 SAMPLE_RATE = 16000
@@ -29,9 +30,7 @@ def frame_to_float32(frame: npt.ArrayLike, expected: int) -> npt.NDArray[np.floa
     arr = np.asarray(frame)
     if arr.ndim != 1 or arr.size != expected:
         raise ValueError(f"VAD frames must be 1-D with {expected} samples, got {arr.shape}")
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / 32768.0
-    return arr.astype(np.float32, copy=False)
+    return as_float32(arr)
 
 
 class VADStream(ABC):
