@@ -105,7 +105,7 @@ class AgentService:
         phone: AgentPhoneRequest, phone_given: bool,
     ) -> AgentView:
         await self._check_refs(s, proj, spec)
-        await self._check_name_free(s, proj, spec.name, None)
+        await lookup.ensure_name_free(s, t.Agent, proj.id, spec.name, None, _taken(spec.name))
         stored = spec.model_dump(mode="json")
         agent = t.Agent(id=ids.new_id(ids.AGENT), project_id=proj.id, name=spec.name, spec=stored)
         s.add(agent)
@@ -156,7 +156,8 @@ class AgentService:
     ) -> bool:
         await self._check_refs(s, proj, spec)
         if spec.name != agent.name:
-            await self._check_name_free(s, proj, spec.name, agent.id)
+            await lookup.ensure_name_free(s, t.Agent, proj.id, spec.name, agent.id,
+                                          _taken(spec.name))
         before = {n.number for n in (await phones.numbers_of(s, [agent.id]))[agent.id]}
         if "phone_number" in body or "custom_phone_numbers" in body:
             await phones.apply_mode(s, who.workspace_id, agent.id, _mode(phone), self.pool)
@@ -184,16 +185,6 @@ class AgentService:
                 f"Unknown tools: {', '.join(missing)}",
                 {"tools": f"no such tool in this project: {', '.join(missing)}"},
             )
-
-    async def _check_name_free(
-        self, s: AsyncSession, proj: t.Project, name: str, agent_id: str | None
-    ) -> None:
-        other = await s.scalar(
-            select(t.Agent.id).where(t.Agent.project_id == proj.id, t.Agent.name == name)
-        )
-        if other is not None and other != agent_id:
-            raise Conflict(f"An agent named {name!r} already exists in this project",
-                           code="name_taken")
 
     def _unique_name(self) -> _IntegrityAsConflict:
         return _IntegrityAsConflict()
@@ -256,6 +247,10 @@ class _IntegrityAsConflict:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if isinstance(exc, IntegrityError):
             raise Conflict("An agent with that name or phone number already exists") from exc
+
+
+def _taken(name: str) -> str:
+    return f"An agent named {name!r} already exists in this project"
 
 
 def _mode(phone: AgentPhoneRequest) -> AgentPhoneRequest:

@@ -137,7 +137,7 @@ class LiveService:
         conv_id = ids.new_id(ids.CONVERSATION)
         async with self.db.session() as s:
             agent, project = await self._agent_for(s, who, config)
-            resolved = self._resolve(conv_id, agent, config)
+            resolved = self.resolve_config(conv_id, agent, config)
             tools = await tool_loading.load(s, project.id, _tool_definitions(agent, config))
             await self._check_capacity(s, project)
             s.add(t.Conversation(
@@ -170,8 +170,9 @@ class LiveService:
             async with asyncio.timeout(timeout_s):
                 await self._idle.wait()
 
-    def _resolve(self, conv_id: str, agent: t.Agent | None, config: dict[str, Any]
-                 ) -> ResolvedConfig:
+    def resolve_config(self, conv_id: str, agent: t.Agent | None, config: dict[str, Any]
+                       ) -> ResolvedConfig:
+        """The agent's settings plus ``config`` overrides, with this process's voices."""
         installed, default_voice = self._voices()
         return resolve(conv_id, agent.spec if agent else None, config,
                        installed_voices=installed, default_voice=default_voice)
@@ -193,7 +194,7 @@ class LiveService:
             metadata = overrides.pop("metadata", None)
             merged = {**config, **overrides, "configuration_endpoint": None}
             if overrides:
-                resolved = self._resolve(conv_id, agent, merged)
+                resolved = self.resolve_config(conv_id, agent, merged)
                 if "tools" in overrides:
                     async with self.db.session() as s:
                         tools = await tool_loading.load(s, project.id, merged["tools"] or [])
@@ -379,7 +380,7 @@ class _Directory:
                 raise NotFound(f"Agent {agent_name!r} not found")
             tools, built_ins = await tool_loading.load(s, self.project_id,
                                                       agent.spec.get("tools") or [])
-        resolved = self.service._resolve("transfer", agent, {})
+        resolved = self.service.resolve_config("transfer", agent, {})
         cfg = resolved.session
         return AgentSwitch(agent.id, agent.name, cfg.system_prompt, cfg.voice_id,
                            cfg.audio_speed, built_ins, tools)

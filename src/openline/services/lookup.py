@@ -7,7 +7,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from openline.domain.errors import NotFound
+from openline.domain.errors import Conflict, NotFound
 from openline.store import tables as t
 
 DEFAULT_PROJECT = "main"
@@ -51,6 +51,18 @@ async def in_project(
     if row is None:
         raise NotFound(f"{what} not found")
     return row, proj
+
+
+async def ensure_name_free(
+    s: AsyncSession, model: type[Row], project_id: str, name: str, own_id: str | None,
+    message: str,
+) -> None:
+    """409 ``name_taken`` when another row of ``model`` in the project has ``name``."""
+    other = await s.scalar(
+        select(model.id).where(model.project_id == project_id, model.name == name)
+    )
+    if other is not None and other != own_id:
+        raise Conflict(message, code="name_taken")
 
 
 async def agent(

@@ -21,6 +21,9 @@ from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
 
+TOOL_TAKEN = "Tool name already exists"
+SCHEMA_TAKEN = "Extraction schema name already exists"
+
 
 @dataclass(frozen=True)
 class ToolView:
@@ -70,12 +73,12 @@ class ToolService:
             async with self.db.session() as s:
                 proj = await lookup.project(s, who.workspace_id, project)
                 await _check_transfer_agents(s, proj, spec)
-                await _check_free(s, proj, spec.name, None)
+                await lookup.ensure_name_free(s, t.Tool, proj.id, spec.name, None, TOOL_TAKEN)
                 row = t.Tool(id=ids.new_id(ids.TOOL), project_id=proj.id, name=spec.name,
                              spec=_dump(spec))
                 s.add(row)
         except IntegrityError as exc:
-            raise Conflict("Tool name already exists", code="name_taken") from exc
+            raise Conflict(TOOL_TAKEN, code="name_taken") from exc
         return row
 
     async def update(
@@ -89,11 +92,12 @@ class ToolService:
                 spec = validate_tool({**old, **patch}, set(patch))
                 await _check_transfer_agents(s, proj, spec)
                 if spec.name != row.name:
-                    await _check_free(s, proj, spec.name, row.id)
+                    await lookup.ensure_name_free(s, t.Tool, proj.id, spec.name, row.id,
+                                                  TOOL_TAKEN)
                     await _rename_in_agents(s, proj.id, row.name, spec.name)
                 row.name, row.spec, row.updated_at = spec.name, _dump(spec), utcnow()
         except IntegrityError as exc:
-            raise Conflict("Tool name already exists", code="name_taken") from exc
+            raise Conflict(TOOL_TAKEN, code="name_taken") from exc
 
     async def delete(self, who: Principal, project: str | None, name_or_id: str) -> None:
         async with self.db.session() as s:
@@ -132,14 +136,6 @@ async def _check_transfer_agents(s: AsyncSession, proj: t.Project, spec: ToolSpe
             f"Unknown agents: {', '.join(missing)}",
             {"agents_to_transfer_to": f"no such agent in this project: {', '.join(missing)}"},
         )
-
-
-async def _check_free(s: AsyncSession, proj: t.Project, name: str, tool_id: str | None) -> None:
-    other = await s.scalar(
-        select(t.Tool.id).where(t.Tool.project_id == proj.id, t.Tool.name == name)
-    )
-    if other is not None and other != tool_id:
-        raise Conflict("Tool name already exists", code="name_taken")
 
 
 async def _rename_in_agents(s: AsyncSession, project_id: str, old: str, new: str | None) -> None:
@@ -188,14 +184,15 @@ class ExtractionSchemaService:
         try:
             async with self.db.session() as s:
                 proj = await lookup.project(s, who.workspace_id, project)
-                await self._check_free(s, proj.id, spec.name, None)
+                await lookup.ensure_name_free(s, t.ExtractionSchema, proj.id, spec.name, None,
+                                              SCHEMA_TAKEN)
                 row = t.ExtractionSchema(
                     id=ids.new_id(ids.EXTRACTION_SCHEMA), project_id=proj.id, name=spec.name,
                     spec=spec.model_dump(mode="json"),
                 )
                 s.add(row)
         except IntegrityError as exc:
-            raise Conflict("Extraction schema name already exists", code="name_taken") from exc
+            raise Conflict(SCHEMA_TAKEN, code="name_taken") from exc
         return row
 
     async def update(
@@ -206,20 +203,13 @@ class ExtractionSchemaService:
                 row, proj = await lookup.extraction_schema(s, who.workspace_id, project, name_or_id)
                 spec = parse(ExtractionSchemaSpec, {**row.spec, **patch})
                 if spec.name != row.name:
-                    await self._check_free(s, proj.id, spec.name, row.id)
+                    await lookup.ensure_name_free(s, t.ExtractionSchema, proj.id, spec.name,
+                                                  row.id, SCHEMA_TAKEN)
                 row.name, row.spec = spec.name, spec.model_dump(mode="json")
         except IntegrityError as exc:
-            raise Conflict("Extraction schema name already exists", code="name_taken") from exc
+            raise Conflict(SCHEMA_TAKEN, code="name_taken") from exc
 
     async def delete(self, who: Principal, project: str | None, name_or_id: str) -> None:
         async with self.db.session() as s:
             row, _ = await lookup.extraction_schema(s, who.workspace_id, project, name_or_id)
             await s.delete(row)
-
-    async def _check_free(
-        self, s: AsyncSession, project_id: str, name: str, schema_id: str | None
-    ) -> None:
-        other = await s.scalar(select(t.ExtractionSchema.id).where(
-            t.ExtractionSchema.project_id == project_id, t.ExtractionSchema.name == name))
-        if other is not None and other != schema_id:
-            raise Conflict("Extraction schema name already exists", code="name_taken")
