@@ -26,8 +26,3 @@ def system_variables(timezone: str, now: datetime | None = None) -> dict[str, st
 def render(template: str, variables: Mapping[str, str]) -> str:
     """Replace each ``{{name}}`` with its value; unknown names are left as written."""
     return _VAR.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
-
-
-def template_names(template: str) -> set[str]:
-    """The variable names a template uses."""
-    return set(_VAR.findall(template))

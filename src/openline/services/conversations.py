@@ -189,13 +189,6 @@ class ConversationService:
             raise Conflict("Conversation is still live")
         return row
 
-    async def require_live(self, who: Principal, conversation_id: str) -> t.Conversation:
-        """For cancel: 404 when unknown, 409 when already ended."""
-        async with self.db.session() as s:
-            row, _ = await self._owned(s, who, conversation_id)
-        if row.ended_at is not None:
-            raise Conflict("Conversation already ended")
-        return row
 
 
 def _newest_first(stmt: Select[t.Conversation]) -> Select[t.Conversation]:

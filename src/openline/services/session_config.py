@@ -13,7 +13,6 @@ from openline.domain.agent import BUILT_IN_TOOL_NAMES, AgentSpec
 from openline.domain.errors import ValidationFailed
 from openline.domain.templating import render, system_variables
 from openline.domain.validation import param_errors_from
-from openline.voice.builtins import built_in_specs
 from openline.voice.config import SessionConfig
 from openline.voice.turns import TurnSettings
 
@@ -73,7 +72,6 @@ def resolve(
         warnings.append(f"voice {voice!r} is not installed; using {default_voice!r}")
         voice = default_voice
     session = _session(conversation_id, spec, config, values, formats, voice)
-    session.tools = built_in_specs(session.built_in_tools)
     snapshot = {**spec.model_dump(mode="json"), "input_format": formats["input_format"],
                 "output_format": formats["output_format"], "template_variables": user_values,
                 "listen_only": False, "voice_id": voice,

@@ -95,16 +95,3 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def _upgrade(connection: Connection) -> None:
     command.upgrade(alembic_config(connection), "head")
-
-
-def run_migrations_blocking(url: str) -> None:
-    """Apply migrations from synchronous code (CLI helpers, tests)."""
-
-    async def _run() -> None:
-        db = Database(url)
-        try:
-            await db.migrate()
-        finally:
-            await db.dispose()
-
-    asyncio.run(_run())

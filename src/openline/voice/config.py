@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
-from openline.providers.llm.base import ToolSpec
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
 
@@ -38,7 +37,6 @@ class SessionConfig:
     background_noise_level: float = 0.0
     stream_ahead_of_real_time: bool = False
     push_to_talk: bool = False
-    tools: list[ToolSpec] = field(default_factory=list)
     #: built-in tools the model may call (``natural_conversation_ending`` ...)
     built_in_tools: tuple[str, ...] = ()
     #: the agent's and the client's tools, as the tool runtime runs them

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from openline.providers.llm.base import LLM, ChatMessage
+from openline.voice.builtins import built_in_specs
 from openline.voice.config import SessionConfig
 from openline.voice.playout import Utterance
 from openline.voice.reply import NoTools, ReplyResult, Speech, ToolExecutor, generate
@@ -26,7 +27,8 @@ class TextSession:
         utt = Utterance("reply")
         speech = Speech(self.llm, None, self.cfg.output_format, self.cfg.voice_id, 1.0,
                         self.cfg.max_reply_tokens)
-        task = asyncio.ensure_future(generate(speech, messages, self.cfg.tools, self.tools,
+        tools = built_in_specs(self.cfg.built_in_tools)
+        task = asyncio.ensure_future(generate(speech, messages, tools, self.tools,
                                               utt, {}))
         try:
             while (item := await utt.next_sentence()) is not None:
