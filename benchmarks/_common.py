@@ -322,18 +322,18 @@ def _fake_providers() -> Any:
 
 
 def _instrument(app: Any, probe: Probe) -> None:
-    """Wrap ``LiveService.run`` and the lifespan; add ``GET /bench/stats``."""
+    """Wrap ``LiveService.run_call`` and the lifespan; add ``GET /bench/stats``."""
     live = app.state.services.live
-    original_run = live.run
+    original_run = live.run_call
 
-    async def run(conversation: Any) -> Any:
-        result = await original_run(conversation)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        result = await original_run(*args, **kwargs)
         probe.results.append({"underruns": result.underruns, "ended_by": result.ended_by,
                               "latencies_ms": result.latencies_ms,
                               "stage_timings": result.stage_timings})
         return result
 
-    live.run = run
+    live.run_call = run
     inner = app.router.lifespan_context
 
     @asynccontextmanager
@@ -348,7 +348,7 @@ def _instrument(app: Any, probe: Probe) -> None:
     app.router.lifespan_context = lifespan
 
     async def stats(reset: int = 0) -> dict[str, Any]:
-        out = probe.stats(len(live.live))
+        out = probe.stats(len(live.registry.local_ids()))
         if reset:
             probe.reset()
         return out
@@ -360,7 +360,7 @@ def serve(argv: Sequence[str]) -> int:
     """Run Openline as ``openline serve`` does, with the chosen providers, instrumented."""
     import uvicorn
 
-    from openline.api.app import create_app
+    from openline.boot.server import create_app
     from openline.settings import Settings
 
     parser = argparse.ArgumentParser(prog="_common.py serve")

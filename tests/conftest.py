@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from openline.api.app import create_app
+from openline.boot.server import create_app
 from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
 from openline.settings import Settings
 from openline.voice.session import Providers

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     job_max_attempts: int = 4
     webhook_max_attempts: int = 8
     webhook_timeout_s: float = 10.0
+    # --- several nodes on one database ---
+    #: this process's name in conversation leases (default: host-pid-random)
+    node_id: str | None = None
+    #: a live conversation's lease; its node renews it three times per period
+    conversation_lease_s: float = 30.0
 
     def recordings_dir(self) -> Path:
         return self.ensure_data_dir() / "recordings"

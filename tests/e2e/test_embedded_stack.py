@@ -14,7 +14,7 @@ import pytest
 from phonic import AsyncPhonic, PhonicEnvironment
 from phonic.types import AudioChunkPayload, ConfigPayload
 
-from openline.api.runtime import build_providers
+from openline.boot.providers import build_providers
 from openline.providers.tts.base import TTS
 from openline.providers.tts.espeak import EspeakTTS
 from openline.providers.tts.piper import PiperTTS

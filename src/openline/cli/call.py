@@ -124,7 +124,7 @@ def _save(caller: np.ndarray, log: CallLog, path: Path) -> None:
 
 def _embedded_server(settings: Settings) -> tuple[uvicorn.Server, str, str]:
     """Start Openline in this process (models load with progress); returns (server, url, key)."""
-    from openline.api.app import create_app
+    from openline.boot.server import create_app
 
     key = settings.api_key or "ol_call_" + str(int(time.time()))
     settings.api_key = key

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from openline.api.app import database_for
-from openline.api.runtime import build_llm
+from openline.boot.providers import build_llm
+from openline.boot.root import database_for
 from openline.services.agents import AgentService
 from openline.services.auth import AuthService
 from openline.services.principal import Principal

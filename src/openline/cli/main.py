@@ -13,7 +13,7 @@ from openline.settings import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from openline.api.app import create_app
+    from openline.boot.server import create_app
 
     if args.host:
         settings.host = args.host
@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from openline.api.app import database_for
+    from openline.boot.root import database_for
     from openline.services.auth import AuthService
 
     async def run() -> int:

@@ -187,6 +187,7 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_project_started", "project_id", "started_at", "id"),
         Index("ix_conversations_project_external", "project_id", "external_id"),
+        Index("ix_conversations_open_lease", "ended_at", "lease_until"),
     )
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
@@ -209,6 +210,10 @@ class Conversation(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
     call_info: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     recording_path: Mapped[str | None] = mapped_column(String(512), default=None)
+    #: the node running the call, and its lease (renewed while the call runs)
+    owner_node: Mapped[str | None] = mapped_column(String(64), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class ConversationItem(Base):

@@ -1,7 +1,8 @@
-"""The Phonic STS WebSocket protocol: JSON frames <-> engine events and controls.
+"""The Phonic STS WebSocket protocol as a call transport: JSON frames <-> engine events
+and typed controls.
 
-The bridge is socket-agnostic (``WireSocket``): the HTTP edge adapts Starlette's WebSocket.
-Bad input gets an ``error`` message and the conversation goes on where it can.
+The transport is socket-agnostic (``WireSocket``): the HTTP edge adapts Starlette's
+WebSocket. Bad input gets an ``error`` message and the conversation goes on where it can.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from openline.audio.codecs import AudioFormat
-from openline.domain.errors import ValidationFailed
+from openline.transports import base as tb
 from openline.voice import events as ev
-from openline.voice.session import Conversation
-from openline.voice.tools import RuntimeTool
 
 log = logging.getLogger(__name__)
 MAX_CHUNK_MS = 40
@@ -32,10 +30,6 @@ CLOSE_CODES = {
     "user_canceled": 4200,
     "error": 1011,
 }
-
-
-#: how long a conversation waits for a client whose connection dropped (SDK reconnects)
-RECONNECT_GRACE_S = 30.0
 
 
 class Disconnected(Exception):
@@ -113,26 +107,19 @@ _SIMPLE: dict[type, str] = {
 }
 
 
-@dataclass
-class Hooks:
-    """Side effects outside the engine that some client messages have."""
+class StsTransport:
+    """One client socket of a conversation (a reconnecting client brings a new one)."""
 
-    set_external_id: Callable[[str], Awaitable[None]]
-    #: tool definitions (names / inline) -> runtime tools; raises ValidationFailed
-    load_tools: Callable[[list[Any]], Awaitable[list[RuntimeTool]]]
-
-
-class StsBridge:
-    """Serves one configured conversation over one socket."""
-
-    def __init__(self, socket: WireSocket, input_format: AudioFormat,
-                 reconnect: Callable[[], Awaitable[WireSocket | None]] | None = None) -> None:
-        """``reconnect`` waits for the same client on a new socket after a dropped one."""
+    def __init__(self, socket: WireSocket) -> None:
         self.socket = socket
-        self.reconnect = reconnect
-        self.fmt = input_format
         self._lock = asyncio.Lock()
         self.closed = False
+        self.fmt: AudioFormat | None = None
+        self.max_chunk_bytes = 0
+
+    def configure(self, input_format: AudioFormat) -> None:
+        """The conversation's input format: audio chunks are checked against it."""
+        self.fmt = input_format
         self.max_chunk_bytes = input_format.bytes_for_ms(MAX_CHUNK_MS)
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -145,29 +132,41 @@ class StsBridge:
             except Disconnected:
                 self.closed = True
 
+    # ----- CallTransport ----------------------------------------------------------------
     async def send_event(self, event: ev.EngineEvent) -> None:
         await self.send(encode(event))
 
-    async def receive_loop(self, conv: Conversation, hooks: Hooks) -> None:
-        """Feed client messages to the engine until the client disconnects."""
+    async def clear(self) -> None:
+        """The client plays what it receives; ``interrupted_response`` tells it the rest."""
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Keypad tones reach the client as the ``dtmf`` event itself."""
+
+    async def transfer(self, destination: str) -> bool:
+        return False  # a WebSocket client has no phone line to hand over
+
+    async def hangup(self, ended_by: str) -> None:
+        if not self.closed:
+            self.closed = True
+            await self.socket.close(CLOSE_CODES.get(ended_by, 1000), ended_by)
+
+    async def resumed(self) -> None:
+        await self.send({"type": "conversation_reconnected"})
+
+    async def serve_input(self, call: tb.CallInput) -> None:
+        """Feed client messages to the call until the client disconnects."""
         while True:
             try:
                 raw = await self.socket.receive_text()
             except Disconnected as gone:
                 self.closed = True
-                dropped_at = datetime.now(UTC)
-                socket = (await self.reconnect()
-                          if gone.abnormal and self.reconnect is not None else None)
-                if socket is None:
-                    conv.end("user", at=dropped_at)  # it ended when the client went away
-                    return
-                # The engine kept running; what it said meanwhile was not heard.
-                self.socket, self.closed = socket, False
-                await self.send({"type": "conversation_reconnected"})
-                continue
-            await self.handle(raw, conv, hooks)
+                if gone.abnormal:
+                    raise tb.Dropped(datetime.now(UTC)) from gone
+                return
+            await self.handle(raw, call)
 
-    async def handle(self, raw: str, conv: Conversation, hooks: Hooks) -> None:
+    async def handle(self, raw: str, call: tb.CallInput) -> None:
+        """One client message: audio, a control, or an error reply."""
         try:
             msg = json.loads(raw)
         except json.JSONDecodeError:
@@ -176,14 +175,27 @@ class StsBridge:
         if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
             await self.send(error_message("Messages need a string 'type'", "invalid_message"))
             return
-        handler = _HANDLERS.get(msg["type"])
-        if handler is None:
-            await self.send(error_message(f"Unknown message type {msg['type']!r}",
+        kind = msg["type"]
+        if kind == "audio_chunk":
+            pcm = self.decode_audio(msg)
+            if isinstance(pcm, dict):
+                await self.send(pcm)
+            else:
+                call.push_audio(pcm)
+            return
+        parse = _CONTROLS.get(kind)
+        if parse is None:
+            await self.send(error_message(f"Unknown message type {kind!r}",
                                           "unknown_message_type"))
             return
-        problem = await handler(self, msg, conv, hooks)
-        if problem is not None:
-            await self.send(problem)
+        command = parse(msg)
+        if isinstance(command, dict):
+            await self.send(command)
+            return
+        try:
+            await call.control(command)
+        except tb.ControlRejected as exc:
+            await self.send(error_message(exc.message, exc.code, exc.param_errors))
 
     def decode_audio(self, msg: dict[str, Any]) -> bytes | dict[str, Any]:
         data = msg.get("audio")
@@ -196,24 +208,17 @@ class StsBridge:
             return error_message("audio is not valid base64", "invalid_audio",
                                  {"audio": "invalid base64"})
         if len(pcm) > self.max_chunk_bytes:
+            name = self.fmt.name if self.fmt else "the input format"
             return error_message(
                 f"audio chunks may hold at most {MAX_CHUNK_MS} ms "
-                f"({self.max_chunk_bytes} bytes of {self.fmt.name}); got {len(pcm)} bytes",
+                f"({self.max_chunk_bytes} bytes of {name}); got {len(pcm)} bytes",
                 "audio_chunk_too_large", {"audio": f"at most {MAX_CHUNK_MS} ms per chunk"})
         return pcm
 
 
-Handler = Callable[[StsBridge, dict[str, Any], Conversation, Hooks],
-                   Awaitable[dict[str, Any] | None]]
+# ----- Phonic control messages -> typed controls -----------------------------------------
 
-
-async def _audio(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                 ) -> dict[str, Any] | None:
-    pcm = b.decode_audio(m)
-    if isinstance(pcm, dict):
-        return pcm
-    c.push_audio(pcm)
-    return None
+Parsed = tb.Control | dict[str, Any]
 
 
 def _text_field(m: dict[str, Any], key: str) -> str | None:
@@ -225,109 +230,52 @@ def _missing(key: str) -> dict[str, Any]:
     return error_message(f"'{key}' is required", "invalid_message", {key: "required"})
 
 
-async def _update_prompt(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                         ) -> dict[str, Any] | None:
-    text = _text_field(m, "system_prompt")
-    if text is None:
-        return _missing("system_prompt")
-    c.update_system_prompt(text)
-    return None
+def _required(key: str, build: Callable[[str], tb.Control]) -> Callable[[dict[str, Any]], Parsed]:
+    def parse(m: dict[str, Any]) -> Parsed:
+        text = _text_field(m, key)
+        return _missing(key) if text is None else build(text)
+    return parse
 
 
-async def _add_system(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                      ) -> dict[str, Any] | None:
-    text = _text_field(m, "system_message")
-    if text is None:
-        return _missing("system_message")
-    c.add_system_message(text)
-    return None
+def _reset(m: dict[str, Any]) -> Parsed:
+    config = m.get("config")
+    if not isinstance(config, dict):
+        return _missing("config")
+    prompt = config.get("system_prompt")
+    return tb.Reset(prompt if isinstance(prompt, str) else None)
 
 
-async def _external(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                    ) -> dict[str, Any] | None:
-    text = _text_field(m, "external_id")
-    if text is None:
-        return _missing("external_id")
-    await h.set_external_id(text.strip())
-    return None
+def _tool_output(m: dict[str, Any]) -> Parsed:
+    call_id = m.get("tool_call_id")
+    if not isinstance(call_id, str):
+        return _missing("tool_call_id")
+    return tb.ToolCallOutput(call_id, m.get("output"))
 
 
-async def _generate(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                    ) -> dict[str, Any] | None:
-    c.generate_reply(_text_field(m, "system_message"), _text_field(m, "user_message"))
-    return None
+def _tools_subset(m: dict[str, Any]) -> Parsed:
+    tools = m.get("tools")
+    return tb.UpdateTools(tools) if isinstance(tools, list) else _missing("tools")
 
 
-async def _say(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-               ) -> dict[str, Any] | None:
+def _say(m: dict[str, Any]) -> Parsed:
     text = _text_field(m, "text")
-    if text is None:
-        return _missing("text")
-    c.say(text, m.get("interruptible") is not False)
-    return None
+    return _missing("text") if text is None else tb.Say(text, m.get("interruptible") is not False)
 
 
-async def _mute(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                ) -> dict[str, Any] | None:
-    c.mute()
-    return None
-
-
-async def _unmute(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                  ) -> dict[str, Any] | None:
-    c.unmute()
-    return None
-
-
-async def _config_again(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                        ) -> dict[str, Any] | None:
+def _config_again(m: dict[str, Any]) -> Parsed:
     return error_message("The conversation is already configured; use 'reset'",
                          "already_configured")
 
 
-async def _reset(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                 ) -> dict[str, Any] | None:
-    config = m.get("config")
-    if not isinstance(config, dict):
-        return _missing("config")
-    c.reset(config.get("system_prompt") if isinstance(config.get("system_prompt"), str)
-            else None)
-    return None
-
-
-async def _tool_output(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                       ) -> dict[str, Any] | None:
-    call_id = m.get("tool_call_id")
-    if not isinstance(call_id, str):
-        return _missing("tool_call_id")
-    if not c.tool_call_output(call_id, m.get("output")):
-        return error_message(f"No tool call {call_id!r} is waiting for output (unknown, "
-                             "timed out or interrupted)", "unknown_tool_call",
-                             {"tool_call_id": "not waiting"})
-    return None
-
-
-async def _tools_subset(b: StsBridge, m: dict[str, Any], c: Conversation, h: Hooks
-                        ) -> dict[str, Any] | None:
-    tools = m.get("tools")
-    if not isinstance(tools, list):
-        return _missing("tools")
-    try:
-        c.update_tools(await h.load_tools(tools))
-    except ValidationFailed as exc:
-        return error_message(exc.message, "invalid_tools", exc.param_errors)
-    return None
-
-
-_HANDLERS: dict[str, Handler] = {
-    "audio_chunk": _audio,
-    "update_system_prompt": _update_prompt,
-    "add_system_message": _add_system,
-    "set_external_id": _external,
-    "generate_reply": _generate,
+_CONTROLS: dict[str, Callable[[dict[str, Any]], Parsed]] = {
+    "update_system_prompt": _required("system_prompt", tb.UpdateSystemPrompt),
+    "add_system_message": _required("system_message", tb.AddSystemMessage),
+    "set_external_id": _required("external_id", lambda v: tb.SetExternalId(v.strip())),
+    "generate_reply": lambda m: tb.GenerateReply(_text_field(m, "system_message"),
+                                                 _text_field(m, "user_message")),
     "say": _say,
-    "mute": _mute,
-    "unmute": _unmute,
+    "mute": lambda m: tb.Mute(),
+    "unmute": lambda m: tb.Unmute(),
     "config": _config_again,
     "reset": _reset,
     "tool_call_output": _tool_output,

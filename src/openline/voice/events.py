@@ -94,6 +94,11 @@ class Dtmf:
 
 
 @dataclass(frozen=True)
+class ClearAudio:
+    """Barge-in: audio buffered at the far end must be dropped now (Twilio ``clear``)."""
+
+
+@dataclass(frozen=True)
 class EngineError:
     message: str
     code: str | None = None
@@ -109,5 +114,5 @@ EngineEvent = (
     UserStartedSpeaking | UserFinishedSpeaking | InputText | InputCancelled
     | AssistantStartedSpeaking | AssistantFinishedSpeaking | AudioOut | InterruptedResponse
     | AssistantChoseNotToRespond | AssistantEndedConversation | ToolCallRequest
-    | ToolCallFinished | ToolCallInterrupted | Dtmf | EngineError | EngineWarning
+    | ToolCallFinished | ToolCallInterrupted | Dtmf | ClearAudio | EngineError | EngineWarning
 )

@@ -161,6 +161,10 @@ class Conversation:
         self._ended.set()
         return decided
 
+    def push_dtmf(self, digits: str) -> None:
+        """Keypad digits from the caller: answered as a user turn."""
+        self.generate_reply(None, f"The caller pressed {' '.join(digits)}.")
+
     def mute(self) -> None:
         self.muted = True
 

@@ -1,0 +1,1 @@
+"""The composition root: builds a process (server, worker) from its settings."""

@@ -1,0 +1,89 @@
+"""The composition root: settings -> database, providers, services, queues, live calls.
+
+``build_runtime`` wires one process; ``Runtime.start``/``stop`` run its background parts
+(migrations, bootstrap, lease keeper, post-call worker). ``openline serve`` puts the HTTP
+API in front of it (``boot.server``); a worker-only process (``openline worker``) runs the
+same runtime without HTTP and without taking calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from openline.boot.postcall import PostCallRuntime, build_postcall
+from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.services.auth import NewKey
+from openline.services.hub import Services
+from openline.services.live import LiveService
+from openline.services.live_registry import InProcessRegistry
+from openline.services.phone_numbers import DEFAULT_POOL, parse_pool
+from openline.services.recordings import RecordingLinks
+from openline.services.speech import SpeechService
+from openline.settings import Settings
+from openline.store.db import Database, sqlite_url
+from openline.voice.session import Providers
+
+log = logging.getLogger("openline")
+
+
+def database_for(settings: Settings) -> Database:
+    """The configured database, or SQLite in the data directory."""
+    return Database(settings.database_url or sqlite_url(settings.ensure_data_dir()))
+
+
+@dataclass
+class Runtime:
+    """Everything one Openline process runs."""
+
+    settings: Settings
+    db: Database
+    providers: Providers
+    services: Services
+    postcall: PostCallRuntime
+
+    async def start(self, *, load_models: bool = True, verbose: bool = True,
+                    take_calls: bool = True) -> NewKey | None:
+        """Migrate, bootstrap, recover, load models, start background work.
+
+        Returns the first API key when this start created the default workspace.
+        """
+        await self.db.migrate()
+        key = await self.services.auth.bootstrap()
+        if take_calls:
+            await self.services.live.start_background()
+        else:
+            await self.services.live.leases.close_expired()
+        if load_models:
+            if verbose:
+                print("Loading models:", flush=True)
+            await load_all(self.providers, verbose=verbose)
+        await self.postcall.start()
+        return key
+
+    async def stop(self) -> None:
+        """End live calls (stored as ``error``), stop the worker, close the database."""
+        await self.services.live.shutdown()
+        await self.postcall.stop()
+        await self.db.dispose()
+
+
+def build_runtime(settings: Settings, providers: Providers | None = None) -> Runtime:
+    """Wire one process; ``providers`` defaults to the embedded models (tests pass fakes)."""
+    db = database_for(settings)
+    pool = parse_pool(settings.phone_number_pool) if settings.phone_number_pool else DEFAULT_POOL
+    providers = providers or build_providers(settings)
+    voices = ProviderVoices(providers, settings.default_voice)
+    live = LiveService(db, providers, settings.recordings_dir(), voices.installed,
+                       allow_private_urls=settings.allow_private_urls,
+                       registry=InProcessRegistry(settings.node_id),
+                       lease_s=settings.conversation_lease_s)
+    links = RecordingLinks(settings.effective_public_url(), settings.effective_secret_key())
+    postcall = build_postcall(settings, db, providers, links, wait_idle=live.wait_idle)
+    live.on_ended = postcall.postcall.conversation_ended
+    services = Services.build(
+        db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),
+        phone_pool=pool, webhooks=postcall.webhooks, postcall=postcall.postcall,
+        speech=SpeechService(providers.tts, voices.installed),
+    )
+    return Runtime(settings, db, providers, services, postcall)

@@ -1,0 +1,184 @@
+"""One live call, whatever carries it: the engine, its attached transport, its stored end.
+
+The session is the only owner of a call's lifecycle. A transport (``transports/base.py``)
+feeds it input and carries out what the engine asks for; when the transport drops in a
+way that lets the peer come back, the session waits for it through the live registry and
+goes on with the new peer. Whatever way the call ends, ``run`` stores the outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from openline.domain.errors import ValidationFailed
+from openline.services.call_setup import PreparedCall
+from openline.services.item_writer import ItemWriter
+from openline.store import tables as t
+from openline.store.db import Database
+from openline.store.tables import utcnow
+from openline.transports import base as tb
+from openline.voice import events as ev
+from openline.voice.session import Conversation, ConversationResult
+from openline.voice.tools import RuntimeTool
+
+log = logging.getLogger(__name__)
+
+#: how long a call waits for a peer whose connection dropped (the SDK reconnects)
+RECONNECT_GRACE_S = 30.0
+
+
+@dataclass
+class CallHooks:
+    """What some controls need beyond the engine (storage, tool lookup) and the way the
+    session reaches a returning peer."""
+
+    set_external_id: Callable[[str, str], Awaitable[None]]
+    load_tools: Callable[[str, list[object]], Awaitable[list[RuntimeTool]]]
+    wait_for_peer: Callable[[str, str, float], Awaitable[tb.CallTransport | None]]
+    #: after the end is stored, before anyone waiting for the call is released
+    stored: Callable[[str], Awaitable[None]]
+
+
+class CallSession:
+    """A running conversation: implements ``CallInput`` for its transport."""
+
+    def __init__(self, prepared: PreparedCall, engine: Conversation, writer: ItemWriter,
+                 transport: tb.CallTransport, hooks: CallHooks, db: Database,
+                 recordings_dir: Path) -> None:
+        self.prepared, self.engine, self.writer = prepared, engine, writer
+        self.transport, self.hooks = transport, hooks
+        self.db, self.recordings_dir = db, recordings_dir
+        self.result: ConversationResult | None = None
+        self._finished = asyncio.Event()
+
+    # ----- identity (LiveCall) --------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.prepared.id
+
+    @property
+    def workspace_id(self) -> str:
+        return self.prepared.workspace_id
+
+    def end(self, ended_by: str) -> None:
+        self.engine.end(ended_by)
+
+    async def wait_finished(self) -> None:
+        await self._finished.wait()
+
+    # ----- engine -> transport ----------------------------------------------------------
+    async def dispatch(self, event: ev.EngineEvent) -> None:
+        """The engine's ``send``: call control goes to its own transport verb."""
+        transport = self.transport
+        if isinstance(event, ev.ClearAudio):
+            await transport.clear()
+        elif isinstance(event, ev.Dtmf):
+            await transport.send_dtmf(event.digits)
+            await transport.send_event(event)
+        else:
+            await transport.send_event(event)
+
+    # ----- transport -> engine (CallInput) ------------------------------------------------
+    def push_audio(self, pcm: bytes, media_ms: float | None = None) -> None:
+        self.engine.push_audio(pcm)
+
+    def push_dtmf(self, digits: str) -> None:
+        self.engine.push_dtmf(digits)
+
+    def hangup(self, at: datetime | None = None) -> None:
+        self.engine.end("user", at=at)
+
+    async def control(self, command: tb.Control) -> None:
+        """Apply one control message (raises ``ControlRejected``)."""
+        conv = self.engine
+        match command:
+            case tb.UpdateSystemPrompt(system_prompt=prompt):
+                conv.update_system_prompt(prompt)
+            case tb.AddSystemMessage(system_message=message):
+                conv.add_system_message(message)
+            case tb.SetExternalId(external_id=value):
+                await self.hooks.set_external_id(self.id, value)
+            case tb.GenerateReply(system_message=system, user_message=user):
+                conv.generate_reply(system, user)
+            case tb.Say(text=text, interruptible=interruptible):
+                conv.say(text, interruptible)
+            case tb.Mute():
+                conv.mute()
+            case tb.Unmute():
+                conv.unmute()
+            case tb.Reset(system_prompt=prompt):
+                conv.reset(prompt)
+            case tb.ToolCallOutput(tool_call_id=call_id, output=output):
+                if not conv.tool_call_output(call_id, output):
+                    raise tb.ControlRejected(
+                        f"No tool call {call_id!r} is waiting for output (unknown, timed out "
+                        "or interrupted)", "unknown_tool_call", {"tool_call_id": "not waiting"})
+            case tb.UpdateTools(tools=tools):
+                try:
+                    conv.update_tools(await self.hooks.load_tools(self.id, list(tools)))
+                except ValidationFailed as exc:
+                    raise tb.ControlRejected(exc.message, "invalid_tools",
+                                             exc.param_errors) from exc
+
+    # ----- lifecycle --------------------------------------------------------------------
+    async def run(self) -> ConversationResult:
+        """Serve the transport and run the engine to its end; store the outcome."""
+        receiver = asyncio.create_task(self._serve_peers(), name=f"input-{self.id}")
+        try:
+            self.result = await self.engine.run()
+        finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
+            await asyncio.shield(self._store_end())
+            await asyncio.shield(self.hooks.stored(self.id))
+            self._finished.set()
+        with contextlib.suppress(Exception):  # the peer may be gone already
+            await self.transport.hangup(self.result.ended_by)
+        return self.result
+
+    async def _serve_peers(self) -> None:
+        """Feed the engine from the transport; a dropped peer may come back in time."""
+        while True:
+            try:
+                await self.transport.serve_input(self)
+            except tb.Dropped as drop:
+                peer = await self.hooks.wait_for_peer(self.id, self.workspace_id,
+                                                      RECONNECT_GRACE_S)
+                if peer is None:
+                    self.engine.end("user", at=drop.at)  # it ended when the peer went away
+                    return
+                # The engine kept running; what it said meanwhile was not heard.
+                self.transport = peer
+                await peer.resumed()
+                continue
+            self.engine.end("user")
+            return
+
+    async def _store_end(self) -> None:
+        engine, result = self.engine, self.result
+        path: Path | None = None
+        try:
+            path = await asyncio.to_thread(
+                engine.recorder.save, self.recordings_dir / f"{self.id}.wav")
+        except Exception:  # a failed recording must not lose the conversation record
+            log.exception("could not save the recording of %s", self.id)
+        async with self.db.writer() as s:
+            row = await s.get(t.Conversation, self.id)
+            if row is None:
+                return
+            ended = engine.lifecycle.ended_at or utcnow()
+            row.ended_at = ended
+            row.ended_by = result.ended_by if result else (engine.lifecycle.ended_by or "error")
+            row.duration_ms = round((ended - row.started_at).total_seconds() * 1000, 1)
+            row.latencies_ms = list(engine.latencies_ms)
+            row.interruptions_count = engine.interruptions
+            row.recording_path = str(path) if path else None
+            row.live_transcript = self.writer.transcript
+            row.lease_until = None
