@@ -42,22 +42,18 @@ class Runtime:
     services: Services
     postcall: PostCallRuntime
 
-    async def start(self, *, load_models: bool = True, verbose: bool = True,
-                    take_calls: bool = True) -> NewKey | None:
-        """Migrate, bootstrap, recover, load models, start background work.
+    async def start(self, *, verbose: bool = True) -> NewKey | None:
+        """Migrate, bootstrap, recover, load models, start background work (leases and
+        their reaper, the post-call worker).
 
         Returns the first API key when this start created the default workspace.
         """
         await self.db.migrate()
         key = await self.services.auth.bootstrap()
-        if take_calls:
-            await self.services.live.start_background()
-        else:
-            await self.services.live.leases.close_expired()
-        if load_models:
-            if verbose:
-                print("Loading models:", flush=True)
-            await load_all(self.providers, verbose=verbose)
+        await self.services.live.start_background()
+        if verbose:
+            print("Loading models:", flush=True)
+        await load_all(self.providers, verbose=verbose)
         await self.postcall.start()
         return key
 

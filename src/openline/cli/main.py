@@ -1,4 +1,4 @@
-"""``openline`` command line: serve, keys (and, with the engine, chat and call)."""
+"""``openline`` command line: serve, worker, keys, chat and call."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                 # base64 audio barely compresses: per-message deflate only costs CPU
                 ws_per_message_deflate=False)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from openline.boot.worker import run_worker
+
+    asyncio.run(run_worker(settings))
     return 0
 
 
@@ -78,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and real-time server")
     serve.add_argument("--host", help="bind address (default 127.0.0.1 or OPENLINE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000 or OPENLINE_PORT)")
+    sub.add_parser("worker", help="run post-call jobs and webhooks only (no calls, no HTTP)")
     keys = sub.add_parser("keys", help="manage API keys of the default workspace")
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key and print its secret once")
@@ -102,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openline`` console script."""
     args = build_parser().parse_args(argv)
     settings = Settings()
-    handlers = {"serve": _serve, "keys": _keys, "chat": _chat, "call": _call}
+    handlers = {"serve": _serve, "worker": _worker, "keys": _keys, "chat": _chat, "call": _call}
     try:
         return handlers[args.command](args, settings)
     except KeyboardInterrupt:
