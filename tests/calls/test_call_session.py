@@ -40,7 +40,7 @@ class MemoryTransport:
     events: list[ev.EngineEvent] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     hung_up: list[str] = field(default_factory=list)
-    resumed_count: int = 0
+    resumed_event: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def send_event(self, event: ev.EngineEvent) -> None:
@@ -60,7 +60,7 @@ class MemoryTransport:
         self.hung_up.append(ended_by)
 
     async def resumed(self) -> None:
-        self.resumed_count += 1
+        self.resumed_event.set()
 
     async def serve_input(self, call: tb.CallInput) -> None:
         while True:
@@ -158,9 +158,7 @@ async def test_a_dropped_peer_comes_back_and_the_call_goes_on(runtime: Runtime) 
     other = Principal("ws_other", "other")
     assert not await runtime.services.live.resume(other, ids[0], MemoryTransport())
     resumed = asyncio.create_task(runtime.services.live.resume(who, ids[0], second))
-    async with asyncio.timeout(5):
-        while second.resumed_count == 0:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(second.resumed_event.wait(), 5)
     before = len(first.events)
     await second.inbox.put(tb.Say("Still here."))
     await second.wait_for(ev.AssistantFinishedSpeaking)
