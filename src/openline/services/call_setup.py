@@ -112,7 +112,10 @@ class CallSetup:
             agent, project = await _agent_for(s, who, config)
             resolved = self.resolve_config(conv_id, agent, config)
             tools = await tool_loading.load(s, project.id, _tool_definitions(agent, config))
-            await _check_capacity(s, project)
+        # The count and the insert are one step: the project row is locked for the
+        # transaction (PostgreSQL), and hot-path writes queue in-process (SQLite).
+        async with self.db.writer() as s:
+            await _check_capacity(s, project.id)
             now = utcnow()
             s.add(t.Conversation(
                 id=conv_id, workspace_id=who.workspace_id, project_id=project.id,
@@ -192,7 +195,9 @@ async def _agent_for(s: Any, who: Principal, config: Mapping[str, Any]
     return agent, project
 
 
-async def _check_capacity(s: Any, project: t.Project) -> None:
+async def _check_capacity(s: Any, project_id: str) -> None:
+    project = await s.scalar(select(t.Project).where(t.Project.id == project_id)
+                             .with_for_update())
     ws = await s.get(t.Workspace, project.workspace_id)
     limit = project.max_active_conversations or (ws.max_active_conversations if ws else None)
     if limit is None:
