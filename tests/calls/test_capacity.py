@@ -17,7 +17,8 @@ LIMIT, CALLERS = 5, 30
 
 
 async def _connect(server: LiveServer, project: str, admitted: list[Any],
-                   refused: list[str], release: asyncio.Event) -> None:
+                   refused: list[str], answered: asyncio.Event, release: asyncio.Event
+                   ) -> None:
     url = f"{server.ws_url}/v1/sts/ws"
     async with websockets.connect(url, additional_headers={
             "Authorization": f"Bearer {server.api_key}"}) as ws:
@@ -27,12 +28,19 @@ async def _connect(server: LiveServer, project: str, admitted: list[Any],
         first = json.loads(await ws.recv())
         if first["type"] == "conversation_created":
             admitted.append(first["conversation_id"])
+            _count(admitted, refused, answered)
             await release.wait()  # stay live until every caller has been answered
             return
         refused.append(first["error"]["code"])
+        _count(admitted, refused, answered)
         with contextlib.suppress(websockets.ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4010
+
+
+def _count(admitted: list[Any], refused: list[str], answered: asyncio.Event) -> None:
+    if len(admitted) + len(refused) == CALLERS:
+        answered.set()
 
 
 async def test_a_burst_of_connects_admits_exactly_the_limit(live_server: LiveServer) -> None:
@@ -44,12 +52,11 @@ async def test_a_burst_of_connects_admits_exactly_the_limit(live_server: LiveSer
         assert r.status_code == 200
     admitted: list[Any] = []
     refused: list[str] = []
-    release = asyncio.Event()
-    callers = [asyncio.create_task(_connect(live_server, project, admitted, refused, release))
-               for _ in range(CALLERS)]
-    async with asyncio.timeout(30):
-        while len(admitted) + len(refused) < CALLERS:
-            await asyncio.sleep(0.05)
+    answered, release = asyncio.Event(), asyncio.Event()
+    callers = [asyncio.create_task(
+        _connect(live_server, project, admitted, refused, answered, release))
+        for _ in range(CALLERS)]
+    await asyncio.wait_for(answered.wait(), 30)
     release.set()
     await asyncio.gather(*callers)
     assert len(admitted) == LIMIT
