@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,36 @@ log = logging.getLogger(__name__)
 
 #: how long a call waits for a peer whose connection dropped (the SDK reconnects)
 RECONNECT_GRACE_S = 30.0
+#: caller audio may run this far ahead of real time (network jitter, client buffering)
+INPUT_BURST_MS = 2000.0
+#: at most one "audio too fast" warning per this many seconds
+WARN_EVERY_S = 5.0
+
+
+class InputPacer:
+    """Admits caller audio at real-time pace plus a burst allowance.
+
+    A peer cannot have spoken more audio than time has passed: a client pushing audio
+    faster than real time would be recorded and recognised in full (CPU, storage) for
+    nothing. What exceeds the allowance is dropped.
+    """
+
+    def __init__(self, burst_ms: float = INPUT_BURST_MS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst_ms, self.clock = burst_ms, clock
+        self._start: float | None = None
+        self.admitted_ms = 0.0
+        self.dropped_ms = 0.0
+
+    def admit(self, ms: float) -> bool:
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+        if self.admitted_ms + ms > (now - self._start) * 1000 + self.burst_ms:
+            self.dropped_ms += ms
+            return False
+        self.admitted_ms += ms
+        return True
 
 
 @dataclass
@@ -56,6 +87,11 @@ class CallSession:
         self.db, self.recordings_dir = db, recordings_dir
         self.result: ConversationResult | None = None
         self._finished = asyncio.Event()
+        self._fmt = prepared.resolved.session.input_format
+        self._carry = b""  # a partial sample split across chunks
+        self.pacer = InputPacer()
+        self._warned_at: float | None = None
+        self._notices: set[asyncio.Task[None]] = set()
 
     # ----- identity (LiveCall) --------------------------------------------------------
     @property
@@ -86,7 +122,28 @@ class CallSession:
 
     # ----- transport -> engine (CallInput) ------------------------------------------------
     def push_audio(self, pcm: bytes, media_ms: float | None = None) -> None:
-        self.engine.push_audio(pcm)
+        """Caller audio, in whole samples, at most at real-time pace (plus a burst)."""
+        data = self._carry + pcm
+        whole = len(data) - len(data) % self._fmt.bytes_per_sample
+        self._carry = data[whole:]
+        if not whole:
+            return
+        ms = whole / self._fmt.bytes_per_sample * 1000 / self._fmt.sample_rate
+        if self.pacer.admit(ms):
+            self.engine.push_audio(data[:whole])
+            return
+        now = time.monotonic()
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            self._notify(ev.EngineWarning(
+                "Audio is arriving faster than real time; the excess is dropped",
+                "audio_faster_than_real_time"))
+
+    def _notify(self, event: ev.EngineEvent) -> None:
+        """Send an event from synchronous input code; the task is owned by the session."""
+        task = asyncio.get_running_loop().create_task(self.dispatch(event))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
 
     def push_dtmf(self, digits: str) -> None:
         self.engine.push_dtmf(digits)
@@ -134,6 +191,8 @@ class CallSession:
             self.result = await self.engine.run()
         finally:
             receiver.cancel()
+            for task in list(self._notices):
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await receiver
             await asyncio.shield(self._store_end())

@@ -108,6 +108,7 @@ class CallSetup:
         """Resolve and store the conversation; raises the reason it may not start."""
         conv_id = ids.new_id(ids.CONVERSATION)
         config, who = start.overrides, start.principal
+        check_types(config)
         async with self.db.session() as s:
             agent, project = await _agent_for(s, who, config)
             resolved = self.resolve_config(conv_id, agent, config)
@@ -206,6 +207,25 @@ async def _check_capacity(s: Any, project_id: str) -> None:
         t.Conversation.project_id == project.id, t.Conversation.ended_at.is_(None)))
     if int(active or 0) >= limit:
         raise Conflict("Concurrency limit reached", code="concurrency_limit_reached")
+
+
+#: per-call keys the agent's own validation does not see, and the types they take
+_TYPES: dict[str, tuple[type, ...]] = {
+    "agent": (str,), "project": (str,), "external_id": (str,), "tools": (list,),
+    "input_format": (str,), "output_format": (str,), "stream_ahead_of_real_time": (bool,),
+    "template_variables": (dict,), "configuration_endpoint": (dict,),
+}
+_TYPE_NAMES = {str: "a string", list: "a list", bool: "a boolean", dict: "an object"}
+
+
+def check_types(config: Mapping[str, Any]) -> None:
+    """A precise error for each per-call key of the wrong type (null means unset)."""
+    errors = {key: f"must be {_TYPE_NAMES[types[0]]}"
+              for key, types in _TYPES.items()
+              if config.get(key) is not None and not isinstance(config[key], types)}
+    if errors:
+        key, message = next(iter(errors.items()))
+        raise ValidationFailed(f"Invalid config: {key}: {message}", errors)
 
 
 def _tool_definitions(agent: t.Agent | None, config: Mapping[str, Any]) -> list[Any]:
