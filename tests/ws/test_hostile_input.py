@@ -8,6 +8,7 @@ import base64
 import contextlib
 import gzip
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -138,3 +139,42 @@ async def test_a_20_mb_message_closes_the_socket_as_too_big(make_server: ServerF
     assert ws.close_code == 1009  # over the socket's 16 MiB frame limit
     conv = (await sdk(server).conversations.get(created["conversation_id"])).conversation
     assert conv.ended_by == "user" and _healthy(server)
+
+
+async def test_an_api_key_in_the_query_string_is_refused(make_server: ServerFactory) -> None:
+    server = make_server()
+    for param in ("session_token", "conversation_token"):
+        url = f"{server.ws_url}/v1/sts/ws?{param}={server.api_key}"
+        with pytest.raises(websockets.InvalidStatus) as denied:
+            async with websockets.connect(url):
+                pass
+        assert denied.value.response.status_code == 403
+        assert b"query string" in denied.value.response.body
+    assert _healthy(server)
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_credentials_in_query_strings_never_reach_the_logs(make_server: ServerFactory) -> None:
+    make_server()  # installs the filter as `openline serve` does
+    access, lines = logging.getLogger("uvicorn.access"), _Lines()
+    level = access.level
+    access.addHandler(lines)
+    access.setLevel(logging.INFO)
+    try:
+        # the record exactly as uvicorn's access log writes it
+        access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET",
+                    "/v1/sts/ws?session_token=ph_session_SECRET&x=1&jwt=eyJ.SECRET", "1.1", 101)
+    finally:
+        access.removeHandler(lines)
+        access.setLevel(level)
+    [line] = lines.lines
+    assert "SECRET" not in line
+    assert "session_token=[redacted]&x=1&jwt=[redacted]" in line

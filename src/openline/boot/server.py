@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from openline.api.app import build_api
+from openline.boot.logs import install_redaction
 from openline.boot.root import build_runtime
 from openline.settings import Settings
 from openline.voice.session import Providers
@@ -20,6 +21,7 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     ``providers`` defaults to the embedded local models (or those the settings name);
     tests pass fakes.
     """
+    install_redaction()
     runtime = build_runtime(settings, providers)
 
     @asynccontextmanager

@@ -57,15 +57,16 @@ class StarletteSocket:
             await self.ws.close(code, reason)
 
 
-def _credential(ws: WebSocket) -> str | None:
+def _credential(ws: WebSocket) -> tuple[str | None, bool]:
+    """The credential, and whether it came in the query string (logged by proxies)."""
     header = ws.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return value.strip(), False
     for key in ("session_token", "conversation_token"):
         if ws.query_params.get(key):
-            return ws.query_params[key]
-    return None
+            return ws.query_params[key], True
+    return None, False
 
 
 def _origin(ws: WebSocket) -> str:
@@ -81,11 +82,17 @@ def _origin(ws: WebSocket) -> str:
 @router.websocket("/sts/ws")
 async def sts(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
+    credential, in_query = _credential(ws)
     try:
-        who = await services.auth.authenticate(_credential(ws))
+        who = await services.auth.authenticate(credential)
     except Unauthorized:
         await ws.send_denial_response(PlainTextResponse(
             "Websocket initialized with invalid credentials.", status_code=401))
+        return
+    if in_query and who.is_api_key:
+        await ws.send_denial_response(PlainTextResponse(
+            "API keys are not accepted in the query string; send them in the "
+            "Authorization header, or use a session or conversation token.", status_code=403))
         return
     if who.kind == "session_token" and who.conversation_ids:
         await ws.send_denial_response(PlainTextResponse(
