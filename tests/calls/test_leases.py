@@ -12,11 +12,13 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
 from openline.store import tables as t
 from openline.store.db import Database
+from openline.voice.recorder import Recorder
 from tests.conftest import LiveServer, start_server
 from tests.seed import aseed_conversations
 from tests.ws.conftest import collect, config, sdk
@@ -102,5 +104,26 @@ async def test_a_live_call_keeps_its_lease_fresh(database_url: str, tmp_path: Pa
             assert asyncio.get_running_loop().time() < deadline
             await asyncio.sleep(0.1)
         assert ended.ended_by == "user" and ended.lease_until is None
+    finally:
+        server.stop()
+
+
+async def test_a_crashed_call_ends_at_the_last_flushed_recording_second(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'crash.db'}"
+    start_server(url, tmp_path).stop()
+    [conv_id] = await aseed_conversations(url, "main", [{
+        "live": True, "started_at": datetime.now(UTC) - timedelta(minutes=1)}])
+    started = (await _row(url, conv_id)).started_at
+    # the owner's last heartbeat was 3 s in; its recorder had flushed 5.5 s of audio
+    await _set_lease(url, conv_id, node="node-dead", heartbeat=started + timedelta(seconds=3),
+                     until=started + timedelta(seconds=13))
+    tracks = Recorder(tmp_path / "recordings", conv_id)
+    tracks.caller(np.full(16000 * 11 // 2, 500, np.int16))
+    del tracks  # the process died before saving
+    server = start_server(url, tmp_path)
+    try:
+        row = await _row(url, conv_id)
+        assert row.ended_by == "error"
+        assert row.duration_ms == pytest.approx(5500.0)  # not 0 (start) nor 3000 (heartbeat)
     finally:
         server.stop()
