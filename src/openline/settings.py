@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     job_max_attempts: int = 4
     webhook_max_attempts: int = 8
     webhook_timeout_s: float = 10.0
+    #: REST request bodies above this many bytes are refused with 413 before being read
+    max_body_bytes: int = 1024 * 1024
     # --- several nodes on one database ---
     #: this process's name in conversation leases (default: host-pid-random)
     node_id: str | None = None

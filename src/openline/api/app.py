@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from openline import __version__
+from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
     errors,
     routes_agents,
@@ -34,11 +35,13 @@ from openline.services.hub import Services
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def build_api(services: Services, lifespan: Lifespan | None = None) -> FastAPI:
+def build_api(services: Services, lifespan: Lifespan | None = None, *,
+              max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
     """The HTTP edge over built services: the Phonic dialect's routes and socket."""
     app = FastAPI(title="Openline", version=__version__, lifespan=lifespan,
                   description="Self-hosted voice agents with a Phonic-compatible API.")
     app.state.services = services
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_conversations,
                    routes_auth, routes_voices, routes_recordings, routes_postcall, routes_tts,

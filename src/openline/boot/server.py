@@ -33,6 +33,6 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
         yield
         await runtime.stop()
 
-    app = build_api(runtime.services, lifespan)
+    app = build_api(runtime.services, lifespan, max_body_bytes=settings.max_body_bytes)
     app.state.runtime = runtime
     return app
