@@ -16,7 +16,8 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test]'
+# Exact versions from constraints.txt (pyproject.toml only states compatible ranges).
+.venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
 
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks
 echo "== mypy"; .venv/bin/mypy

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -11,6 +13,9 @@ from phonic.errors import BadRequestError, NotFoundError, UnauthorizedError
 
 from tests.api.conftest import environment
 from tests.conftest import LiveServer
+from tests.seed import aseed_conversations, finish_conversation
+
+SPEC_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 def test_missing_or_wrong_key_is_401(live_server: LiveServer) -> None:
@@ -34,9 +39,12 @@ def test_session_token(client: Phonic, live_server: LiveServer, http: httpx.Clie
     before = datetime.now(UTC)
     token = client.auth.create_session_token(ttl_seconds=300)
     assert token.session_token.startswith("ph_session_")
-    expires = datetime.fromisoformat(str(token.expires_at).replace("Z", "+00:00"))
+    expires = token.expires_at  # the SDK parses the wire string into a datetime
+    assert expires.utcoffset() == timedelta(0)  # an aware UTC timestamp, not a naive one
     assert before + timedelta(seconds=295) < expires < before + timedelta(seconds=310)
-    assert str(token.expires_at).endswith("Z") or expires.tzinfo is not None
+    # On the wire: the spec's millisecond UTC form, e.g. 2025-07-30T23:50:00.000Z.
+    raw = http.post("/auth/session_token", json={"ttl_seconds": 300}).json()
+    assert SPEC_TIMESTAMP.fullmatch(raw["expires_at"]), raw
     # A session token authenticates REST calls but may not mint tokens itself.
     r = httpx.get(f"{live_server.url}/v1/projects",
                   headers={"Authorization": f"Bearer {token.session_token}"})
@@ -54,6 +62,9 @@ def test_conversation_token(client: Phonic, http: httpx.Client, project: str) ->
     agent_id = client.agents.create(project=project, name="tokened").id
     token = client.auth.create_conversation_token(agent_id=agent_id, ttl_seconds=45)
     assert token.conversation_token.startswith("ph_conversation_")
+    assert token.expires_at.utcoffset() == timedelta(0)
+    raw = http.post("/auth/conversation_token", json={"agent_id": agent_id}).json()
+    assert SPEC_TIMESTAMP.fullmatch(raw["expires_at"]), raw
     for ttl in (29, 61):
         with pytest.raises(BadRequestError):
             client.auth.create_conversation_token(agent_id=agent_id, ttl_seconds=ttl)
@@ -78,9 +89,14 @@ def test_api_keys_lifecycle(live_server: LiveServer, http: httpx.Client) -> None
     assert http.post("/api_keys", json={}).status_code == 400
 
 
-async def test_workspace(aclient: AsyncPhonic, live_server: LiveServer) -> None:
+async def test_workspace(aclient: AsyncPhonic, live_server: LiveServer, project: str) -> None:
     ws = await aclient.workspace.get()
-    assert ws.max_active_conversations >= 1 and ws.active_conversations >= 0
+    assert ws.max_active_conversations == 100  # the default workspace limit
+    # The count is live: one more open conversation shows up, and goes once it ends.
+    [live] = await aseed_conversations(live_server.database_url, project, [{"live": True}])
+    assert (await aclient.workspace.get()).active_conversations == ws.active_conversations + 1
+    await asyncio.to_thread(finish_conversation, live_server.database_url, live)
+    assert (await aclient.workspace.get()).active_conversations == ws.active_conversations
     assert (await aclient.workspace.update(ip_allowlist=["127.0.0.1/32"])).success
     assert (await aclient.workspace.get()).ip_allowlist == ["127.0.0.1/32"]
     async with httpx.AsyncClient(base_url=f"{live_server.url}/v1", headers={
