@@ -11,12 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from openline.api.phonic.views import PhonicEvents
 from openline.domain.errors import ValidationFailed
 from openline.postcall import signing
 from openline.postcall.queue import DbJobQueue
 from openline.postcall.worker import Worker, WorkerOptions
 from openline.providers.testing import FakeSTT, ScriptedLLM
 from openline.services.auth import AuthService
+from openline.services.commands import CreateWebhookEndpoint
 from openline.services.conversations import ConversationService
 from openline.services.postcall import PostCallService
 from openline.services.principal import Principal
@@ -83,7 +85,7 @@ async def test_private_targets_are_refused_unless_allowed(tmp_path: Path, url: s
     try:
         strict = WebhookService(db, DbJobQueue(db), WebhookOptions(allow_private_urls=False))
         with pytest.raises(ValidationFailed) as refused:
-            await strict.create(who, {"url": url})
+            await strict.create(who, CreateWebhookEndpoint(url))
         assert refused.value.code == "unsafe_url"
     finally:
         await db.dispose()
@@ -138,9 +140,10 @@ async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiv
         await AuthService(db, ()).bootstrap()
         conv_id = await aseed(url)
         queue = DbJobQueue(db)
-        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True))
+        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True),
+                                  renderers={"phonic": PhonicEvents(lambda c: None)})
         postcall = PostCallService(db, queue, ScriptedLLM(), FakeSTT(), webhooks,
-                                   ConversationService(db), lambda view, ws: {})
+                                   ConversationService(db))
         async with db.session() as s:
             conv = await s.get(t.Conversation, conv_id)
             assert conv is not None
@@ -148,7 +151,7 @@ async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiv
             assert workspace is not None
         who = Principal(workspace.id, workspace.name)
         _, receiver.secret = await webhooks.create(
-            who, {"url": receiver.url, "events": ["conversation.transferred"]})
+            who, CreateWebhookEndpoint(receiver.url, ("conversation.transferred",)))
         assert await postcall.conversation_transferred(conv_id, "+15551234567") == 1
         assert await postcall.conversation_transferred(conv_id, "+15551234567") == 0  # deduped
         await Worker(queue, {"webhook.deliver": webhooks.deliver},
