@@ -188,7 +188,8 @@ def custom_number(body: Mapping[str, Any], key: c.Key, sip_address: str | None,
         transport, encryption = raw.get("transport", "auto"), raw.get("media_encryption",
                                                                       "disabled")
     sip = sip_settings(transport, encryption, sip_address, sip_username, sip_password)
-    return c.AddCustomNumber(key, number, sip, endpoint)
+    return c.AddCustomNumber(key, number, sip if raw is not None or sip_address else None,
+                             endpoint)
 
 
 def number_removal(body: Mapping[str, Any], key: c.Key) -> c.RemoveCustomNumber:
