@@ -49,14 +49,14 @@ def stored_agent(config: Any, numbers: tuple[PhoneNumber, ...] = ()) -> Agent:
 def test_agent_body_round_trips_through_the_domain() -> None:
     cmd = schemas.agent_create(AGENT_BODY, "main")
     assert cmd.project == "main" and cmd.phone is None
-    wire = agent_json(stored_agent(cmd.config))
+    wire = agent_json(stored_agent(cmd.spec))
     assert {k: wire[k] for k in AGENT_BODY} == AGENT_BODY
     assert list(wire)[:7] == ["id", "name", "project", "phone_number", "phone_numbers",
                               "is_disabled", "version_number"]
     assert wire["project"] == {"id": "proj_1", "name": "main"} and wire["version_number"] == 3
     # What GET returns is a create body that gives back the same configuration.
     again = schemas.agent_create({k: v for k, v in wire.items() if k not in PHONE_KEYS}, None)
-    assert again.config == cmd.config
+    assert again.spec == cmd.spec
 
 
 def test_agent_phone_modes_translate_to_assignments() -> None:
@@ -78,7 +78,7 @@ def test_agent_phone_modes_translate_to_assignments() -> None:
 
 def test_agent_numbers_render_pool_first_and_custom_listed() -> None:
     numbers = (PhoneNumber("+15555550100", "pool"), PhoneNumber("+15550001111", "custom"))
-    wire = agent_json(stored_agent(schemas.agent_create({"name": "a"}, None).config, numbers))
+    wire = agent_json(stored_agent(schemas.agent_create({"name": "a"}, None).spec, numbers))
     assert wire["phone_number"] == "+15555550100"
     assert wire["phone_numbers"] == ["+15555550100", "+15550001111"]
     assert wire["custom_phone_numbers"] == ["+15550001111"]
@@ -89,7 +89,7 @@ def test_agent_patch_distinguishes_absent_null_and_value() -> None:
     cmd = schemas.agent_update({"welcome_message": None, "audio_speed": 1.0}, key)
     assert cmd.key == key and cmd.phone is UNSET
     assert cmd.changes.given() == {"welcome_message": None, "audio_speed": 1.0}
-    before = schemas.agent_create(AGENT_BODY, None).config
+    before = schemas.agent_create(AGENT_BODY, None).spec
     wire = agent_json(stored_agent(apply_changes(before, cmd.changes)))
     assert wire["welcome_message"] is None and wire["audio_speed"] == 1.0
     assert wire["voice_id"] == "sabrina" and wire["tasks"] == AGENT_BODY["tasks"]

@@ -17,12 +17,13 @@ from openline.domain.agent_changes import (
 )
 from openline.domain.errors import ValidationFailed
 from openline.domain.extraction import (
+    ExtractionField,
     ExtractionSchemaChanges,
     ExtractionSchemaSpec,
     apply_schema_changes,
     schema_changes_from,
 )
-from openline.domain.tool import ToolSpec, validated
+from openline.domain.tool import ToolParameter, ToolSpec, validated
 from openline.domain.tool_changes import ToolChanges, apply_tool_changes, parse_tool_changes
 from openline.domain.unset import UNSET, is_set, or_else
 
@@ -127,7 +128,7 @@ def test_changing_the_method_needs_every_location_again() -> None:
 def test_validated_fills_get_locations_and_uses_the_given_fields() -> None:
     spec = ToolSpec(name="w", description="d", type="custom_webhook", execution_mode="sync",
                     endpoint_method="GET", endpoint_url="https://w.example.com/",
-                    parameters=[{"type": "string", "name": "city", "description": "c"}])
+                    parameters=[ToolParameter(type="string", name="city", description="c")])
     assert validated(spec).flat_parameters()[0].location == "query_string"
     flagged = ToolSpec(name="c", description="d", type="custom_context", execution_mode="sync",
                        context="x", detect_voicemail=True)
@@ -137,8 +138,8 @@ def test_validated_fills_get_locations_and_uses_the_given_fields() -> None:
 
 
 def test_schema_changes() -> None:
-    spec = ExtractionSchemaSpec(name="booking", prompt="p", fields=[
-        {"name": "a", "type": "int"}])
+    spec = ExtractionSchemaSpec(name="booking", prompt="p",
+                                fields=[ExtractionField(name="a", type="int")])
     changes = schema_changes_from({"prompt": "p2"})
     assert changes.given() == {"prompt": "p2"}
     after = apply_schema_changes(spec, changes)

@@ -25,8 +25,8 @@ async def chat(settings: Settings, agent: str, project: str | None) -> int:
         await auth.bootstrap()
         ws = await auth.default_workspace()
         found = await AgentService(db).get(Principal(ws.id, ws.name), project, agent)
-        voice = found.config.voice_id
-        resolved = resolve("chat", found.config.model_dump(mode="json"), {},
+        voice = found.spec.voice_id
+        resolved = resolve("chat", found.spec.model_dump(mode="json"), {},
                            installed_voices={voice}, default_voice=voice)
     finally:
         await db.dispose()

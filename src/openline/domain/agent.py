@@ -235,18 +235,18 @@ class Agent:
 
     id: str
     project: Ref
-    config: AgentSpec
+    spec: AgentSpec
     version_number: int
     is_disabled: bool
     phone_numbers: tuple[PhoneNumber, ...] = ()
 
     @property
     def name(self) -> str:
-        return self.config.name
+        return self.spec.name
 
     @property
     def ref(self) -> Ref:
-        return Ref(self.id, self.config.name)
+        return Ref(self.id, self.spec.name)
 
     def custom_numbers(self) -> list[str]:
         """The numbers the customer brought (not drawn from the pool), oldest first."""

@@ -71,10 +71,10 @@ class AgentService:
         return mapping.agent(row, proj, (await phones.numbers_of(s, [row.id]))[row.id])
 
     async def create(self, who: Principal, cmd: CreateAgent) -> Agent:
-        check_rules(cmd.config, cmd.phone)
+        check_rules(cmd.spec, cmd.phone)
         async with _IntegrityAsConflict(), self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, cmd.project)
-            row = await self._insert(s, who, proj, cmd.config, cmd.phone)
+            row = await self._insert(s, who, proj, cmd.spec, cmd.phone)
             return await self._agent(s, row, proj)
 
     async def _insert(self, s: AsyncSession, who: Principal, proj: t.Project, spec: AgentSpec,
@@ -94,8 +94,8 @@ class AgentService:
 
     async def upsert(self, who: Principal, cmd: CreateAgent) -> UpsertResult:
         """Create the agent, or make the existing one of that name match ``cmd``."""
-        check_rules(cmd.config, cmd.phone)
-        spec = cmd.config
+        check_rules(cmd.spec, cmd.phone)
+        spec = cmd.spec
         async with _IntegrityAsConflict(), self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, cmd.project)
             existing = await s.scalar(

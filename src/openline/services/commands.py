@@ -39,7 +39,7 @@ class CreateAgent:
     numbers as they are on upsert.
     """
 
-    config: AgentSpec
+    spec: AgentSpec
     project: str | None = None
     phone: PhoneAssignment | None = None
 

@@ -70,9 +70,9 @@ def agent_json(agent: Agent) -> dict[str, Any]:
         "is_disabled": agent.is_disabled,
         "version_number": agent.version_number,
     }
-    config = agent.config.model_dump(mode="json")
-    config.pop("name", None)
-    out.update(config)
+    spec = agent.spec.model_dump(mode="json")
+    spec.pop("name", None)
+    out.update(spec)
     out["custom_phone_numbers"] = agent.custom_numbers()
     return out
 
