@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from openline.domain.validation import check_resource_name
-
 
 @dataclass(frozen=True)
 class Ref:
@@ -35,6 +33,3 @@ def check_max_active(value: int | None) -> int | None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError("must be a positive integer")
     return value
-
-
-__all__ = ["Project", "Ref", "check_max_active", "check_resource_name"]

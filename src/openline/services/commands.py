@@ -12,7 +12,6 @@ from datetime import datetime
 
 from openline.domain.agent import AgentSpec, ConfigurationEndpoint
 from openline.domain.agent_changes import AgentChanges
-from openline.domain.events import DEFAULT_DIALECT, Dialect
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaChanges, ExtractionSchemaSpec
 from openline.domain.phone_number import PhoneAssignment, SipSettings
 from openline.domain.tool import ToolSpec
@@ -166,12 +165,14 @@ class RunEvaluation:
 
 @dataclass(frozen=True)
 class CreateWebhookEndpoint:
-    """``events=None`` subscribes to every event kind."""
+    """``events=None`` subscribes to every event kind.
+
+    Every endpoint receives the Phonic dialect for now (there is no dialect column yet);
+    the Vapi dialect adds a ``dialect`` field here together with its column."""
 
     url: str
     events: tuple[str, ...] | None = None
     description: str | None = None
-    dialect: Dialect = DEFAULT_DIALECT
 
 
 @dataclass(frozen=True)

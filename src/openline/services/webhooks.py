@@ -33,9 +33,9 @@ from openline.domain.events import (
     EVENT_KINDS,
     Dialect,
     DomainEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
-from openline.domain.events import WebhookDelivery as Delivery
-from openline.domain.events import WebhookEndpoint as Endpoint
 from openline.postcall import signing
 from openline.postcall.queue import ClaimedJob, JobQueue
 from openline.postcall.worker import PermanentJobError
@@ -43,9 +43,9 @@ from openline.services import mapping
 from openline.services.commands import CreateWebhookEndpoint
 from openline.services.principal import Principal
 from openline.services.url_safety import UnsafeUrl, check_url
+from openline.store import tables_postcall as tp
 from openline.store.db import Database
 from openline.store.tables import utcnow
-from openline.store.tables_postcall import WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ class WebhookService:
 
     # --- endpoints ------------------------------------------------------------------------
 
-    async def create(self, who: Principal, cmd: CreateWebhookEndpoint) -> tuple[Endpoint, str]:
+    async def create(self, who: Principal,
+                     cmd: CreateWebhookEndpoint) -> tuple[WebhookEndpoint, str]:
         """Store an endpoint; returns it with its signing secret (shown only this once)."""
         url = cmd.url.strip()
         if not url:
@@ -99,22 +100,22 @@ class WebhookService:
         await self._check(url)
         events = _events(cmd.events)
         secret = signing.new_secret()
-        row = WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
+        row = tp.WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
                               url=url, events=events, secret=secret, description=cmd.description)
         async with self.db.session() as s:
             s.add(row)
         return mapping.webhook_endpoint(row, EVENTS), secret
 
-    async def list_all(self, who: Principal) -> list[Endpoint]:
+    async def list_all(self, who: Principal) -> list[WebhookEndpoint]:
         async with self.db.session() as s:
-            rows = await s.scalars(
-                select(WebhookEndpoint).where(WebhookEndpoint.workspace_id == who.workspace_id)
-                .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id))
+            table = tp.WebhookEndpoint
+            rows = await s.scalars(select(table).where(table.workspace_id == who.workspace_id)
+                                   .order_by(table.created_at, table.id))
             return [mapping.webhook_endpoint(r, EVENTS) for r in rows]
 
-    async def get(self, who: Principal, endpoint_id: str) -> Endpoint:
+    async def get(self, who: Principal, endpoint_id: str) -> WebhookEndpoint:
         async with self.db.session() as s:
-            row = await s.get(WebhookEndpoint, endpoint_id)
+            row = await s.get(tp.WebhookEndpoint, endpoint_id)
         if row is None or row.workspace_id != who.workspace_id:
             raise NotFound("Webhook endpoint not found")
         return mapping.webhook_endpoint(row, EVENTS)
@@ -123,18 +124,19 @@ class WebhookService:
         """Delete an endpoint (its log goes with it; pending deliveries end quietly)."""
         await self.get(who, endpoint_id)
         async with self.db.session() as s:
-            row = await s.get(WebhookEndpoint, endpoint_id)
+            row = await s.get(tp.WebhookEndpoint, endpoint_id)
             if row is not None:
                 await s.delete(row)
 
     async def deliveries(self, who: Principal, endpoint_id: str,
-                         limit: int = 100) -> list[Delivery]:
+                         limit: int = 100) -> list[WebhookDelivery]:
         """The newest delivery attempts to an endpoint, newest first."""
         await self.get(who, endpoint_id)
         async with self.db.session() as s:
             rows = await s.scalars(
-                select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.attempt.desc())
+                select(tp.WebhookDelivery).where(tp.WebhookDelivery.endpoint_id == endpoint_id)
+                .order_by(tp.WebhookDelivery.created_at.desc(),
+                          tp.WebhookDelivery.attempt.desc())
                 .limit(max(1, min(limit, 1000))))
             return [mapping.webhook_delivery(r) for r in rows]
 
@@ -153,9 +155,9 @@ class WebhookService:
         Publishing the same occurrence again (a retried job) queues nothing new."""
         workspace_id = event.conversation.workspace.id
         async with self.db.session() as s:
-            rows = list(await s.scalars(select(WebhookEndpoint).where(
-                WebhookEndpoint.workspace_id == workspace_id,
-                WebhookEndpoint.disabled.is_(False))))
+            rows = list(await s.scalars(select(tp.WebhookEndpoint).where(
+                tp.WebhookEndpoint.workspace_id == workspace_id,
+                tp.WebhookEndpoint.disabled.is_(False))))
         targets = [e for e in (mapping.webhook_endpoint(r, EVENTS) for r in rows)
                    if e.wants(event)]
         at = utcnow()
@@ -186,7 +188,7 @@ class WebhookService:
         """Job handler: one signed POST; raises (to retry) unless the answer is 2xx."""
         p = job.payload
         async with self.db.session() as s:
-            endpoint = await s.get(WebhookEndpoint, p["endpoint_id"])
+            endpoint = await s.get(tp.WebhookEndpoint, p["endpoint_id"])
         if endpoint is None:
             return  # deleted since: nothing to deliver to
         started = time.perf_counter()
@@ -215,9 +217,9 @@ class WebhookService:
     async def _log(self, endpoint_id: str, job: ClaimedJob, status: int | None,
                    error: str | None, elapsed_s: float) -> None:
         async with self.db.session() as s:
-            if await s.get(WebhookEndpoint, endpoint_id) is None:
+            if await s.get(tp.WebhookEndpoint, endpoint_id) is None:
                 return  # deleted while the request was in flight
-            s.add(WebhookDelivery(
+            s.add(tp.WebhookDelivery(
                 id=ids.new_id(DELIVERY_PREFIX), endpoint_id=endpoint_id,
                 message_id=job.payload["message_id"], event_type=job.payload["event_type"],
                 attempt=job.attempt, status_code=status, success=error is None, error=error,
