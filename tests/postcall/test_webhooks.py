@@ -6,21 +6,31 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from openline.api.phonic.views import PhonicEvents
 from openline.domain.errors import ValidationFailed
+from openline.domain.events import (
+    ConversationAnalyzed,
+    ConversationEnded,
+    ConversationTransferred,
+    DomainEvent,
+)
 from openline.postcall import signing
 from openline.postcall.queue import DbJobQueue
 from openline.postcall.worker import Worker, WorkerOptions
 from openline.providers.testing import FakeSTT, ScriptedLLM
 from openline.services.auth import AuthService
+from openline.services.commands import CreateWebhookEndpoint
 from openline.services.conversations import ConversationService
 from openline.services.postcall import PostCallService
 from openline.services.principal import Principal
-from openline.services.webhooks import WebhookOptions, WebhookService
+from openline.services.webhooks import RenderedEvent, WebhookOptions, WebhookService
 from openline.store import tables as t
 from openline.store.db import Database
 from tests.conftest import LiveServer
@@ -83,7 +93,7 @@ async def test_private_targets_are_refused_unless_allowed(tmp_path: Path, url: s
     try:
         strict = WebhookService(db, DbJobQueue(db), WebhookOptions(allow_private_urls=False))
         with pytest.raises(ValidationFailed) as refused:
-            await strict.create(who, {"url": url})
+            await strict.create(who, CreateWebhookEndpoint(url))
         assert refused.value.code == "unsafe_url"
     finally:
         await db.dispose()
@@ -138,9 +148,10 @@ async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiv
         await AuthService(db, ()).bootstrap()
         conv_id = await aseed(url)
         queue = DbJobQueue(db)
-        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True))
+        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True),
+                                  renderers={"phonic": PhonicEvents(lambda c: None)})
         postcall = PostCallService(db, queue, ScriptedLLM(), FakeSTT(), webhooks,
-                                   ConversationService(db), lambda view, ws: {})
+                                   ConversationService(db))
         async with db.session() as s:
             conv = await s.get(t.Conversation, conv_id)
             assert conv is not None
@@ -148,7 +159,7 @@ async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiv
             assert workspace is not None
         who = Principal(workspace.id, workspace.name)
         _, receiver.secret = await webhooks.create(
-            who, {"url": receiver.url, "events": ["conversation.transferred"]})
+            who, CreateWebhookEndpoint(receiver.url, ("conversation.transferred",)))
         assert await postcall.conversation_transferred(conv_id, "+15551234567") == 1
         assert await postcall.conversation_transferred(conv_id, "+15551234567") == 0  # deduped
         await Worker(queue, {"webhook.deliver": webhooks.deliver},
@@ -163,3 +174,56 @@ async def test_transferred_event_payload(tmp_path: Path, receiver: WebhookReceiv
     assert body["data"]["conversation"]["id"] == conv_id
     assert body["data"]["conversation"]["items"][0] == {
         "role": "user", "text": "Hi, I'd like to book a table for two tomorrow at seven."}
+
+
+@dataclass
+class RecordingRenderer:
+    """A dialect's renderer that names its events its own way and records what it saw."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def render(self, event: DomainEvent, at: datetime) -> RenderedEvent | None:
+        self.seen.append(event.kind)
+        if isinstance(event, ConversationAnalyzed):
+            return None  # this dialect has no analysis event
+        return RenderedEvent(f"custom.{event.kind}",
+                             json.dumps({"id": event.conversation.id, "at": at.isoformat()}))
+
+
+async def test_events_are_rendered_by_the_subscribers_dialect(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'r.db'}"
+    db = Database(url)
+    await db.migrate()
+    try:
+        await AuthService(db, ()).bootstrap()
+        conv_id = await aseed(url)
+        queue = DbJobQueue(db)
+        renderer = RecordingRenderer()
+        webhooks = WebhookService(db, queue, WebhookOptions(allow_private_urls=True),
+                                  renderers={"phonic": renderer})
+        conversation = await ConversationService(db).load(conv_id)
+        assert conversation is not None
+        who = Principal(conversation.workspace.id, conversation.workspace.name)
+        endpoint, receiver.secret = await webhooks.create(
+            who, CreateWebhookEndpoint(receiver.url, ("conversation.ended",
+                                                      "conversation.analysis")))
+        assert endpoint.dialect == "phonic"  # no dialect column yet: the default
+        assert await webhooks.publish(ConversationEnded(conversation)) == 1
+        assert await webhooks.publish(ConversationEnded(conversation)) == 0  # same occurrence
+        assert await webhooks.publish(ConversationAnalyzed(conversation)) == 0  # not rendered
+        # Not subscribed: the renderer is not even asked.
+        assert await webhooks.publish(ConversationTransferred(conversation, "+15550001111")) == 0
+        assert renderer.seen == ["conversation.ended", "conversation.ended",
+                                 "conversation.analysis"]
+        unregistered = WebhookService(db, queue, WebhookOptions(allow_private_urls=True))
+        assert await unregistered.publish(ConversationAnalyzed(conversation)) == 0
+        await Worker(queue, {"webhook.deliver": webhooks.deliver},
+                     WorkerOptions(poll_s=0.05)).run_until_idle()
+        [logged] = await webhooks.deliveries(who, endpoint.id)
+        await webhooks.close()
+    finally:
+        await db.dispose()
+    [delivery] = receiver.ok()
+    assert delivery.valid and json.loads(delivery.body)["id"] == conv_id
+    assert logged.event_type == "custom.conversation.ended" and logged.success

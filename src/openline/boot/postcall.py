@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from openline.api.phonic.views import conversation_json
+from openline.api.phonic.views import PhonicEvents
+from openline.domain.conversation import Conversation
 from openline.postcall.queue import ClaimedJob, DbJobQueue
 from openline.postcall.worker import Handler, Worker, WorkerOptions
 from openline.providers.stt.base import STT
 from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
-from openline.services.conversations import ConversationService, ConversationView
+from openline.services.conversations import ConversationService
 from openline.services.postcall import CONVERSATION_JOB, PostCallOptions, PostCallService
 from openline.services.recordings import RecordingLinks
 from openline.services.webhooks import DELIVER_JOB, WebhookOptions, WebhookService
@@ -72,18 +73,16 @@ def build_postcall(settings: Settings, db: Database, providers: Providers,
                    ) -> PostCallRuntime:
     """Queue, webhook and post-call services, and the in-process worker running them."""
     queue = DbJobQueue(db)
+
+    def audio_url(conversation: Conversation) -> str | None:
+        return links.url(conversation.id, "wav.gz") if conversation.has_recording else None
+
     webhooks = WebhookService(db, queue, WebhookOptions(
         allow_private_urls=settings.allow_private_urls, timeout_s=settings.webhook_timeout_s,
-        max_attempts=settings.webhook_max_attempts))
-
-    def render(view: ConversationView, workspace: str) -> dict[str, object]:
-        c = view.conversation
-        url = links.url(c.id, "wav.gz") if c.recording_path else None
-        return conversation_json(view, workspace, url)
-
+        max_attempts=settings.webhook_max_attempts), renderers={"phonic": PhonicEvents(audio_url)})
     postcall = PostCallService(
         db, queue, providers.llm, postcall_stt(settings, providers), webhooks,
-        ConversationService(db), render,
+        ConversationService(db),
         PostCallOptions(summary=settings.postcall_summary,
                         max_attempts=settings.job_max_attempts))
     heavy = when_calls_are_idle(postcall.run_job, wait_idle)

@@ -24,9 +24,10 @@ async def chat(settings: Settings, agent: str, project: str | None) -> int:
         auth = AuthService(db)
         await auth.bootstrap()
         ws = await auth.default_workspace()
-        view = await AgentService(db).get(Principal(ws.id, ws.name), project, agent)
-        resolved = resolve("chat", view.spec, {}, installed_voices={view.spec["voice_id"]},
-                           default_voice=view.spec["voice_id"])
+        found = await AgentService(db).get(Principal(ws.id, ws.name), project, agent)
+        voice = found.spec.voice_id
+        resolved = resolve("chat", found.spec.model_dump(mode="json"), {},
+                           installed_voices={voice}, default_voice=voice)
     finally:
         await db.dispose()
     print("loading the language model...", flush=True)

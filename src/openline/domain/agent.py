@@ -1,26 +1,33 @@
-"""The agent: its writable configuration, documented defaults and validation rules.
+"""The agent: its configuration, documented defaults and validation rules.
 
-``AgentSpec`` is the stored, validated configuration of an agent (everything a
-create/upsert/update body can set, except the phone-number mode, which is
-resolved against the phone-number inventory by the service layer).
-Defaults follow the Phonic seed docs, and the OpenAPI spec where the seeds say nothing.
+``AgentSpec`` is the validated configuration of an agent (everything an agent can be
+told, except which phone numbers it answers: see ``domain.phone_number``). Its field
+names are Openline's own and also the stored JSON keys; each API dialect translates its
+wire body into them. Defaults follow the Phonic seed docs, and the OpenAPI spec where
+the seeds say nothing. ``Agent`` is a stored agent (identity + configuration + numbers);
+``domain.agent_changes`` holds partial updates.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from openline.domain.project import Ref
 from openline.domain.validation import (
     check_e164,
     check_language,
     check_resource_name,
     check_timezone,
 )
+
+if TYPE_CHECKING:  # phone_number imports ConfigurationEndpoint from here
+    from openline.domain.phone_number import PhoneNumber
 
 AudioFormat = Literal["pcm_44100", "pcm_24000", "pcm_16000", "pcm_8000", "mulaw_8000"]
 BackgroundNoise = Literal["office", "call-center", "coffee-shop"]
@@ -222,44 +229,25 @@ class AgentSpec(_Lenient):
         return {k: (v.default_value or "") for k, v in self.template_variables.items()}
 
 
-PhoneNumberMode = Literal["assign-automatically", "custom"]
+@dataclass(frozen=True)
+class Agent:
+    """A stored agent: its identity, its configuration and the numbers it answers."""
 
+    id: str
+    project: Ref
+    spec: AgentSpec
+    version_number: int
+    is_disabled: bool
+    phone_numbers: tuple[PhoneNumber, ...] = ()
 
-class AgentPhoneRequest(_Lenient):
-    """The phone-number part of an agent body: a mode, not a number."""
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
-    phone_number: PhoneNumberMode | None = None
-    custom_phone_number: str | None = None
-    custom_phone_numbers: list[str] | None = None
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.id, self.spec.name)
 
-    @field_validator("custom_phone_number")
-    @classmethod
-    def _one(cls, value: str | None) -> str | None:
-        return None if value is None else check_e164(value)
-
-    @field_validator("custom_phone_numbers")
-    @classmethod
-    def _many(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        for number in value:
-            check_e164(number)
-        if len(set(value)) != len(value):
-            raise ValueError("custom_phone_numbers must be unique")
-        return value
-
-    def wanted_custom_numbers(self) -> list[str]:
-        """The custom numbers asked for, merging the deprecated singular field."""
-        numbers = list(self.custom_phone_numbers or [])
-        if self.custom_phone_number and self.custom_phone_number not in numbers:
-            numbers.append(self.custom_phone_number)
-        return numbers
-
-    def rule_errors(self) -> dict[str, str]:
-        """Cross-field rules, as ``{field: message}``."""
-        if self.phone_number == "custom" and not self.wanted_custom_numbers():
-            return {"custom_phone_numbers": 'required when phone_number is "custom"'}
-        return {}
-
-
-AGENT_PHONE_FIELDS = frozenset(AgentPhoneRequest.model_fields)
+    def custom_numbers(self) -> list[str]:
+        """The numbers the customer brought (not drawn from the pool), oldest first."""
+        return [n.number for n in self.phone_numbers if n.source == "custom"]

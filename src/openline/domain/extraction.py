@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from openline.domain.project import Ref
+from openline.domain.unset import UNSET, Changes, Unset
+from openline.domain.validation import parse
 
 FieldType = Literal["string", "int", "float", "bool", "string[]", "int[]", "float[]", "bool[]"]
 
@@ -42,3 +48,47 @@ class EvalPromptSpec(BaseModel):
 
     name: str = Field(min_length=1, max_length=128)
     prompt: str = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ExtractionSchema:
+    """A stored extraction schema."""
+
+    id: str
+    project: Ref
+    spec: ExtractionSchemaSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class ExtractionSchemaChanges(Changes):
+    """Some fields of an ``ExtractionSchemaSpec``; the others are ``UNSET``."""
+
+    name: str | Unset = UNSET
+    prompt: str | Unset = UNSET
+    fields: list[ExtractionField] | Unset = UNSET
+
+
+def apply_schema_changes(spec: ExtractionSchemaSpec,
+                         changes: ExtractionSchemaChanges) -> ExtractionSchemaSpec:
+    """``spec`` with ``changes`` applied, validated as a whole (``ValidationFailed``)."""
+    return parse(ExtractionSchemaSpec, {**spec.model_dump(), **changes.given()})
+
+
+def schema_changes_from(fields: Mapping[str, Any]) -> ExtractionSchemaChanges:
+    """Validate ``{field: value}`` one field at a time into ``ExtractionSchemaChanges``."""
+    known = {k: v for k, v in fields.items() if k in ExtractionSchemaSpec.model_fields}
+    model = parse(ExtractionSchemaSpec, {"name": "x", **known})
+    return ExtractionSchemaChanges.of({k: getattr(model, k) for k in known})
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    """A stored eval prompt of a project."""
+
+    id: str
+    name: str
+    prompt: str

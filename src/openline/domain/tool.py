@@ -1,14 +1,18 @@
-"""Tools: the stored definition, its type-specific rules, and its JSON Schema for the LLM."""
+"""Tools: the definition, its type-specific rules, and its JSON Schema for the LLM."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Set
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from openline.domain.validation import check_e164, check_tool_name
+from openline.domain.errors import ValidationFailed
+from openline.domain.project import Ref
+from openline.domain.validation import check_e164, check_tool_name, first_error_message
 
 ToolType = Literal[
     "custom_context",
@@ -273,3 +277,29 @@ def with_default_locations(spec: ToolSpec) -> ToolSpec:
     params = [p if p.location else p.model_copy(update={"location": "query_string"})
               for p in spec.parameters]
     return spec.model_copy(update={"parameters": params})
+
+
+def validated(spec: ToolSpec, explicit: Set[str] | None = None) -> ToolSpec:
+    """``spec`` after the type-specific rules, with GET webhooks' default locations filled.
+
+    ``explicit`` names the fields the caller set (default: those given when ``spec`` was
+    built): a flag that only some types allow is refused only when it was set on purpose.
+    """
+    given = spec.model_fields_set if explicit is None else explicit
+    errors = tool_rule_errors(spec, set(given))
+    if errors:
+        raise ValidationFailed(first_error_message(errors), errors)
+    return with_default_locations(spec)
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A stored tool: identity, project and definition."""
+
+    id: str
+    project: Ref
+    spec: ToolSpec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name

@@ -83,6 +83,24 @@ def parse(model: type[M], data: Mapping[str, Any], message: str = "Invalid param
         return model.model_validate(dict(data))
     except ValidationError as exc:
         errors = param_errors_from(exc)
-        first = next(iter(errors.items()), None)
-        detail = f"{message}: {first[0]}: {first[1]}" if first else message
-        raise ValidationFailed(detail, errors) from exc
+        raise ValidationFailed(first_error_message(errors, message), errors) from exc
+
+
+def first_error_message(errors: Mapping[str, str], message: str = "Invalid parameters") -> str:
+    """``"Invalid parameters: field: message"`` for the first error (``message`` if none)."""
+    first = next(iter(errors.items()), None)
+    return f"{message}: {first[0]}: {first[1]}" if first else message
+
+
+def validate_partial(model: type[M], data: Mapping[str, Any],
+                     placeholders: Mapping[str, Any]) -> tuple[M | None, dict[str, str]]:
+    """Validate only the fields present in ``data`` against ``model``'s per-field rules.
+
+    Required fields missing from ``data`` are filled from ``placeholders`` (valid values)
+    so that only the given fields can fail. Cross-field rules are not checked here: they
+    apply to the merged result. Returns the model (``None`` on errors) and the errors.
+    """
+    try:
+        return model.model_validate({**placeholders, **data}), {}
+    except ValidationError as exc:
+        return None, param_errors_from(exc)

@@ -2,74 +2,37 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 from sqlalchemy import Select, delete, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from openline.domain.conversation import Conversation
 from openline.domain.errors import Conflict, NotFound, ValidationFailed
-from openline.services import lookup
+from openline.domain.project import Ref
+from openline.services import lookup, mapping
+from openline.services.commands import ListConversations
 from openline.services.principal import Principal
 from openline.store import tables as t
 from openline.store.db import Database
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
 
 @dataclass(frozen=True)
-class ConversationView:
-    conversation: t.Conversation
-    project: t.Project
-    items: list[t.ConversationItem]
-    agent_deleted: bool
+class ConversationPage:
+    """One page of a listing, newest first, with the cursors around it."""
 
-
-@dataclass(frozen=True)
-class ListQuery:
-    """Validated query of ``GET /conversations``."""
-
-    project: str | None = None
-    external_id: str | None = None
-    duration_min: int | None = None
-    duration_max: int | None = None
-    started_at_min: str | None = None
-    started_at_max: str | None = None
-    before: str | None = None
-    after: str | None = None
-    limit: int = 20
-
-
-@dataclass(frozen=True)
-class Page:
-    conversations: list[ConversationView]
+    conversations: list[Conversation]
     prev_cursor: str | None
     next_cursor: str | None
     #: set when ``external_id`` matched exactly one conversation
-    single: ConversationView | None = None
-
-
-def parse_started_at(value: str, field: str, *, end_of_day: bool) -> datetime:
-    """``2025-04-17`` (a whole day) or a full ISO timestamp, as aware UTC."""
-    try:
-        if _DATE_ONLY.match(value):
-            day = datetime.combine(datetime.fromisoformat(value).date(), time.min, UTC)
-            return day + timedelta(days=1) - timedelta(microseconds=1) if end_of_day else day
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValidationFailed(
-            f"Invalid {field}", {field: "use a date (2025-04-17) or an ISO 8601 timestamp"}
-        ) from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    single: Conversation | None = None
 
 
 class ConversationService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list_all(self, who: Principal, q: ListQuery) -> Page:
+    async def list_all(self, who: Principal, q: ListConversations) -> ConversationPage:
         if q.before and q.after:
             raise ValidationFailed("Cannot use both before and after",
                                    {"before": "cannot be combined with after"})
@@ -91,31 +54,29 @@ class ConversationService:
                 prev_c, next_c = None, (rows[-1].id if more and rows else None)
             if q.external_id is not None and not rows and not cursor_id:
                 raise NotFound("Conversation not found")
-            views = await self._views(s, proj, rows)
+            views = await self._domain(s, _workspace(who), proj, rows)
         single = views[0] if q.external_id is not None and len(views) == 1 and not (
             prev_c or next_c) else None
-        return Page(views, prev_c, next_c, single)
+        return ConversationPage(views, prev_c, next_c, single)
 
-    def _filtered(self, project_id: str, q: ListQuery) -> Select[t.Conversation]:
+    def _filtered(self, project_id: str, q: ListConversations) -> Select[t.Conversation]:
         c = t.Conversation
         stmt = select(c).where(c.project_id == project_id)
         if q.external_id is not None:
             stmt = stmt.where(c.external_id == q.external_id)
-        if q.duration_min is not None:
-            stmt = stmt.where(c.duration_ms >= q.duration_min * 1000)
-        if q.duration_max is not None:
-            stmt = stmt.where(c.duration_ms <= q.duration_max * 1000)
-        if q.started_at_min:
-            low = parse_started_at(q.started_at_min, "started_at_min", end_of_day=False)
-            stmt = stmt.where(c.started_at >= low)
-        if q.started_at_max:
-            high = parse_started_at(q.started_at_max, "started_at_max", end_of_day=True)
-            stmt = stmt.where(c.started_at <= high)
+        if q.duration_min_s is not None:
+            stmt = stmt.where(c.duration_ms >= q.duration_min_s * 1000)
+        if q.duration_max_s is not None:
+            stmt = stmt.where(c.duration_ms <= q.duration_max_s * 1000)
+        if q.started_at_min is not None:
+            stmt = stmt.where(c.started_at >= q.started_at_min)
+        if q.started_at_max is not None:
+            stmt = stmt.where(c.started_at <= q.started_at_max)
         return stmt
 
     async def _page_from(
         self, s: AsyncSession, stmt: Select[t.Conversation], cursor: t.Conversation,
-        q: ListQuery,
+        q: ListConversations,
     ) -> tuple[list[t.Conversation], str | None, str | None]:
         c = t.Conversation
         # Row-value comparisons let both databases seek into the (project, started_at, id)
@@ -135,9 +96,9 @@ class ConversationService:
         rows = list(reversed(rows[: q.limit]))
         return rows, (rows[0].id if more and rows else None), (rows[-1].id if rows else None)
 
-    async def _views(
-        self, s: AsyncSession, proj: t.Project, rows: list[t.Conversation]
-    ) -> list[ConversationView]:
+    async def _domain(
+        self, s: AsyncSession, workspace: Ref, proj: t.Project, rows: list[t.Conversation]
+    ) -> list[Conversation]:
         if not rows:
             return []
         conv_ids = [r.id for r in rows]
@@ -150,13 +111,32 @@ class ConversationService:
         agent_ids = {r.agent_id for r in rows if r.agent_id}
         alive = set(await s.scalars(select(t.Agent.id).where(t.Agent.id.in_(agent_ids)))) \
             if agent_ids else set()
-        return [ConversationView(r, proj, items[r.id], bool(r.agent_id) and r.agent_id not in alive)
+        return [mapping.conversation(r, workspace, proj, items[r.id],
+                                     bool(r.agent_id) and r.agent_id not in alive)
                 for r in rows]
 
-    async def get(self, who: Principal, conversation_id: str) -> ConversationView:
+    async def get(self, who: Principal, conversation_id: str) -> Conversation:
         async with self.db.session() as s:
             row, proj = await self._owned(s, who, conversation_id)
-            return (await self._views(s, proj, [row]))[0]
+            return (await self._domain(s, _workspace(who), proj, [row]))[0]
+
+    async def load(self, conversation_id: str) -> Conversation | None:
+        """A conversation by ID, whoever owns it (for post-call work, not for callers)."""
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+            if row is None:
+                return None
+            workspace = await s.get(t.Workspace, row.workspace_id)
+            proj = await s.get(t.Project, row.project_id)
+            assert proj is not None  # FK guarantees it
+            ref = Ref(row.workspace_id, workspace.name if workspace else "")
+            return (await self._domain(s, ref, proj, [row]))[0]
+
+    async def recording_path(self, conversation_id: str) -> str | None:
+        """Where a conversation's recording is stored (signed links are their own credential)."""
+        async with self.db.session() as s:
+            row = await s.get(t.Conversation, conversation_id)
+        return row.recording_path if row is not None else None
 
     async def _owned(
         self, s: AsyncSession, who: Principal, conversation_id: str
@@ -170,32 +150,29 @@ class ConversationService:
         assert proj is not None  # FK guarantees it
         return row, proj
 
-    async def delete(self, who: Principal, conversation_id: str) -> t.Conversation:
-        """Delete a finished conversation; returns the row (its recording is the caller's)."""
+    async def delete(self, who: Principal, conversation_id: str) -> Conversation:
+        """Delete a finished conversation; returns it as it was (the recording stays)."""
         async with self.db.session() as s:
-            row, _ = await self._owned(s, who, conversation_id)
+            row, proj = await self._owned(s, who, conversation_id)
             if row.ended_at is None:
                 raise Conflict("Cannot delete an active conversation")
+            gone = (await self._domain(s, _workspace(who), proj, [row]))[0]
             await s.execute(delete(t.ConversationItem)
                             .where(t.ConversationItem.conversation_id == row.id))
             await s.delete(row)
-            return row
+            return gone
 
-    async def require_ended(self, who: Principal, conversation_id: str) -> t.Conversation:
+    async def require_ended(self, who: Principal, conversation_id: str) -> Conversation:
         """For post-call endpoints: 404 when unknown, 409 while live."""
-        async with self.db.session() as s:
-            row, _ = await self._owned(s, who, conversation_id)
-        if row.ended_at is None:
+        conversation = await self.get(who, conversation_id)
+        if conversation.is_live:
             raise Conflict("Conversation is still live")
-        return row
-
+        return conversation
 
 
 def _newest_first(stmt: Select[t.Conversation]) -> Select[t.Conversation]:
     return stmt.order_by(t.Conversation.started_at.desc(), t.Conversation.id.desc())
 
 
-def analysis_of(row: t.Conversation) -> dict[str, Any]:
-    """The Phonic analysis object of a conversation."""
-    return {"id": row.id, "latencies_ms": list(row.latencies_ms or []),
-            "interruptions_count": row.interruptions_count}
+def _workspace(who: Principal) -> Ref:
+    return Ref(who.workspace_id, who.workspace_name)

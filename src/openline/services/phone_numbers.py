@@ -13,9 +13,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
-from openline.domain.agent import AgentPhoneRequest
+from openline.domain.agent import ConfigurationEndpoint
 from openline.domain.errors import Conflict, NotFound, ValidationFailed
+from openline.domain.phone_number import PhoneAssignment, SipSettings
 from openline.domain.validation import check_e164
+from openline.services import mapping
 from openline.store import tables as t
 
 #: Fictional numbers (555-01xx) that Openline's own SIP endpoint answers once telephony lands.
@@ -53,22 +55,22 @@ async def numbers_of(s: AsyncSession, agent_ids: Sequence[str]) -> dict[str, lis
 
 
 async def apply_mode(
-    s: AsyncSession, workspace_id: str, agent_id: str, req: AgentPhoneRequest,
+    s: AsyncSession, workspace_id: str, agent_id: str, req: PhoneAssignment,
     pool: Sequence[str],
 ) -> None:
-    """Make the agent's numbers match the requested mode."""
+    """Make the agent's numbers match the requested assignment."""
     current = (await numbers_of(s, [agent_id]))[agent_id]
-    if req.phone_number is None:
+    if req.mode == "none":
         await s.execute(delete(t.PhoneNumber).where(t.PhoneNumber.agent_id == agent_id))
         return
-    if req.phone_number == "assign-automatically":
+    if req.mode == "pool":
         for row in current:
             if row.source != "pool":
                 await s.delete(row)
         if not any(row.source == "pool" for row in current):
             await _draw_from_pool(s, workspace_id, agent_id, pool)
         return
-    wanted = req.wanted_custom_numbers()
+    wanted = req.custom_numbers
     for row in current:
         if row.number not in wanted:
             await s.delete(row)
@@ -113,9 +115,11 @@ def _row(workspace_id: str, agent_id: str, number: str, source: str, **extra: An
 
 async def add_custom(
     s: AsyncSession, workspace_id: str, agent_id: str, number: str,
-    sip: dict[str, Any] | None, configuration_endpoint: dict[str, Any] | None,
+    sip_settings: SipSettings | None, endpoint: ConfigurationEndpoint | None,
 ) -> None:
     """Attach a custom number (idempotent for the same agent: its settings are replaced)."""
+    sip = mapping.sip_to_row(sip_settings)
+    configuration_endpoint = mapping.endpoint_to_row(endpoint)
     owner = await _owner(s, workspace_id, number)
     if owner is not None and owner.agent_id != agent_id:
         raise ValidationFailed(

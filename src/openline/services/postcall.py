@@ -17,7 +17,6 @@ Extraction and evaluation run synchronously in the request (the API returns the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -27,14 +26,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
+from openline.domain.conversation import Evaluation, Extraction
 from openline.domain.errors import NotFound, ValidationFailed
+from openline.domain.events import ConversationAnalyzed, ConversationEnded, ConversationTransferred
+from openline.domain.extraction import ExtractionSchemaSpec
 from openline.postcall import analysis, transcripts
 from openline.postcall.prompts import FieldPrompt
 from openline.postcall.queue import ClaimedJob, JobQueue
 from openline.providers.llm.base import LLM
 from openline.providers.stt.base import STT
-from openline.services import lookup
-from openline.services.conversations import ConversationService, ConversationView, analysis_of
+from openline.services import lookup, mapping
+from openline.services.commands import RunEvaluation, RunExtraction
+from openline.services.conversations import ConversationService
 from openline.services.principal import Principal
 from openline.services.webhooks import WebhookService
 from openline.store import tables as t
@@ -45,8 +48,6 @@ from openline.store.tables_postcall import ConversationEval, ConversationExtract
 log = logging.getLogger(__name__)
 
 CONVERSATION_JOB = "postcall.conversation"
-#: (view, workspace name) -> the wire Conversation object; the API layer provides it
-ConversationRenderer = Callable[[ConversationView, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,14 @@ class PostCallOptions:
     recover_window: timedelta = timedelta(days=1)
 
 
-@dataclass(frozen=True)
-class ExtractionView:
-    row: ConversationExtraction
-    schema_deleted: bool
-
-
 class PostCallService:
     """Post-call processing over the configured LLM and recogniser."""
 
     def __init__(self, db: Database, queue: JobQueue, llm: LLM, stt: STT,
                  webhooks: WebhookService, conversations: ConversationService,
-                 render: ConversationRenderer, options: PostCallOptions | None = None) -> None:
+                 options: PostCallOptions | None = None) -> None:
         self.db, self.queue, self.llm, self.stt = db, queue, llm, stt
-        self.webhooks, self.conversations, self.render = webhooks, conversations, render
+        self.webhooks, self.conversations = webhooks, conversations
         self.options = options or PostCallOptions()
 
     # --- the end-of-call job --------------------------------------------------------------
@@ -97,18 +92,11 @@ class PostCallService:
         return len(missing)
 
     async def conversation_transferred(self, conversation_id: str, transferred_to: str) -> int:
-        """Send ``conversation.transferred`` (for the engine's phone transfers)."""
-        async with self.db.session() as s:
-            row = await s.get(t.Conversation, conversation_id)
-            if row is None:
-                return 0
-            items = await _items(s, conversation_id)
-        data = {"conversation": {"id": row.id, "items": [
-                    {"role": i.role, "text": i.post_call_transcript or i.live_transcript or ""}
-                    for i in items]},
-                "transferred_to": transferred_to, "call_info": row.call_info}
-        return await self.webhooks.emit(row.workspace_id, "conversation.transferred", data,
-                                        f"{conversation_id}:{transferred_to}:{len(items)}")
+        """Publish ``ConversationTransferred`` (for the engine's phone transfers)."""
+        conversation = await self.conversations.load(conversation_id)
+        if conversation is None:
+            return 0
+        return await self.webhooks.publish(ConversationTransferred(conversation, transferred_to))
 
     async def run_job(self, job: ClaimedJob) -> None:
         """Handler of ``postcall.conversation`` jobs."""
@@ -179,22 +167,11 @@ class PostCallService:
                 conv.summary = summary
 
     async def _send_events(self, conversation_id: str) -> None:
-        async with self.db.session() as s:
-            row = await s.get(t.Conversation, conversation_id)
-            if row is None:
-                return
-            workspace = await s.get(t.Workspace, row.workspace_id)
-            project = await s.get(t.Project, row.project_id)
-            assert project is not None
-            agent_gone = bool(row.agent_id) and await s.get(t.Agent, row.agent_id) is None
-            view = ConversationView(row, project, await _items(s, conversation_id), agent_gone)
-        name = workspace.name if workspace else ""
-        await self.webhooks.emit(row.workspace_id, "conversation.ended", {
-            "conversation": self.render(view, name), "call_info": row.call_info,
-        }, conversation_id)
-        await self.webhooks.emit(row.workspace_id, "conversation.analysis", {
-            "conversation": analysis_of(row), "call_info": row.call_info,
-        }, conversation_id)
+        conversation = await self.conversations.load(conversation_id)
+        if conversation is None:
+            return
+        await self.webhooks.publish(ConversationEnded(conversation))
+        await self.webhooks.publish(ConversationAnalyzed(conversation))
 
     async def _transcript(self, conversation_id: str) -> tuple[t.Conversation, str]:
         async with self.db.session() as s:
@@ -208,29 +185,26 @@ class PostCallService:
 
     # --- extraction and evaluation (API) ---------------------------------------------------
 
-    async def extract(self, who: Principal, conversation_id: str,
-                      schema_id: Any) -> ConversationExtraction:
+    async def extract(self, who: Principal, cmd: RunExtraction) -> Extraction:
         """Run an extraction schema now; 404 unknown, 409 live, 400 without ``schema_id``."""
-        await self.conversations.require_ended(who, conversation_id)
-        if not isinstance(schema_id, str) or not schema_id:
+        await self.conversations.require_ended(who, cmd.conversation_id)
+        if not cmd.schema_id:
             raise ValidationFailed("Invalid parameters: schema_id", {"schema_id": "is required"})
         async with self.db.session() as s:
-            schema, _ = await lookup.extraction_schema(s, who.workspace_id, None, schema_id)
-        fields = [FieldPrompt(f["name"], f["type"], f.get("description"))
-                  for f in schema.spec.get("fields", [])]
-        _, transcript = await self._transcript(conversation_id)
-        result = await analysis.extract(self.llm, schema.spec.get("prompt", ""), fields,
-                                        transcript)
+            schema, _ = await lookup.extraction_schema(s, who.workspace_id, None, cmd.schema_id)
+        spec = mapping.load_spec(ExtractionSchemaSpec, schema.spec)
+        fields = [FieldPrompt(f.name, f.type, f.description) for f in spec.fields]
+        _, transcript = await self._transcript(cmd.conversation_id)
+        result = await analysis.extract(self.llm, spec.prompt, fields, transcript)
         row = ConversationExtraction(
-            id=ids.new_id(ids.EXTRACTION), conversation_id=conversation_id,
+            id=ids.new_id(ids.EXTRACTION), conversation_id=cmd.conversation_id,
             schema_id=schema.id, schema_name=schema.name, result=result.result,
             notes=result.notes)
         async with self.db.session() as s:
             s.add(row)
-        return row
+        return mapping.extraction(row, False)
 
-    async def list_extractions(self, who: Principal,
-                               conversation_id: str) -> list[ExtractionView]:
+    async def list_extractions(self, who: Principal, conversation_id: str) -> list[Extraction]:
         await self.conversations.get(who, conversation_id)
         async with self.db.session() as s:
             rows = list(await s.scalars(select(ConversationExtraction).where(
@@ -239,45 +213,45 @@ class PostCallService:
             schema_ids = {r.schema_id for r in rows}
             alive = set(await s.scalars(select(t.ExtractionSchema.id).where(
                 t.ExtractionSchema.id.in_(schema_ids)))) if schema_ids else set()
-        return [ExtractionView(r, r.schema_id not in alive) for r in rows]
+        return [mapping.extraction(r, r.schema_id not in alive) for r in rows]
 
-    async def evaluate(self, who: Principal, conversation_id: str,
-                       prompt_id: Any) -> ConversationEval:
+    async def evaluate(self, who: Principal, cmd: RunEvaluation) -> Evaluation:
         """Ask an eval prompt about the conversation now; the reasoning is stored."""
-        conv = await self.conversations.require_ended(who, conversation_id)
-        if not isinstance(prompt_id, str) or not prompt_id:
+        conv = await self.conversations.require_ended(who, cmd.conversation_id)
+        if not cmd.prompt_id:
             raise ValidationFailed("Invalid parameters: prompt_id", {"prompt_id": "is required"})
         async with self.db.session() as s:
             prompt = (await s.execute(
                 select(t.EvalPrompt).join(t.Project, t.Project.id == t.EvalPrompt.project_id)
-                .where(t.EvalPrompt.id == prompt_id,
+                .where(t.EvalPrompt.id == cmd.prompt_id,
                        t.Project.workspace_id == who.workspace_id))).scalar_one_or_none()
         if prompt is None:
             raise NotFound("Conversation eval prompt not found")
-        _, transcript = await self._transcript(conversation_id)
+        _, transcript = await self._transcript(cmd.conversation_id)
         verdict = await analysis.evaluate(self.llm, prompt.prompt, transcript)
         row = ConversationEval(
-            id=ids.new_id(ids.EVAL), conversation_id=conversation_id,
-            project_id=conv.project_id, prompt_id=prompt.id, prompt_name=prompt.name,
+            id=ids.new_id(ids.EVAL), conversation_id=cmd.conversation_id,
+            project_id=conv.project.id, prompt_id=prompt.id, prompt_name=prompt.name,
             result=verdict.result, reasoning=verdict.reasoning)
         async with self.db.session() as s:
             s.add(row)
-        return row
+        return mapping.evaluation(row)
 
-    async def list_evals(self, who: Principal, conversation_id: str) -> list[ConversationEval]:
+    async def list_evals(self, who: Principal, conversation_id: str) -> list[Evaluation]:
         await self.conversations.get(who, conversation_id)
         async with self.db.session() as s:
-            return list(await s.scalars(select(ConversationEval).where(
+            rows = await s.scalars(select(ConversationEval).where(
                 ConversationEval.conversation_id == conversation_id)
-                .order_by(ConversationEval.created_at, ConversationEval.id)))
+                .order_by(ConversationEval.created_at, ConversationEval.id))
+            return [mapping.evaluation(r) for r in rows]
 
-    async def list_project_evals(self, who: Principal,
-                                 project: str) -> list[ConversationEval]:
+    async def list_project_evals(self, who: Principal, project: str) -> list[Evaluation]:
         async with self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, project)
-            return list(await s.scalars(select(ConversationEval).where(
+            rows = await s.scalars(select(ConversationEval).where(
                 ConversationEval.project_id == proj.id)
-                .order_by(ConversationEval.created_at, ConversationEval.id)))
+                .order_by(ConversationEval.created_at, ConversationEval.id))
+            return [mapping.evaluation(r) for r in rows]
 
 
 async def _items(s: AsyncSession, conversation_id: str) -> list[t.ConversationItem]:

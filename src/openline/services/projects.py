@@ -2,89 +2,83 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
 from openline.domain.errors import Conflict, ValidationFailed
-from openline.domain.extraction import EvalPromptSpec
-from openline.domain.validation import check_resource_name, parse
-from openline.services import lookup
+from openline.domain.extraction import EvalPrompt
+from openline.domain.project import Project, check_max_active
+from openline.domain.unset import is_set
+from openline.domain.validation import check_resource_name
+from openline.services import lookup, mapping
+from openline.services.commands import CreateEvalPrompt, CreateProject, UpdateProject
 from openline.services.principal import Principal
 from openline.store import tables as t
 from openline.store.db import Database
-
-
-@dataclass(frozen=True)
-class ProjectView:
-    project: t.Project
-    default_agent: t.Agent | None
-    active_conversations: int
 
 
 class ProjectService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def list_all(self, who: Principal) -> list[ProjectView]:
+    async def list_all(self, who: Principal) -> list[Project]:
         async with self.db.session() as s:
             rows = await s.scalars(
                 select(t.Project).where(t.Project.workspace_id == who.workspace_id)
                 .order_by(t.Project.created_at, t.Project.name)
             )
-            return [await self._view(s, p) for p in rows]
+            return [await self._project(s, p) for p in rows]
 
-    async def get(self, who: Principal, name_or_id: str) -> ProjectView:
+    async def get(self, who: Principal, name_or_id: str) -> Project:
         async with self.db.session() as s:
-            return await self._view(s, await lookup.project(s, who.workspace_id, name_or_id))
+            return await self._project(s, await lookup.project(s, who.workspace_id, name_or_id))
 
-    async def _view(self, s: Any, p: t.Project) -> ProjectView:
+    async def _project(self, s: AsyncSession, p: t.Project) -> Project:
         agent = await s.get(t.Agent, p.default_agent_id) if p.default_agent_id else None
         active = await s.scalar(
             select(func.count()).select_from(t.Conversation)
             .where(t.Conversation.project_id == p.id, t.Conversation.ended_at.is_(None))
         )
-        return ProjectView(p, agent, int(active or 0))
+        return mapping.project(p, agent, int(active or 0))
 
-    async def create(self, who: Principal, name: Any) -> t.Project:
-        _check_name(name)
-        row = t.Project(id=ids.new_id(ids.PROJECT), workspace_id=who.workspace_id, name=name)
+    async def create(self, who: Principal, cmd: CreateProject) -> Project:
+        _check_name(cmd.name)
+        row = t.Project(id=ids.new_id(ids.PROJECT), workspace_id=who.workspace_id, name=cmd.name)
         try:
             async with self.db.session() as s:
                 s.add(row)
         except IntegrityError as exc:
             raise Conflict("Project name already exists", code="name_taken") from exc
-        return row
+        return mapping.project(row, None, 0)
 
-    async def update(self, who: Principal, name_or_id: str, patch: dict[str, Any]) -> None:
-        if "name" in patch:
-            _check_name(patch["name"])
-        limit = patch.get("max_active_conversations")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
-                                  or limit < 1):
-            raise ValidationFailed("Invalid parameters",
-                                   {"max_active_conversations": "must be a positive integer"})
+    async def update(self, who: Principal, cmd: UpdateProject) -> Project:
+        if is_set(cmd.name):
+            _check_name(cmd.name)
+        if is_set(cmd.max_active_conversations):
+            try:
+                check_max_active(cmd.max_active_conversations)
+            except ValueError as exc:
+                raise ValidationFailed("Invalid parameters",
+                                       {"max_active_conversations": str(exc)}) from exc
         try:
             async with self.db.session() as s:
-                p = await lookup.project(s, who.workspace_id, name_or_id)
-                if "default_agent" in patch:
-                    p.default_agent_id = await self._default_agent(s, p, patch["default_agent"])
-                if "max_active_conversations" in patch:
-                    p.max_active_conversations = limit
-                if "name" in patch:
-                    p.name = patch["name"]
+                p = await lookup.project(s, who.workspace_id, cmd.name_or_id)
+                if is_set(cmd.default_agent):
+                    p.default_agent_id = await self._default_agent(s, p, cmd.default_agent)
+                if is_set(cmd.max_active_conversations):
+                    p.max_active_conversations = cmd.max_active_conversations
+                if is_set(cmd.name):
+                    p.name = cmd.name
                 await s.flush()
+                return await self._project(s, p)
         except IntegrityError as exc:
             raise Conflict("Project name already exists", code="name_taken") from exc
 
-    async def _default_agent(self, s: Any, p: t.Project, name: Any) -> str | None:
+    async def _default_agent(self, s: AsyncSession, p: t.Project, name: str | None) -> str | None:
         if name is None:
             return None
-        if not isinstance(name, str):
-            raise ValidationFailed("Invalid parameters", {"default_agent": "must be an agent name"})
         agent = await s.scalar(
             select(t.Agent).where(t.Agent.project_id == p.id, t.Agent.name == name)
         )
@@ -114,32 +108,26 @@ class ProjectService:
                 raise Conflict("Cannot delete a project with active conversations")
             await s.delete(p)
 
-    async def list_eval_prompts(self, who: Principal, name_or_id: str) -> list[t.EvalPrompt]:
+    async def list_eval_prompts(self, who: Principal, name_or_id: str) -> list[EvalPrompt]:
         async with self.db.session() as s:
             p = await lookup.project(s, who.workspace_id, name_or_id)
             rows = await s.scalars(
                 select(t.EvalPrompt).where(t.EvalPrompt.project_id == p.id)
                 .order_by(t.EvalPrompt.created_at)
             )
-            return list(rows)
+            return [mapping.eval_prompt(r) for r in rows]
 
-    async def create_eval_prompt(
-        self, who: Principal, name_or_id: str, body: dict[str, Any]
-    ) -> t.EvalPrompt:
-        spec = parse(EvalPromptSpec, body)
+    async def create_eval_prompt(self, who: Principal, cmd: CreateEvalPrompt) -> EvalPrompt:
         async with self.db.session() as s:
-            p = await lookup.project(s, who.workspace_id, name_or_id)
-            row = t.EvalPrompt(
-                id=ids.new_id(ids.EVAL_PROMPT), project_id=p.id, name=spec.name, prompt=spec.prompt
-            )
+            p = await lookup.project(s, who.workspace_id, cmd.project)
+            row = t.EvalPrompt(id=ids.new_id(ids.EVAL_PROMPT), project_id=p.id,
+                               name=cmd.spec.name, prompt=cmd.spec.prompt)
             s.add(row)
-        return row
+        return mapping.eval_prompt(row)
 
 
-def _check_name(name: Any) -> None:
+def _check_name(name: str) -> None:
     try:
-        if not isinstance(name, str):
-            raise ValueError("name must be a string")
         check_resource_name(name)
     except ValueError as exc:
         raise ValidationFailed(f"Invalid parameters: {exc}", {"name": str(exc)}) from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,10 +11,22 @@ from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.audio.resample import resample
 from openline.audio.wav import write_wav_bytes
 from openline.domain.errors import ValidationFailed
+from openline.domain.validation import first_error_message
 from openline.providers.tts.base import TTS
+from openline.services.commands import Synthesize
 
 MAX_TEXT_CHARS = 5000
 PREVIEW_TEXT = "Hello! This is how I sound. How can I help you today?"
+
+
+@dataclass(frozen=True)
+class PreparedSpeech:
+    """Checked text-to-speech input: the installed voice to use and the wire format."""
+
+    text: str
+    voice_id: str
+    speed: float
+    format: AudioFormat
 
 
 class SpeechService:
@@ -23,32 +35,29 @@ class SpeechService:
         self._voices = voices
         self._previews: dict[str, bytes] = {}  # voices do not change while running
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, str, float, AudioFormat]:
-        """(text, voice, speed, format) from a Phonic TTS body, or a 400."""
+    def prepare(self, cmd: Synthesize) -> PreparedSpeech:
+        """The voice, speed and format to synthesize ``cmd`` with, or a 400."""
         errors: dict[str, str] = {}
-        text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if not cmd.text.strip():
             errors["text"] = "at least 1 character"
-        elif len(text) > MAX_TEXT_CHARS:
+        elif len(cmd.text) > MAX_TEXT_CHARS:
             errors["text"] = f"at most {MAX_TEXT_CHARS} characters"
-        speed = body.get("speed", 1.2)
-        if isinstance(speed, bool) or not isinstance(speed, int | float) or not (
-                0.5 <= speed <= 1.5):
+        if not 0.5 <= cmd.speed <= 1.5:
             errors["speed"] = "a number between 0.5 and 1.5"
-        fmt = body.get("output_format", "pcm_44100")
-        if fmt not in WIRE_FORMATS:
+        if cmd.output_format not in WIRE_FORMATS:
             errors["output_format"] = f"one of {', '.join(WIRE_FORMATS)}"
-        installed, default = self._voices()
-        voice = body.get("voice_id") or "grant"
-        if not isinstance(voice, str):
-            errors["voice_id"] = "a voice id"
         if errors:
-            field, message = next(iter(errors.items()))
-            raise ValidationFailed(f"Invalid parameters: {field}: {message}", errors)
-        assert isinstance(text, str)
+            raise ValidationFailed(first_error_message(errors), errors)
+        installed, default = self._voices()
+        voice = cmd.voice_id or "grant"
         # Phonic's default voice "grant" is not installed here: use the default voice.
         chosen = voice if voice in installed else default
-        return text, chosen, float(speed), WIRE_FORMATS[str(fmt)]
+        return PreparedSpeech(cmd.text, chosen, float(cmd.speed), WIRE_FORMATS[cmd.output_format])
+
+    async def synthesize(self, speech: PreparedSpeech) -> AsyncIterator[bytes]:
+        """Encoded audio chunks of ``speech`` as they are made."""
+        async for chunk in self.stream(speech.text, speech.voice_id, speech.speed, speech.format):
+            yield chunk
 
     async def stream(self, text: str, voice: str, speed: float, fmt: AudioFormat
                      ) -> AsyncIterator[bytes]:

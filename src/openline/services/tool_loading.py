@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain.errors import ValidationFailed
-from openline.domain.tool import ToolSpec
+from openline.domain.tool import Tool, ToolSpec
+from openline.services import mapping
 from openline.store import tables as t
 from openline.voice.tools import RuntimeTool
 
@@ -28,6 +29,11 @@ _FLAG_KEYS = {"require_speech_before": "require_speech_before_tool_call",
               "forbid_speech_after": "forbid_speech_after_tool_call",
               "allow_chaining": "allow_tool_chaining", "wait_for_response": "wait_for_response",
               "uninterruptible": "uninterruptible"}
+
+
+def from_tool(tool: Tool) -> RuntimeTool:
+    """A stored tool as the runtime runs it (the typed form of :func:`from_spec`)."""
+    return from_spec(mapping.dump_spec(tool.spec), tool.id)
 
 
 def from_spec(spec: dict[str, Any], tool_id: str | None) -> RuntimeTool:

@@ -1,34 +1,51 @@
 """Event webhooks: workspace endpoints, signed deliveries through the job queue, and a log.
 
-An event is rendered once into a JSON body and fanned out as one ``webhook.deliver`` job
-per subscribed endpoint. The job carries the exact body and message id, so every retry
-sends identical bytes with the same ``webhook-id`` (receivers de-duplicate on it). Each
-attempt, successful or not, is written to ``webhook_deliveries``. Non-2xx answers and
-network errors are retried with the worker's exponential backoff; a deleted endpoint or
-a URL that became unsafe ends the job without retrying.
+A domain event (``domain.events``) is published once and fanned out as one
+``webhook.deliver`` job per subscribed endpoint, rendered in that endpoint's dialect by
+the renderer registered for it (``renderers``: dialect -> :class:`EventRenderer`; the
+composition root registers each dialect's renderer, since rendering is the edge's job).
+The body is rendered when the delivery job is created, not on each attempt: the job then
+carries the exact bytes and message id, so every retry sends identical bytes with the same
+``webhook-id`` (receivers de-duplicate on it), even if the conversation changes meanwhile.
+Each attempt, successful or not, is written to ``webhook_deliveries``. Non-2xx answers and
+network errors are retried with the worker's exponential backoff; a deleted endpoint or a
+URL that became unsafe ends the job without retrying.
+
+The endpoint's dialect has no column yet: every endpoint is rendered for the Phonic dialect
+(``domain.events.DEFAULT_DIALECT``) until the Vapi dialect adds one.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Protocol
 
 import httpx
 from sqlalchemy import select
 
 from openline.domain import ids
 from openline.domain.errors import NotFound, ValidationFailed
+from openline.domain.events import (
+    EVENT_KINDS,
+    Dialect,
+    DomainEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from openline.postcall import signing
 from openline.postcall.queue import ClaimedJob, JobQueue
 from openline.postcall.worker import PermanentJobError
+from openline.services import mapping
+from openline.services.commands import CreateWebhookEndpoint
 from openline.services.principal import Principal
 from openline.services.url_safety import UnsafeUrl, check_url
+from openline.store import tables_postcall as tp
 from openline.store.db import Database
 from openline.store.tables import utcnow
-from openline.store.tables_postcall import WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +53,22 @@ ENDPOINT_PREFIX = "whep"
 DELIVERY_PREFIX = "whdel"
 MESSAGE_PREFIX = "msg"
 DELIVER_JOB = "webhook.deliver"
-EVENTS = ("conversation.ended", "conversation.analysis", "conversation.transferred")
+#: The event kinds an endpoint may subscribe to (the domain's names).
+EVENTS = EVENT_KINDS
+
+
+@dataclass(frozen=True)
+class RenderedEvent:
+    """An event as one dialect sends it: its type name there and the exact JSON body."""
+
+    event_type: str
+    body: str
+
+
+class EventRenderer(Protocol):
+    """One dialect's webhook bodies; ``None`` when the dialect has no such event."""
+
+    def render(self, event: DomainEvent, at: datetime) -> RenderedEvent | None: ...
 
 
 @dataclass(frozen=True)
@@ -50,47 +82,49 @@ class WebhookService:
     """CRUD for endpoints, fan-out of events, and the delivery job handler."""
 
     def __init__(self, db: Database, queue: JobQueue, options: WebhookOptions | None = None,
-                 http: httpx.AsyncClient | None = None) -> None:
+                 http: httpx.AsyncClient | None = None,
+                 renderers: Mapping[Dialect, EventRenderer] | None = None) -> None:
         self.db, self.queue = db, queue
         self.options = options or WebhookOptions()
         self._http = http
+        self.renderers: dict[Dialect, EventRenderer] = dict(renderers or {})
 
     # --- endpoints ------------------------------------------------------------------------
 
-    async def create(self, who: Principal, body: dict[str, Any]) -> tuple[WebhookEndpoint, str]:
+    async def create(self, who: Principal,
+                     cmd: CreateWebhookEndpoint) -> tuple[WebhookEndpoint, str]:
         """Store an endpoint; returns it with its signing secret (shown only this once)."""
-        url = body.get("url")
-        if not isinstance(url, str) or not url.strip():
+        url = cmd.url.strip()
+        if not url:
             raise ValidationFailed("Invalid parameters: url", {"url": "is required"})
-        await self._check(url.strip())
-        events = _events(body.get("events"))
-        description = body.get("description")
+        await self._check(url)
+        events = _events(cmd.events)
         secret = signing.new_secret()
-        row = WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
-                              url=url.strip(), events=events, secret=secret,
-                              description=description if isinstance(description, str) else None)
+        row = tp.WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
+                              url=url, events=events, secret=secret, description=cmd.description)
         async with self.db.session() as s:
             s.add(row)
-        return row, secret
+        return mapping.webhook_endpoint(row, EVENTS), secret
 
     async def list_all(self, who: Principal) -> list[WebhookEndpoint]:
         async with self.db.session() as s:
-            return list(await s.scalars(
-                select(WebhookEndpoint).where(WebhookEndpoint.workspace_id == who.workspace_id)
-                .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)))
+            table = tp.WebhookEndpoint
+            rows = await s.scalars(select(table).where(table.workspace_id == who.workspace_id)
+                                   .order_by(table.created_at, table.id))
+            return [mapping.webhook_endpoint(r, EVENTS) for r in rows]
 
     async def get(self, who: Principal, endpoint_id: str) -> WebhookEndpoint:
         async with self.db.session() as s:
-            row = await s.get(WebhookEndpoint, endpoint_id)
+            row = await s.get(tp.WebhookEndpoint, endpoint_id)
         if row is None or row.workspace_id != who.workspace_id:
             raise NotFound("Webhook endpoint not found")
-        return row
+        return mapping.webhook_endpoint(row, EVENTS)
 
     async def delete(self, who: Principal, endpoint_id: str) -> None:
         """Delete an endpoint (its log goes with it; pending deliveries end quietly)."""
         await self.get(who, endpoint_id)
         async with self.db.session() as s:
-            row = await s.get(WebhookEndpoint, endpoint_id)
+            row = await s.get(tp.WebhookEndpoint, endpoint_id)
             if row is not None:
                 await s.delete(row)
 
@@ -99,10 +133,12 @@ class WebhookService:
         """The newest delivery attempts to an endpoint, newest first."""
         await self.get(who, endpoint_id)
         async with self.db.session() as s:
-            return list(await s.scalars(
-                select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint_id)
-                .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.attempt.desc())
-                .limit(max(1, min(limit, 1000)))))
+            rows = await s.scalars(
+                select(tp.WebhookDelivery).where(tp.WebhookDelivery.endpoint_id == endpoint_id)
+                .order_by(tp.WebhookDelivery.created_at.desc(),
+                          tp.WebhookDelivery.attempt.desc())
+                .limit(max(1, min(limit, 1000))))
+            return [mapping.webhook_delivery(r) for r in rows]
 
     async def _check(self, url: str) -> None:
         try:
@@ -113,36 +149,46 @@ class WebhookService:
 
     # --- events ---------------------------------------------------------------------------
 
-    async def emit(self, workspace_id: str, event_type: str, data: dict[str, Any],
-                   dedupe: str) -> int:
-        """Queue ``event_type`` for every subscribed endpoint; returns how many.
+    async def publish(self, event: DomainEvent) -> int:
+        """Queue ``event`` for every subscribed endpoint of its workspace; returns how many.
 
-        ``dedupe`` names the occurrence (e.g. the conversation id): emitting the same
-        occurrence again (a retried job) queues nothing new."""
+        Publishing the same occurrence again (a retried job) queues nothing new."""
+        workspace_id = event.conversation.workspace.id
         async with self.db.session() as s:
-            endpoints = list(await s.scalars(select(WebhookEndpoint).where(
-                WebhookEndpoint.workspace_id == workspace_id,
-                WebhookEndpoint.disabled.is_(False))))
-        targets = [e for e in endpoints if event_type in (e.events or EVENTS)]
-        if not targets:
-            return 0
-        body = json.dumps({"event_type": event_type, "created_at": _iso_now(), "data": data},
-                          separators=(",", ":"))
+            rows = list(await s.scalars(select(tp.WebhookEndpoint).where(
+                tp.WebhookEndpoint.workspace_id == workspace_id,
+                tp.WebhookEndpoint.disabled.is_(False))))
+        targets = [e for e in (mapping.webhook_endpoint(r, EVENTS) for r in rows)
+                   if e.wants(event)]
+        at = utcnow()
+        rendered: dict[Dialect, RenderedEvent | None] = {}
         queued = 0
         for endpoint in targets:
+            if endpoint.dialect not in rendered:
+                rendered[endpoint.dialect] = self._render(endpoint.dialect, event, at)
+            wire = rendered[endpoint.dialect]
+            if wire is None:
+                continue
             job = await self.queue.enqueue(DELIVER_JOB, {
                 "endpoint_id": endpoint.id, "message_id": ids.new_id(MESSAGE_PREFIX),
-                "event_type": event_type, "body": body,
-            }, dedupe_key=f"webhook:{endpoint.id}:{event_type}:{dedupe}",
+                "event_type": wire.event_type, "body": wire.body,
+            }, dedupe_key=f"webhook:{endpoint.id}:{event.kind}:{event.occurrence}",
                 max_attempts=self.options.max_attempts)
             queued += job is not None
         return queued
+
+    def _render(self, dialect: Dialect, event: DomainEvent, at: datetime) -> RenderedEvent | None:
+        renderer = self.renderers.get(dialect)
+        if renderer is None:
+            log.error("no %s webhook renderer registered; %s not sent", dialect, event.kind)
+            return None
+        return renderer.render(event, at)
 
     async def deliver(self, job: ClaimedJob) -> None:
         """Job handler: one signed POST; raises (to retry) unless the answer is 2xx."""
         p = job.payload
         async with self.db.session() as s:
-            endpoint = await s.get(WebhookEndpoint, p["endpoint_id"])
+            endpoint = await s.get(tp.WebhookEndpoint, p["endpoint_id"])
         if endpoint is None:
             return  # deleted since: nothing to deliver to
         started = time.perf_counter()
@@ -171,9 +217,9 @@ class WebhookService:
     async def _log(self, endpoint_id: str, job: ClaimedJob, status: int | None,
                    error: str | None, elapsed_s: float) -> None:
         async with self.db.session() as s:
-            if await s.get(WebhookEndpoint, endpoint_id) is None:
+            if await s.get(tp.WebhookEndpoint, endpoint_id) is None:
                 return  # deleted while the request was in flight
-            s.add(WebhookDelivery(
+            s.add(tp.WebhookDelivery(
                 id=ids.new_id(DELIVERY_PREFIX), endpoint_id=endpoint_id,
                 message_id=job.payload["message_id"], event_type=job.payload["event_type"],
                 attempt=job.attempt, status_code=status, success=error is None, error=error,
@@ -192,10 +238,10 @@ class WebhookService:
             self._http = None
 
 
-def _events(value: Any) -> list[str]:
+def _events(value: tuple[str, ...] | None) -> list[str]:
     if value is None:
         return list(EVENTS)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+    if not value:
         raise ValidationFailed("Invalid parameters: events",
                                {"events": "must be a non-empty list of event types"})
     unknown = sorted(set(value) - set(EVENTS))
@@ -204,9 +250,3 @@ def _events(value: Any) -> list[str]:
                                {"events": f"unknown event type(s): {', '.join(unknown)}; "
                                           f"known: {', '.join(EVENTS)}"})
     return list(dict.fromkeys(value))
-
-
-def _iso_now() -> str:
-    now = utcnow()
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-

@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 
+from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.schemas import body_doc
-from openline.api.phonic.views import agent_json
+from openline.api.phonic.views import agent_json, created_json
 from openline.domain.agent import AgentSpec
-from openline.services.agents import SipCredentials
+from openline.services.commands import Key
 
 router = APIRouter(tags=["agents"])
 _NUMBER = {"type": "object", "required": ["phone_number"], "properties": {
@@ -23,21 +24,22 @@ _NUMBER = {"type": "object", "required": ["phone_number"], "properties": {
 
 @router.get("/agents")
 async def list_agents(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"agents": [agent_json(v) for v in await svc.agents.list_all(who, project)]}
+    return {"agents": [agent_json(a) for a in await svc.agents.list_all(who, project)]}
 
 
 @router.post("/agents", status_code=201, openapi_extra=body_doc(AgentSpec))
 async def create_agent(svc: Svc, who: Who, body: Body, project: ProjectParam = None
                        ) -> dict[str, Any]:
-    view = await svc.agents.create(who, project, body)
-    return {"id": view.agent.id, "name": view.agent.name}
+    agent = await svc.agents.create(who, schemas.agent_create(body, project))
+    return created_json(agent)
 
 
 @router.put("/agents/upsert", openapi_extra=body_doc(AgentSpec))
 async def upsert_agent(svc: Svc, who: Who, body: Body, project: ProjectParam = None
                        ) -> dict[str, Any]:
-    view, inserted, updated = await svc.agents.upsert(who, project, body)
-    return {"agent": agent_json(view), "inserted": inserted, "updated": updated}
+    result = await svc.agents.upsert(who, schemas.agent_create(body, project))
+    return {"agent": agent_json(result.agent), "inserted": result.inserted,
+            "updated": result.updated}
 
 
 @router.get("/agents/{name_or_id}")
@@ -49,9 +51,9 @@ async def get_agent(name_or_id: str, svc: Svc, who: Who, project: ProjectParam =
 @router.patch("/agents/{name_or_id}", openapi_extra=body_doc(AgentSpec, required=False))
 async def update_agent(name_or_id: str, svc: Svc, who: Who, body: Body,
                        project: ProjectParam = None) -> dict[str, Any]:
-    view = await svc.agents.update(who, project, name_or_id, body)
-    return {"success": True, "version_number": view.agent.version_number,
-            "agent": agent_json(view)}
+    agent = await svc.agents.update(who, schemas.agent_update(body, Key(name_or_id, project)))
+    return {"success": True, "version_number": agent.version_number,
+            "agent": agent_json(agent)}
 
 
 @router.delete("/agents/{name_or_id}")
@@ -82,20 +84,22 @@ async def add_custom_phone_number(
     x_sip_auth_username: Annotated[str | None, Header()] = None,
     x_sip_auth_password: Annotated[str | None, Header()] = None,
 ) -> dict[str, Any]:
-    creds = SipCredentials(x_sip_address, x_sip_auth_username, x_sip_auth_password)
-    await svc.agents.add_custom_number(who, project, name_or_id, body, creds)
+    cmd = schemas.custom_number(body, Key(name_or_id, project), x_sip_address,
+                                x_sip_auth_username, x_sip_auth_password)
+    await svc.agents.add_custom_number(who, cmd)
     return {"success": True}
 
 
 @router.delete("/agents/{name_or_id}/custom-phone-numbers", openapi_extra=body_doc(_NUMBER))
 async def delete_custom_phone_number(name_or_id: str, svc: Svc, who: Who, body: Body,
                                      project: ProjectParam = None) -> dict[str, Any]:
-    await svc.agents.delete_custom_number(who, project, name_or_id, body)
+    await svc.agents.remove_custom_number(
+        who, schemas.number_removal(body, Key(name_or_id, project)))
     return {"success": True}
 
 
 @router.patch("/agents/{name_or_id}/phone-numbers", openapi_extra=body_doc(_NUMBER))
 async def update_phone_number(name_or_id: str, svc: Svc, who: Who, body: Body,
                               project: ProjectParam = None) -> dict[str, Any]:
-    await svc.agents.update_number(who, project, name_or_id, body)
+    await svc.agents.update_number(who, schemas.number_update(body, Key(name_or_id, project)))
     return {"success": True}

@@ -7,11 +7,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
+from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.errors import error_body
-from openline.api.phonic.routes_postcall import eval_json, extraction_json
-from openline.api.phonic.views import conversation_json
-from openline.services.conversations import ConversationView, ListQuery, analysis_of
+from openline.api.phonic.views import (
+    analysis_json,
+    conversation_json,
+    eval_json,
+    extraction_json,
+)
+from openline.domain.conversation import Conversation
 
 router = APIRouter(tags=["conversations"])
 AudioContainer = Annotated[Literal["wav.gz", "wav"], Query()]
@@ -30,14 +35,14 @@ async def list_conversations(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     audio_container: AudioContainer = "wav.gz",
 ) -> dict[str, Any]:
-    page = await svc.conversations.list_all(who, ListQuery(
+    page = await svc.conversations.list_all(who, schemas.conversation_list(
         project, external_id, duration_min, duration_max, started_at_min, started_at_max,
         before, after, limit,
     ))
     if page.single is not None:
-        return {"conversation": _json(svc, page.single, who, audio_container)}
+        return {"conversation": _json(svc, page.single, audio_container)}
     return {
-        "conversations": [_json(svc, v, who, audio_container) for v in page.conversations],
+        "conversations": [_json(svc, c, audio_container) for c in page.conversations],
         "pagination": {"prev_cursor": page.prev_cursor, "next_cursor": page.next_cursor},
     }
 
@@ -45,14 +50,13 @@ async def list_conversations(
 @router.get("/conversations/{conversation_id}")
 async def get_conversation(conversation_id: str, svc: Svc, who: Who,
                            audio_container: AudioContainer = "wav.gz") -> dict[str, Any]:
-    view = await svc.conversations.get(who, conversation_id)
-    return {"conversation": _json(svc, view, who, audio_container)}
+    conversation = await svc.conversations.get(who, conversation_id)
+    return {"conversation": _json(svc, conversation, audio_container)}
 
 
-def _json(svc: Svc, view: ConversationView, who: Who, container: str) -> dict[str, Any]:
-    has_audio = view.conversation.recording_path is not None
-    url = svc.links.url(view.conversation.id, container) if has_audio else None
-    return conversation_json(view, who.workspace_name, url)
+def _json(svc: Svc, conversation: Conversation, container: str) -> dict[str, Any]:
+    url = svc.links.url(conversation.id, container) if conversation.has_recording else None
+    return conversation_json(conversation, url)
 
 
 @router.delete("/conversations/{conversation_id}")
@@ -63,8 +67,8 @@ async def delete_conversation(conversation_id: str, svc: Svc, who: Who) -> dict[
 
 @router.get("/conversations/{conversation_id}/analysis")
 async def get_analysis(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    view = await svc.conversations.get(who, conversation_id)
-    return {"analysis": analysis_of(view.conversation)}
+    conversation = await svc.conversations.get(who, conversation_id)
+    return {"analysis": analysis_json(conversation.analysis)}
 
 
 @router.post("/conversations/{conversation_id}/cancel", response_model=None)
@@ -81,22 +85,22 @@ async def cancel_conversation(conversation_id: str, svc: Svc, who: Who
 
 @router.get("/conversations/{conversation_id}/extractions")
 async def list_extractions(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    views = await svc.postcall.list_extractions(who, conversation_id)
-    return {"extractions": [extraction_json(v) for v in views]}
+    extractions = await svc.postcall.list_extractions(who, conversation_id)
+    return {"extractions": [extraction_json(e) for e in extractions]}
 
 
 @router.post("/conversations/{conversation_id}/extractions", status_code=201)
 async def extract(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    row = await svc.postcall.extract(who, conversation_id, body.get("schema_id"))
-    return {"result": row.result}
+    extraction = await svc.postcall.extract(who, schemas.extraction_run(body, conversation_id))
+    return {"result": dict(extraction.result)}
 
 
 @router.get("/conversations/{conversation_id}/evals")
 async def list_evals(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    return {"evals": [eval_json(r) for r in await svc.postcall.list_evals(who, conversation_id)]}
+    return {"evals": [eval_json(e) for e in await svc.postcall.list_evals(who, conversation_id)]}
 
 
 @router.post("/conversations/{conversation_id}/evals", status_code=201)
 async def evaluate(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    row = await svc.postcall.evaluate(who, conversation_id, body.get("prompt_id"))
-    return {"evaluation": {"result": row.result}}
+    evaluation = await svc.postcall.evaluate(who, schemas.evaluation_run(body, conversation_id))
+    return {"evaluation": {"result": evaluation.result}}

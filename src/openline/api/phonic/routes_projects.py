@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
-from openline.api.phonic.routes_postcall import eval_json
 from openline.api.phonic.schemas import body_doc
-from openline.api.phonic.views import eval_prompt_json, project_json
+from openline.api.phonic.views import created_json, eval_json, eval_prompt_json, project_json
 from openline.domain.extraction import EvalPromptSpec
 
 router = APIRouter(tags=["projects"])
@@ -21,13 +21,12 @@ _UPDATE = {"type": "object", "properties": {
 
 @router.get("/projects")
 async def list_projects(svc: Svc, who: Who) -> dict[str, Any]:
-    return {"projects": [project_json(v) for v in await svc.projects.list_all(who)]}
+    return {"projects": [project_json(p) for p in await svc.projects.list_all(who)]}
 
 
 @router.post("/projects", status_code=201, openapi_extra=body_doc(_NAME))
 async def create_project(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    row = await svc.projects.create(who, body.get("name"))
-    return {"id": row.id, "name": row.name}
+    return created_json(await svc.projects.create(who, schemas.project_create(body)))
 
 
 @router.get("/projects/{name_or_id}")
@@ -37,7 +36,7 @@ async def get_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
 
 @router.patch("/projects/{name_or_id}", openapi_extra=body_doc(_UPDATE))
 async def update_project(name_or_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    await svc.projects.update(who, name_or_id, body)
+    await svc.projects.update(who, schemas.project_update(body, name_or_id))
     return {"success": True}
 
 
@@ -49,18 +48,19 @@ async def delete_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
 
 @router.get("/projects/{name_or_id}/conversation_eval_prompts")
 async def list_eval_prompts(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    rows = await svc.projects.list_eval_prompts(who, name_or_id)
-    return {"conversation_eval_prompts": [eval_prompt_json(r) for r in rows]}
+    prompts = await svc.projects.list_eval_prompts(who, name_or_id)
+    return {"conversation_eval_prompts": [eval_prompt_json(p) for p in prompts]}
 
 
 @router.post("/projects/{name_or_id}/conversation_eval_prompts", status_code=201,
              openapi_extra=body_doc(EvalPromptSpec))
 async def create_eval_prompt(name_or_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    row = await svc.projects.create_eval_prompt(who, name_or_id, body)
-    return {"id": row.id, "name": row.name}
+    prompt = await svc.projects.create_eval_prompt(who, schemas.eval_prompt_create(body,
+                                                                                  name_or_id))
+    return created_json(prompt)
 
 
 @router.get("/projects/{name_or_id}/conversation_evals")
 async def list_project_evals(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
-    rows = await svc.postcall.list_project_evals(who, name_or_id)  # 404: unknown project
-    return {"evals": [eval_json(r, with_conversation=True) for r in rows]}
+    evals = await svc.postcall.list_project_evals(who, name_or_id)  # 404: unknown project
+    return {"evals": [eval_json(e, with_conversation=True) for e in evals]}

@@ -12,7 +12,6 @@ from fastapi.responses import FileResponse, Response
 
 from openline.api.phonic.deps import Svc
 from openline.domain.errors import Forbidden, NotFound
-from openline.store import tables as t
 
 router = APIRouter(tags=["conversations"])
 
@@ -26,9 +25,8 @@ async def recording(
     """The stereo WAV (caller left, assistant right); no API key, the link is the credential."""
     if not svc.links.verify(conversation_id, container, expires, signature):
         raise Forbidden("This recording link is invalid or has expired")
-    async with svc.db.session() as s:
-        row = await s.get(t.Conversation, conversation_id)
-    path = Path(row.recording_path) if row is not None and row.recording_path else None
+    stored = await svc.conversations.recording_path(conversation_id)
+    path = Path(stored) if stored else None
     if path is None or not await asyncio.to_thread(path.exists):
         raise NotFound("Recording not found")
     if container == "wav":

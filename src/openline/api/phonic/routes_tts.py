@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
 from openline.api.phonic.schemas import body_doc
 
@@ -22,13 +23,13 @@ _BODY = {"type": "object", "required": ["text"], "properties": {
 
 @router.post("/tts", openapi_extra=body_doc(_BODY))
 async def tts(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    text, voice, speed, fmt = svc.speech.validate(body)
-    audio = b"".join([chunk async for chunk in svc.speech.stream(text, voice, speed, fmt)])
+    speech = svc.speech.prepare(schemas.synthesize(body))
+    audio = b"".join([chunk async for chunk in svc.speech.synthesize(speech)])
     return {"audio": base64.b64encode(audio).decode()}
 
 
 @router.post("/tts/stream", response_model=None, openapi_extra=body_doc(_BODY))
 async def tts_stream(svc: Svc, who: Who, body: Body) -> StreamingResponse:
-    text, voice, speed, fmt = svc.speech.validate(body)
-    media = "audio/ulaw" if fmt.encoding == "mulaw" else "audio/pcm"
-    return StreamingResponse(svc.speech.stream(text, voice, speed, fmt), media_type=media)
+    speech = svc.speech.prepare(schemas.synthesize(body))
+    media = "audio/ulaw" if speech.format.encoding == "mulaw" else "audio/pcm"
+    return StreamingResponse(svc.speech.synthesize(speech), media_type=media)

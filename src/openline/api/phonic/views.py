@@ -1,16 +1,37 @@
-"""Pure functions from service results to Phonic wire shapes (every documented key)."""
+"""Pure functions from domain objects to Phonic wire shapes (every documented key).
+
+Key order is part of the wire output (clients and tests compare bodies byte for byte), so
+each shape is built in the order Phonic documents it.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from openline.services.agents import AgentView
-from openline.services.conversations import ConversationView, analysis_of
-from openline.services.projects import ProjectView
-from openline.services.tools import ToolView
+from openline.domain.agent import Agent
+from openline.domain.conversation import (
+    Conversation,
+    ConversationAnalysis,
+    ConversationItem,
+    Evaluation,
+    Extraction,
+)
+from openline.domain.events import (
+    ConversationAnalyzed,
+    ConversationEnded,
+    ConversationTransferred,
+    DomainEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from openline.domain.extraction import EvalPrompt, ExtractionSchema
+from openline.domain.project import Project, Ref
+from openline.domain.tool import Tool
 from openline.services.voices import VoiceInfo
-from openline.store import tables as t
+from openline.services.webhooks import RenderedEvent
 
 #: Conversation configuration keys copied from the stored snapshot (``null`` when absent).
 CONVERSATION_CONFIG_KEYS = (
@@ -34,57 +55,62 @@ def iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def ref(row: Any) -> dict[str, str]:
-    return {"id": row.id, "name": row.name}
+def ref(value: Ref) -> dict[str, str]:
+    return {"id": value.id, "name": value.name}
 
 
-def agent_json(view: AgentView) -> dict[str, Any]:
-    numbers = [n.number for n in view.numbers]
+def agent_json(agent: Agent) -> dict[str, Any]:
+    numbers = [n.number for n in agent.phone_numbers]
     out: dict[str, Any] = {
-        "id": view.agent.id,
-        "name": view.agent.name,
-        "project": ref(view.project),
+        "id": agent.id,
+        "name": agent.name,
+        "project": ref(agent.project),
         "phone_number": numbers[0] if numbers else None,
         "phone_numbers": numbers,
-        "is_disabled": view.agent.is_disabled,
-        "version_number": view.agent.version_number,
+        "is_disabled": agent.is_disabled,
+        "version_number": agent.version_number,
     }
-    spec = dict(view.spec)
+    spec = agent.spec.model_dump(mode="json")
     spec.pop("name", None)
     out.update(spec)
-    out["custom_phone_numbers"] = [n.number for n in view.numbers if n.source == "custom"]
+    out["custom_phone_numbers"] = agent.custom_numbers()
     return out
 
 
-def project_json(view: ProjectView) -> dict[str, Any]:
-    p = view.project
+def project_json(project: Project) -> dict[str, Any]:
     return {
-        "id": p.id,
-        "name": p.name,
-        "default_agent": ref(view.default_agent) if view.default_agent else None,
-        "active_conversations": view.active_conversations,
-        "max_active_conversations": p.max_active_conversations,
+        "id": project.id,
+        "name": project.name,
+        "default_agent": ref(project.default_agent) if project.default_agent else None,
+        "active_conversations": project.active_conversations,
+        "max_active_conversations": project.max_active_conversations,
     }
 
 
-def tool_json(view: ToolView) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": view.tool.id, "name": view.tool.name,
-                           "project": ref(view.project)}
-    spec = dict(view.tool.spec)
+def tool_json(tool: Tool) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": tool.id, "name": tool.name, "project": ref(tool.project)}
+    spec = tool.spec.model_dump(mode="json")
     spec.pop("name", None)
     out.update(spec)
-    if spec.get("type") != "custom_context":
+    if tool.spec.type != "custom_context":
         out.pop("context", None)
     return out
 
 
-def schema_json(row: t.ExtractionSchema) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "prompt": row.spec.get("prompt", ""),
-            "fields": row.spec.get("fields", [])}
+def created_json(value: Agent | Tool | ExtractionSchema | EvalPrompt | Project
+                 ) -> dict[str, str]:
+    """The ``{id, name}`` answer of the create routes."""
+    return {"id": value.id, "name": value.name}
 
 
-def eval_prompt_json(row: t.EvalPrompt) -> dict[str, Any]:
-    return {"id": row.id, "name": row.name, "prompt": row.prompt}
+def schema_json(schema: ExtractionSchema) -> dict[str, Any]:
+    fields = [f.model_dump(mode="json") for f in schema.spec.fields]
+    return {"id": schema.id, "name": schema.name, "prompt": schema.spec.prompt,
+            "fields": fields}
+
+
+def eval_prompt_json(prompt: EvalPrompt) -> dict[str, Any]:
+    return {"id": prompt.id, "name": prompt.name, "prompt": prompt.prompt}
 
 
 def voice_json(voice: VoiceInfo, audio_url: str | None) -> dict[str, Any]:
@@ -92,32 +118,34 @@ def voice_json(voice: VoiceInfo, audio_url: str | None) -> dict[str, Any]:
             "audio_url": audio_url}
 
 
-def item_json(item: t.ConversationItem) -> dict[str, Any]:
+def item_json(item: ConversationItem) -> dict[str, Any]:
     return {
         "id": item.id, "item_idx": item.item_idx, "role": item.role,
         "live_transcript": item.live_transcript, "post_call_transcript": item.post_call_transcript,
         "redacted_transcript": None, "duration_ms": item.duration_ms,
         "started_at": iso(item.started_at), "voice_id": item.voice_id,
         "audio_speed": item.audio_speed, "system_prompt": item.system_prompt,
-        "tool_calls": list(item.tool_calls or []),
+        "tool_calls": [dict(call) for call in item.tool_calls],
     }
 
 
-def conversation_json(
-    view: ConversationView, workspace: str, audio_url: str | None
-) -> dict[str, Any]:
-    c = view.conversation
-    config = c.config or {}
+def analysis_json(analysis: ConversationAnalysis) -> dict[str, Any]:
+    return {"id": analysis.conversation_id, "latencies_ms": list(analysis.latencies_ms),
+            "interruptions_count": analysis.interruptions_count}
+
+
+def conversation_json(c: Conversation, audio_url: str | None) -> dict[str, Any]:
+    config = c.settings
     out: dict[str, Any] = {
         "id": c.id,
-        "agent": ({"id": c.agent_id, "name": c.agent_name, "is_deleted": view.agent_deleted}
-                  if c.agent_id else None),
-        "workspace": workspace,
-        "project": ref(view.project),
+        "agent": ({"id": c.agent.id, "name": c.agent.name, "is_deleted": c.agent.is_deleted}
+                  if c.agent else None),
+        "workspace": c.workspace.name,
+        "project": ref(c.project),
         "external_id": c.external_id,
         "origin": c.origin,
         "model": "merritt",
-        "is_live": c.ended_at is None,
+        "is_live": c.is_live,
     }
     out.update({key: config.get(key) for key in CONVERSATION_CONFIG_KEYS})
     out["template_variables"] = config.get("template_variables") or {}
@@ -131,13 +159,73 @@ def conversation_json(
         "started_at": iso(c.started_at),
         "ended_at": iso(c.ended_at),
         "ended_by": c.ended_by,
-        "task_results": c.task_results or {},
-        "items": [item_json(i) for i in view.items],
-        "analysis": analysis_of(c),
+        "task_results": {name: {"completed": r.completed, "reasoning": r.reasoning}
+                         for name, r in c.task_results.items()},
+        "items": [item_json(i) for i in c.items],
+        "analysis": analysis_json(c.analysis),
         "is_redacted": False,
         "redacted_transcript": None,
-        "metadata": c.meta,
+        "metadata": c.metadata,
         "deletion_info": {"transcripts_deleted_at": None, "audio_recordings_deleted_at": None},
         "call_info": c.call_info,
     })
     return out
+
+
+# --- post-call and webhooks ------------------------------------------------------------------
+
+def extraction_json(extraction: Extraction) -> dict[str, Any]:
+    """ConversationExtraction (note Phonic's camelCase ``isDeleted``); ``notes`` is ours."""
+    return {"id": extraction.id,
+            "schema": {"id": extraction.schema.id, "name": extraction.schema.name,
+                       "isDeleted": extraction.schema_deleted},
+            "result": dict(extraction.result), "created_at": iso(extraction.created_at),
+            "notes": dict(extraction.notes)}
+
+
+def eval_json(evaluation: Evaluation, *, with_conversation: bool = False) -> dict[str, Any]:
+    """A conversation evaluation; the project-level listing adds ``conversation_id``."""
+    out: dict[str, Any] = {"id": evaluation.id, "result": evaluation.result,
+                           "prompt": ref(evaluation.prompt),
+                           "created_at": iso(evaluation.created_at)}
+    if with_conversation:
+        out["conversation_id"] = evaluation.conversation_id
+    out["reasoning"] = evaluation.reasoning
+    return out
+
+
+def endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    return {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description,
+            "events": list(endpoint.events), "created_at": iso(endpoint.created_at)}
+
+
+def delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
+    return {"id": delivery.id, "message_id": delivery.message_id,
+            "event_type": delivery.event_type, "attempt": delivery.attempt,
+            "status_code": delivery.status_code, "success": delivery.success,
+            "error": delivery.error, "duration_ms": delivery.duration_ms,
+            "created_at": iso(delivery.created_at)}
+
+
+class PhonicEvents:
+    """The Phonic dialect's webhook bodies (``services.webhooks.EventRenderer``)."""
+
+    def __init__(self, audio_url: Callable[[Conversation], str | None]) -> None:
+        self.audio_url = audio_url
+
+    def render(self, event: DomainEvent, at: datetime) -> RenderedEvent | None:
+        conversation = event.conversation
+        data: dict[str, Any]
+        if isinstance(event, ConversationEnded):
+            data = {"conversation": conversation_json(conversation, self.audio_url(conversation))}
+        elif isinstance(event, ConversationAnalyzed):
+            data = {"conversation": analysis_json(conversation.analysis)}
+        elif isinstance(event, ConversationTransferred):
+            data = {"conversation": {"id": conversation.id, "items": [
+                        {"role": i.role, "text": i.text} for i in conversation.items]},
+                    "transferred_to": event.transferred_to}
+        else:  # pragma: no cover - every DomainEvent is handled above
+            return None
+        data["call_info"] = conversation.call_info
+        body = {"event_type": event.kind, "created_at": iso(at), "data": data}
+        return RenderedEvent(event.kind, json.dumps(body, separators=(",", ":")))
