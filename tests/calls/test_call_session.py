@@ -22,6 +22,7 @@ from openline.boot.root import Runtime, build_runtime
 from openline.services import call_session
 from openline.services.call_setup import CallInfo, StartCall
 from openline.services.principal import Principal
+from openline.services.session_config import overrides_from_config
 from openline.settings import Settings
 from openline.store import tables as t
 from openline.transports import base as tb
@@ -106,8 +107,9 @@ async def _principal(rt: Runtime) -> Principal:
 
 
 def _start(who: Principal, **overrides: Any) -> StartCall:
-    return StartCall(who, {"input_format": "pcm_16000", "output_format": "pcm_16000",
-                           "welcome_message": "Welcome to the line.", **overrides},
+    return StartCall(who, overrides=overrides_from_config({
+        "input_format": "pcm_16000", "output_format": "pcm_16000",
+        "welcome_message": "Welcome to the line.", **overrides}),
                      origin="direct",
                      call_info=CallInfo(from_number="+15555550111", to_number="+15555550122",
                                         carrier="memory", direction="inbound"))

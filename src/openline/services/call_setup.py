@@ -8,8 +8,8 @@ overrides. Nothing here talks to a transport.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -17,6 +17,8 @@ import httpx
 from sqlalchemy import func, select
 
 from openline.domain import ids
+from openline.domain.agent import AgentSpec
+from openline.domain.agent_changes import AgentChanges
 from openline.domain.errors import (
     Conflict,
     Forbidden,
@@ -24,10 +26,17 @@ from openline.domain.errors import (
     OpenlineError,
     ValidationFailed,
 )
+from openline.domain.unset import Unset
 from openline.services import lookup, tool_loading
+from openline.services.mapping import load_spec
 from openline.services.outbound import ConfigEndpointFailed, fetch_configuration
 from openline.services.principal import Principal
-from openline.services.session_config import ResolvedConfig, resolve
+from openline.services.session_config import (
+    ResolvedConfig,
+    SessionOverrides,
+    overrides_from_config,
+    resolve_overrides,
+)
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
@@ -57,13 +66,18 @@ class CallInfo:
 class StartCall:
     """A request to start a conversation, whatever the dialect or transport.
 
-    ``overrides`` use Openline's override vocabulary (``agent``, ``project``,
-    ``system_prompt``, ``voice_id``, ``input_format``, ``tools``, ``template_variables``...);
-    each dialect translates its own request into it.
+    Each dialect translates its own request (the Phonic ``config`` message, a Vapi
+    assistant with ``assistantOverrides``, an inbound phone call) into this command.
     """
 
     principal: Principal
-    overrides: Mapping[str, Any]
+    #: the agent's name or id (``None``: the project's default agent, if any)
+    agent: str | None = None
+    project: str | None = None
+    overrides: SessionOverrides = field(default_factory=SessionOverrides)
+    #: tool definitions replacing the agent's (names of stored tools or built-ins, or inline)
+    tools: Sequence[Any] | None = None
+    external_id: str | None = None
     origin: str = "direct"
     call_info: CallInfo | None = None
 
@@ -97,22 +111,22 @@ class CallSetup:
         self.node_id, self.lease_s = node_id, lease_s
         self.allow_private_urls = allow_private_urls
 
-    def resolve_config(self, conv_id: str, agent: t.Agent | None, config: Mapping[str, Any]
-                       ) -> ResolvedConfig:
+    def resolve_config(self, conv_id: str, agent: t.Agent | None,
+                       overrides: SessionOverrides) -> ResolvedConfig:
         """The agent's settings plus overrides, with this process's voices."""
         installed, default_voice = self._voices()
-        return resolve(conv_id, agent.spec if agent else None, dict(config),
-                       installed_voices=installed, default_voice=default_voice)
+        spec = load_spec(AgentSpec, agent.spec) if agent else None
+        return resolve_overrides(conv_id, spec, overrides, installed_voices=installed,
+                                 default_voice=default_voice)
 
     async def prepare(self, start: StartCall) -> PreparedCall:
         """Resolve and store the conversation; raises the reason it may not start."""
         conv_id = ids.new_id(ids.CONVERSATION)
-        config, who = start.overrides, start.principal
-        check_types(config)
+        who = start.principal
         async with self.db.session() as s:
-            agent, project = await _agent_for(s, who, config)
-            resolved = self.resolve_config(conv_id, agent, config)
-            tools = await tool_loading.load(s, project.id, _tool_definitions(agent, config))
+            agent, project = await _agent_for(s, who, start)
+            resolved = self.resolve_config(conv_id, agent, start.overrides)
+            tools = await tool_loading.load(s, project.id, _tool_definitions(agent, start))
         # The count and the insert are one step: the project row is locked for the
         # transaction (PostgreSQL), and hot-path writes queue in-process (SQLite).
         async with self.db.writer() as s:
@@ -121,39 +135,41 @@ class CallSetup:
             s.add(t.Conversation(
                 id=conv_id, workspace_id=who.workspace_id, project_id=project.id,
                 agent_id=agent.id if agent else None, agent_name=agent.name if agent else None,
-                external_id=external_id(config), origin=start.origin,
+                external_id=_clean(start.external_id), origin=start.origin,
                 config=resolved.snapshot, started_at=now,
                 call_info=start.call_info.stored() if start.call_info else None,
                 owner_node=self.node_id, heartbeat_at=now,
                 lease_until=now + timedelta(seconds=self.lease_s),
             ))
         call = PreparedCall(conv_id, who.workspace_id, project.id, agent, resolved, tools)
-        endpoint = config.get("configuration_endpoint") or (
-            agent.spec.get("configuration_endpoint") if agent else None)
-        if endpoint:
-            await self._configure(call, project, config, endpoint)
+        endpoint = resolved.spec.configuration_endpoint
+        if endpoint is not None:
+            await self._configure(call, project, start, endpoint.model_dump(mode="json"))
         return call
 
-    async def _configure(self, call: PreparedCall, project: t.Project,
-                         config: Mapping[str, Any], endpoint: dict[str, Any]) -> None:
+    async def _configure(self, call: PreparedCall, project: t.Project, start: StartCall,
+                         endpoint: dict[str, Any]) -> None:
         """Ask the configuration endpoint for overrides; a failure ends the conversation."""
         spec, agent = call.resolved.spec, call.agent
         payload = {"project": {"name": project.name}, "conversation_id": call.id,
                    "agent": {"name": agent.name if agent else None,
                              "welcome_message": spec.welcome_message,
-                             "system_prompt": spec.system_prompt, "tools": spec.tools,
+                             "system_prompt": spec.system_prompt,
+                             "tools": spec.tools,
                              "boosted_keywords": spec.boosted_keywords}}
         try:
-            overrides = await fetch_configuration(self.http, endpoint, payload,
-                                                  allow_private=self.allow_private_urls)
-            metadata = overrides.pop("metadata", None)
-            merged = {**config, **overrides, "configuration_endpoint": None}
-            if overrides:
-                call.resolved = self.resolve_config(call.id, agent, merged)
-                if "tools" in overrides:
+            reply = await fetch_configuration(self.http, endpoint, payload,
+                                              allow_private=self.allow_private_urls)
+            metadata = reply.pop("metadata", None)
+            if reply:
+                extra = overrides_from_config(
+                    {**reply, "configuration_endpoint": None})
+                call.resolved = self.resolve_config(
+                    call.id, agent, merge_overrides(start.overrides, extra))
+                if "tools" in reply:
                     async with self.db.session() as s:
                         call.tools = await tool_loading.load(s, project.id,
-                                                             merged["tools"] or [])
+                                                             reply["tools"] or [])
         except ValidationFailed as exc:
             await self._end_unstarted(call.id, "configuration_endpoint_invalid_response")
             raise ConfigurationFailed("configuration_endpoint_invalid_response",
@@ -165,7 +181,9 @@ class CallSetup:
             row = await s.get(t.Conversation, call.id)
             if row is not None:
                 row.config, row.meta = call.resolved.snapshot, metadata
-                row.external_id = external_id(merged) or row.external_id
+                value = reply.get("external_id")
+                row.external_id = _clean(value if isinstance(value, str) else None) \
+                    or row.external_id
 
     async def _end_unstarted(self, conv_id: str, ended_by: str) -> None:
         async with self.db.session() as s:
@@ -176,19 +194,18 @@ class CallSetup:
                 row.lease_until = None
 
 
-async def _agent_for(s: Any, who: Principal, config: Mapping[str, Any]
+async def _agent_for(s: Any, who: Principal, start: StartCall
                      ) -> tuple[t.Agent | None, t.Project]:
-    name = config.get("agent")
+    name = start.agent
     if who.kind == "conversation_token":
         agent = await s.get(t.Agent, who.agent_id)
         if agent is None or (name and name not in (agent.name, agent.id)):
             raise Forbidden("This conversation token is for another agent")
         project = await s.get(t.Project, agent.project_id)
     elif name:
-        agent, project = await lookup.agent(s, who.workspace_id, config.get("project"),
-                                            str(name))
+        agent, project = await lookup.agent(s, who.workspace_id, start.project, name)
     else:
-        project = await lookup.project(s, who.workspace_id, config.get("project"))
+        project = await lookup.project(s, who.workspace_id, start.project)
         agent = await s.get(t.Agent, project.default_agent_id) \
             if project.default_agent_id else None
     if agent is not None and agent.is_disabled:
@@ -209,35 +226,28 @@ async def _check_capacity(s: Any, project_id: str) -> None:
         raise Conflict("Concurrency limit reached", code="concurrency_limit_reached")
 
 
-#: per-call keys the agent's own validation does not see, and the types they take
-_TYPES: dict[str, tuple[type, ...]] = {
-    "agent": (str,), "project": (str,), "external_id": (str,), "tools": (list,),
-    "input_format": (str,), "output_format": (str,), "stream_ahead_of_real_time": (bool,),
-    "template_variables": (dict,), "configuration_endpoint": (dict,),
-}
-_TYPE_NAMES = {str: "a string", list: "a list", bool: "a boolean", dict: "an object"}
-
-
-def check_types(config: Mapping[str, Any]) -> None:
-    """A precise error for each per-call key of the wrong type (null means unset)."""
-    errors = {key: f"must be {_TYPE_NAMES[types[0]]}"
-              for key, types in _TYPES.items()
-              if config.get(key) is not None and not isinstance(config[key], types)}
-    if errors:
-        key, message = next(iter(errors.items()))
-        raise ValidationFailed(f"Invalid config: {key}: {message}", errors)
-
-
-def _tool_definitions(agent: t.Agent | None, config: Mapping[str, Any]) -> list[Any]:
-    """Inline ``tools`` replace the agent's tool list (the agent is the fallback)."""
-    if isinstance(config.get("tools"), list):
-        return list(config["tools"])
+def _tool_definitions(agent: t.Agent | None, start: StartCall) -> list[Any]:
+    """The call's tools replace the agent's tool list (the agent is the fallback)."""
+    if start.tools is not None:
+        return list(start.tools)
     return list(agent.spec.get("tools") or []) if agent else []
 
 
-def external_id(config: Mapping[str, Any]) -> str | None:
-    value = config.get("external_id")
-    return value.strip() or None if isinstance(value, str) else None
+def _clean(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+def merge_overrides(base: SessionOverrides, extra: SessionOverrides) -> SessionOverrides:
+    """``extra`` (e.g. the configuration endpoint's reply) on top of ``base``."""
+    return SessionOverrides(
+        agent=AgentChanges(**{**base.agent.given(), **extra.agent.given()}),
+        input_format=base.input_format if isinstance(extra.input_format, Unset)
+        else extra.input_format,
+        output_format=base.output_format if isinstance(extra.output_format, Unset)
+        else extra.output_format,
+        template_variables={**base.template_variables, **extra.template_variables},
+        stream_ahead_of_real_time=base.stream_ahead_of_real_time
+        or extra.stream_ahead_of_real_time)
 
 
 class TransferDirectory:
@@ -254,6 +264,6 @@ class TransferDirectory:
                 raise NotFound(f"Agent {agent_name!r} not found")
             tools, built_ins = await tool_loading.load(s, self.project_id,
                                                       agent.spec.get("tools") or [])
-        cfg = self.setup.resolve_config("transfer", agent, {}).session
+        cfg = self.setup.resolve_config("transfer", agent, SessionOverrides()).session
         return AgentSwitch(agent.id, agent.name, cfg.system_prompt, cfg.voice_id,
                            cfg.audio_speed, built_ins, tools)

@@ -27,7 +27,6 @@ from openline.services.call_setup import (
     StartCall,
     TransferDirectory,
     Voices,
-    external_id,
 )
 from openline.services.item_writer import ItemWriter
 from openline.services.leases import LeaseKeeper
@@ -169,7 +168,7 @@ class LiveService:
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conversation_id)
             if row is not None:
-                row.external_id = external_id({"external_id": value})
+                row.external_id = value.strip() or None
 
     async def start_background(self) -> None:
         """At start-up: close what crashed nodes left open, then keep leases fresh."""

@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
+from openline.api.phonic.sts_config import start_call
 from openline.domain.errors import (
     Conflict,
     Forbidden,
@@ -19,7 +20,7 @@ from openline.domain.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from openline.services.call_setup import ConfigurationFailed, StartCall
+from openline.services.call_setup import ConfigurationFailed
 from openline.services.hub import Services
 from openline.services.live import CallOpened
 from openline.transports.sts import Disconnected, StsTransport, error_message
@@ -119,7 +120,8 @@ async def sts(ws: WebSocket) -> None:
                                   "warning": {"message": warning, "code": "voice_not_found"}})
 
     try:
-        await services.live.run_call(StartCall(who, config, _origin(ws)), transport, opened)
+        start = start_call(who, config, _origin(ws))
+        await services.live.run_call(start, transport, opened)
     except OpenlineError as exc:
         await _refuse(transport, exc)
 
