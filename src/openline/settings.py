@@ -5,12 +5,18 @@ Only the edges (``api``, ``cli``) read settings; everything below them receives 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 from pathlib import Path
 
 import platformdirs
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+#: The data directory holds webhook secrets, tool headers and recordings: owner only.
+DIR_MODE, FILE_MODE = 0o700, 0o600
 
 
 class Settings(BaseSettings):
@@ -62,8 +68,26 @@ class Settings(BaseSettings):
         return self.ensure_data_dir() / "recordings"
 
     def ensure_data_dir(self) -> Path:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data directory owner-only (0700) and the SQLite database file 0600
+        before SQLite opens it (SQLite gives its -wal/-shm files the database's mode); an
+        older install's looser modes are tightened."""
+        private_dir(self.data_dir)
+        database = self.sqlite_path()
+        if database is not None and database.parent.is_dir():
+            private_file(database)
+            for extra in ("-wal", "-shm", "-journal"):
+                tighten(database.with_name(database.name + extra), FILE_MODE)
+        tighten(self.data_dir / "secret_key", FILE_MODE)
         return self.data_dir
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file this process uses (``None`` for PostgreSQL or in-memory)."""
+        if self.database_url is None:
+            return self.data_dir / "openline.db"
+        url = make_url(self.database_url)
+        if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+            return None
+        return Path(str(url.database))
 
     def effective_public_url(self) -> str:
         """Base URL put in links the server hands out (no trailing slash)."""
@@ -73,11 +97,37 @@ class Settings(BaseSettings):
         return f"http://{host}:{self.port}"
 
     def effective_secret_key(self) -> str:
-        """Signing key for expiring links: set, or generated once into the data directory."""
+        """Signing key for expiring links: set, or generated once into the data directory
+        (created 0600 in one step: never readable by others, not even for a moment)."""
         if self.secret_key:
             return self.secret_key
         path = self.ensure_data_dir() / "secret_key"
-        if not path.exists():
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48))
         return path.read_text().strip()
+
+
+def private_dir(path: Path) -> None:
+    """``path`` exists and only its owner may enter it."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    tighten(path, DIR_MODE)
+
+
+def private_file(path: Path) -> None:
+    """``path`` exists (empty if new) and only its owner may read it."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    tighten(path, FILE_MODE)
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Drop group/other permission bits of ``path`` if it exists and is ours."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    owned = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+    if owned and info.st_mode & 0o077:
+        path.chmod(info.st_mode & mode & 0o777)

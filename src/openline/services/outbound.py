@@ -1,7 +1,9 @@
 """HTTP calls to customers' servers: tool webhooks and configuration endpoints.
 
-Every call: the SSRF guard first, a hard timeout, a capped response body, and header
-values kept out of logs and records (they often carry credentials).
+Every call: the SSRF guard (``url_safety``: the URL is validated, and the connection goes
+to the address that was vetted at connect time, never to a second DNS answer), a hard
+timeout, a capped response body, and header values kept out of logs and records (they
+often carry credentials).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from urllib.parse import quote
 
 import httpx
 
-from openline.services.url_safety import UnsafeUrl, check_url
+from openline.services.url_safety import (
+    AddressPolicy,
+    UnsafeUrl,
+    pinned_client,
+    policy_for,
+    validate_url,
+)
 from openline.voice.tools import RuntimeTool, WebhookResult
 
 log = logging.getLogger(__name__)
@@ -45,11 +53,15 @@ class CallContext:
 
 
 class HttpWebhookCaller:
-    """Runs ``custom_webhook`` tools for one conversation (the engine's ``WebhookCaller``)."""
+    """Runs ``custom_webhook`` tools for one conversation (the engine's ``WebhookCaller``).
+
+    ``client`` should be a ``url_safety.SafeAsyncClient``; a plain client is replaced by a
+    pinned one per call. ``policy`` overrides what ``allow_private`` stands for."""
 
     def __init__(self, client: httpx.AsyncClient, context: CallContext, *,
-                 allow_private: bool) -> None:
+                 allow_private: bool, policy: AddressPolicy | None = None) -> None:
         self.client, self.context, self.allow_private = client, context, allow_private
+        self.policy = policy_for(allow_private, policy)
 
     async def call(self, tool: RuntimeTool, arguments: dict[str, Any]) -> WebhookResult:
         spec = tool.config
@@ -59,15 +71,16 @@ class HttpWebhookCaller:
         result = WebhookResult(method, url, datetime.now(UTC), query or None,
                                body if method == "POST" else None, redact(headers))
         try:
-            await check_url(url, allow_private=self.allow_private)
+            validate_url(url, policy=self.policy)
             request = self.client.build_request(
                 method, url, params=query or None, headers=headers,
                 json=body if method == "POST" else None, timeout=tool.timeout_ms / 1000)
-            response = await self.client.send(request, stream=True)
-            try:
-                raw = await _read_capped(response)
-            finally:
-                await response.aclose()
+            async with pinned_client(self.client, self.policy) as client:
+                response = await client.send(request, stream=True)
+                try:
+                    raw = await _read_capped(response)
+                finally:
+                    await response.aclose()
         except httpx.TimeoutException:
             result.timed_out, result.error = True, f"no reply within {tool.timeout_ms} ms"
             return result
@@ -124,15 +137,18 @@ class ConfigEndpointFailed(Exception):
 
 
 async def fetch_configuration(client: httpx.AsyncClient, endpoint: dict[str, Any],
-                              payload: dict[str, Any], *, allow_private: bool
-                              ) -> dict[str, Any]:
+                              payload: dict[str, Any], *, allow_private: bool,
+                              policy: AddressPolicy | None = None) -> dict[str, Any]:
     """POST the conversation's facts; the reply's keys override the agent (``{}``: none)."""
     url = str(endpoint["url"])
     timeout = int(endpoint.get("timeout_ms") or 3000) / 1000
+    rules = policy_for(allow_private, policy)
     try:
-        await check_url(url, allow_private=allow_private)
-        response = await client.post(url, json=payload, timeout=timeout,
-                                     headers=dict(endpoint.get("headers") or {}))
+        validate_url(url, policy=rules)
+        request = client.build_request("POST", url, json=payload, timeout=timeout,
+                                       headers=dict(endpoint.get("headers") or {}))
+        async with pinned_client(client, rules) as safe:
+            response = await safe.send(request)
     except httpx.TimeoutException as exc:
         raise ConfigEndpointFailed("configuration_endpoint_timed_out",
                                    f"no reply within {timeout * 1000:.0f} ms") from exc

@@ -11,12 +11,14 @@ already being computed in a thread finishes first.
 
 Implementations publish their voices with ``_set_voices`` in ``_load`` and provide the
 async generator hook ``_stream``; the base owns voice lookup (``UnknownVoice``), speed
-clamping, time to first audio and error translation.
+clamping, text sanitising (``clean_text``), time to first audio and error translation.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -67,6 +69,27 @@ class AudioChunk:
         return self.samples.size / self.sample_rate
 
 
+#: Format characters that carry meaning in writing (joiners in Persian, Indic scripts, emoji).
+_KEPT_FORMAT = frozenset("\u200c\u200d")
+#: Terminal escape sequences (``ESC [ ... m`` colours and the like) go whole, not just the ESC.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+_LINE_BREAKS = str.maketrans({"\r": "\n", "\u2028": "\n", "\u2029": "\n", "\x85": "\n"})
+
+
+def clean_text(text: str) -> str:
+    """Text every engine can speak: NFC-normalised; line and paragraph separators become
+    ``\\n``; terminal escape sequences, control characters (other than newline and tab),
+    lone surrogates and invisible
+    format characters (zero-width space, BOM, bidi overrides, soft hyphen) are removed.
+
+    Without it a NUL made Piper raise (every call with such a welcome failed) and cut
+    eSpeak's speech short at the NUL; a lone surrogate cannot even be encoded as UTF-8."""
+    text = _ANSI_ESCAPE.sub("", text.replace("\r\n", "\n").translate(_LINE_BREAKS))
+    text = unicodedata.normalize("NFC", text)
+    return "".join(c for c in text if c in "\n\t" or c in _KEPT_FORMAT
+                   or unicodedata.category(c) not in ("Cc", "Cf", "Cs"))
+
+
 def clamp_speed(speed: float) -> float:
     """Clamp a speaking-rate factor into the supported 0.5-1.5 range."""
     return min(MAX_SPEED, max(MIN_SPEED, float(speed)))
@@ -106,9 +129,10 @@ class TTS(Provider, ABC):
     async def synthesize(
         self, text: str, voice_id: str, *, speed: float = 1.0
     ) -> AsyncGenerator[AudioChunk, None]:
-        """Stream speech for ``text``; see the module docstring."""
+        """Stream speech for ``text`` (cleaned by ``clean_text``); see the module docstring."""
         await self.ensure_loaded()
         voice = self.voice(voice_id)
+        text = clean_text(text)
         if not text.strip():
             return
         stats = self.metrics.op("synthesize")
