@@ -81,5 +81,6 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         db, voices, live, links, static_keys=(settings.api_key,) if settings.api_key else (),
         phone_pool=pool, webhooks=postcall.webhooks, postcall=postcall.postcall,
         speech=SpeechService(providers.tts, voices.installed),
+        allow_private_urls=settings.allow_private_urls,
     )
     return Runtime(settings, db, providers, services, postcall)

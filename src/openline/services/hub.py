@@ -41,6 +41,7 @@ class Services:
         cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
         webhooks: WebhookService, postcall: PostCallService, speech: SpeechService,
         static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
+        allow_private_urls: bool = False,
     ) -> Services:
         """Wire the services of one process around its database."""
         return cls(
@@ -48,7 +49,7 @@ class Services:
             auth=AuthService(db, static_keys),
             projects=ProjectService(db),
             agents=AgentService(db, phone_pool),
-            tools=ToolService(db),
+            tools=ToolService(db, allow_private_urls=allow_private_urls),
             schemas=ExtractionSchemaService(db),
             conversations=ConversationService(db),
             voices=VoiceService(voices),

@@ -33,6 +33,7 @@ from openline.services.leases import LeaseKeeper
 from openline.services.live_registry import InProcessRegistry, LiveRegistry
 from openline.services.outbound import CallContext, HttpWebhookCaller
 from openline.services.principal import Principal
+from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.transports.base import CallTransport
@@ -64,7 +65,7 @@ class LiveService:
                  allow_private_urls: bool = False, registry: LiveRegistry | None = None,
                  lease_s: float = 30.0) -> None:
         self.db, self.providers, self.recordings_dir = db, providers, recordings_dir
-        self.http = http or httpx.AsyncClient(follow_redirects=False)
+        self.http = http or SafeAsyncClient(allow_private=allow_private_urls)
         self.allow_private_urls = allow_private_urls
         self.registry = registry or InProcessRegistry()
         self.setup = CallSetup(db, voices, self.http, node_id=self.registry.node_id,

@@ -23,6 +23,7 @@ from openline.services.commands import (
     UpdateTool,
 )
 from openline.services.principal import Principal
+from openline.services.url_safety import UnsafeUrl, validate_url
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
@@ -32,8 +33,20 @@ SCHEMA_TAKEN = "Extraction schema name already exists"
 
 
 class ToolService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, allow_private_urls: bool = False) -> None:
         self.db = db
+        self.allow_private_urls = allow_private_urls
+
+    def _check_endpoint(self, spec: ToolSpec) -> None:
+        """A webhook tool's URL is vetted when it is stored, not only when it is called."""
+        if not spec.endpoint_url:
+            return
+        try:  # placeholders ({id}) are filled per call: check the URL around them
+            validate_url(spec.endpoint_url.replace("{", "").replace("}", ""),
+                         allow_private=self.allow_private_urls)
+        except UnsafeUrl as exc:
+            raise ValidationFailed(f"Invalid parameters: endpoint_url: {exc}",
+                                   {"endpoint_url": str(exc)}, code="unsafe_url") from exc
 
     async def list_all(self, who: Principal, project: str | None) -> list[Tool]:
         async with self.db.session() as s:
@@ -50,6 +63,7 @@ class ToolService:
 
     async def create(self, who: Principal, cmd: CreateTool) -> Tool:
         spec = validated(cmd.spec)
+        self._check_endpoint(spec)
         try:
             async with self.db.session() as s:
                 proj = await lookup.project(s, who.workspace_id, cmd.project)
@@ -68,6 +82,7 @@ class ToolService:
                 row, proj = await lookup.tool(s, who.workspace_id, cmd.key.project,
                                               cmd.key.name_or_id)
                 spec = apply_tool_changes(mapping.load_spec(ToolSpec, row.spec), cmd.changes)
+                self._check_endpoint(spec)
                 await _check_transfer_agents(s, proj, spec)
                 if spec.name != row.name:
                     await lookup.ensure_name_free(s, t.Tool, proj.id, spec.name, row.id,
