@@ -115,7 +115,7 @@ async def test_assistant_ends_the_conversation() -> None:
     assert result.ended_by == "assistant"
     kinds = log.kinds()
     assert kinds[-2:] == ["AssistantFinishedSpeaking", "AssistantEndedConversation"]
-    assert log.items[-1].tool_calls[0]["tool"]["name"] == "natural_conversation_ending"
+    assert log.items[-1].tool_calls[0].tool.name == "natural_conversation_ending"
 
 
 async def test_choose_not_to_respond() -> None:

@@ -72,8 +72,8 @@ def error_message(message: str, code: str | None = None,
     return out
 
 
-def encode(event: ev.EngineEvent) -> dict[str, Any]:
-    """One engine event as a Phonic server->client message."""
+def encode(event: ev.EngineEvent) -> dict[str, Any] | None:
+    """One engine event as a Phonic server->client message (None: the dialect has none)."""
     match event:
         case ev.AudioOut(audio=audio, text=text, timings=timings):
             out: dict[str, Any] = {"type": "audio_chunk",
@@ -93,12 +93,16 @@ def encode(event: ev.EngineEvent) -> dict[str, Any]:
             return {"type": "tool_call", "tool_call_id": cid, "tool_name": name,
                     "parameters": params}
         case ev.ToolCallFinished(record=record, conversation_item_role=role):
-            return {"type": "tool_call_output_processed", **record,
+            return {"type": "tool_call_output_processed", **record.to_stored(),
                     "conversation_item_role": role}
         case ev.ToolCallInterrupted(tool_call_id=cid, tool_name=name):
             return {"type": "tool_call_interrupted", "tool_call_id": cid, "tool_name": name}
         case ev.Dtmf(digits=digits):
             return {"type": "dtmf", "digits": digits}
+        case ev.ClearAudio() | ev.DtmfReceived():
+            # No Phonic message: the client stops playback on user_started_speaking, and
+            # its ``dtmf`` message means the assistant pressed keys, not the caller.
+            return None
     return {"type": _SIMPLE[type(event)]}
 
 
@@ -146,7 +150,9 @@ class StsBridge:
                 self.closed = True
 
     async def send_event(self, event: ev.EngineEvent) -> None:
-        await self.send(encode(event))
+        message = encode(event)
+        if message is not None:
+            await self.send(message)
 
     async def receive_loop(self, conv: Conversation, hooks: Hooks) -> None:
         """Feed client messages to the engine until the client disconnects."""

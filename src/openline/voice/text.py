@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from openline.providers.llm.base import LLM, ChatMessage
 from openline.voice.builtins import built_in_specs
 from openline.voice.config import SessionConfig
-from openline.voice.playout import Utterance
-from openline.voice.reply import NoTools, ReplyResult, Speech, ToolExecutor, generate
+from openline.voice.reply import NoTools, ReplyResult, ReplyTools, Speech, ToolExecutor, generate
+from openline.voice.speech import SpeechHandle
 
 
 class TextSession:
@@ -24,14 +24,14 @@ class TextSession:
         """Send ``user_text``; yields each sentence of the reply as soon as it exists."""
         self.history.append(ChatMessage.user(user_text))
         messages = [ChatMessage.system(self.cfg.system_prompt), *self.history]
-        utt = Utterance("reply")
+        handle = SpeechHandle("reply")
         speech = Speech(self.llm, None, self.cfg.output_format, self.cfg.voice_id, 1.0,
                         self.cfg.max_reply_tokens)
         tools = built_in_specs(self.cfg.built_in_tools)
-        task = asyncio.ensure_future(generate(speech, messages, tools, self.tools,
-                                              utt, {}))
+        task = asyncio.ensure_future(generate(speech, messages, ReplyTools(tools, self.tools),
+                                              handle, {}))
         try:
-            while (item := await utt.next_sentence()) is not None:
+            while (item := await handle.next_sentence()) is not None:
                 yield item[1]
             self.last = await task
         finally:
