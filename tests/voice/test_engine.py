@@ -100,7 +100,7 @@ async def test_barge_in_keeps_exactly_what_the_pacer_played() -> None:
     assert heard == " ".join(w for w in played if w)
     assert len(sent_before) > len(played) and heard and len(heard) < len(LONG_REPLY)
     assert result.interruptions_count == 1
-    assert [i.text for i in log.items if i.role == "assistant"][0] == heard
+    assert next(i.text for i in log.items if i.role == "assistant") == heard
     kinds = log.kinds()
     assert kinds[5:8] == ["UserStartedSpeaking", "AudioOut", "ClearAudio"]
     assert kinds[8:12] == ["UserFinishedSpeaking", "InterruptedResponse", "InputText",

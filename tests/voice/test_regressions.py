@@ -114,6 +114,7 @@ async def test_tools_wait_for_the_commit_of_the_turn(kind: str) -> None:
     assert min(effects) > log.events.index(log.of(ev.InputText)[0])
     if kind == "webhook":
         assert webhooks.seen_before[0][-1] == "InputText"
+    assert agents.asked == (["billing"] if kind == "transfer" else [])
 
 
 @virtual
