@@ -66,13 +66,15 @@ class Playout:
         self._wake.set()
         return current if current.started else None
 
-    def drop_all(self) -> None:
-        """``reset``: stop everything interruptible, queued or playing."""
-        self.interrupt()
+    def drop_all(self) -> bool:
+        """``reset``: stop everything interruptible, playing or queued; True when audio the
+        far end was playing got cleared."""
+        cleared = self.interrupt() is not None
         for queued in [h for h in self._queue if h.interruptible]:
             self._queue.remove(queued)
             queued.interrupt()
             queued.playout_done()
+        return cleared
 
     async def run(self) -> None:
         """The playout task: never returns until cancelled."""

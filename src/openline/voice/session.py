@@ -149,9 +149,8 @@ class Conversation:
 
     def reset(self, system_prompt: str | None = None) -> None:
         """Start afresh: stop speaking, forget the history, optionally with a new prompt."""
-        if self.playout.interrupt() is not None:
+        if self.playout.drop_all():
             self.emit_now(ev.ClearAudio())
-        self.playout.drop_all()
         self.listener.drop_speculation()
         self.chat.clear()
         if system_prompt:
