@@ -96,6 +96,9 @@ class Assistant:
             item = ItemRecord("user", text, datetime.fromtimestamp(turn.started_at, UTC),
                               turn.voiced_ms)
             await self._deliver(job.handle, user_item=item, last_voiced=turn.last_voiced_at)
+        except asyncio.CancelledError:
+            job.cancel()  # the call ended before the turn was answered: stop its reply too
+            raise
         finally:
             self.replying -= 1
 
