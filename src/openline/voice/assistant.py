@@ -111,12 +111,12 @@ class Assistant:
                        tools: bool = True, interruptible: bool = True) -> None:
         """Take an assistant turn from the history now (``instruction``: for this turn only)."""
         handle = SpeechHandle(kind, interruptible=interruptible)
-        handle.timings = {}
+        # No ``handle.timings``: the latency breakdown is reported for user turns only.
 
         def produce() -> Coroutine[Any, Any, ReplyResult]:
             extra = (SystemNote(instruction),) if instruction else ()
             return generate(self._speech(), self.conv.chat.messages(*extra),
-                            self._tools(tools), handle, handle.timings or {})
+                            self._tools(tools), handle, {})
 
         self._start(handle, produce)
 
