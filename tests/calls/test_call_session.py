@@ -63,6 +63,9 @@ class MemoryTransport:
     async def resumed(self) -> None:
         self.resumed_event.set()
 
+    def audio_sink(self, output_format: Any) -> None:
+        return None
+
     async def serve_input(self, call: tb.CallInput) -> None:
         while True:
             item = await self.inbox.get()
@@ -203,3 +206,43 @@ async def test_caller_audio_reaches_the_engine_through_the_transport(runtime: Ru
     assert [e.text for e in peer.events if isinstance(e, ev.InputText)] == ["hello"]
     await peer.inbox.put(None)
     await asyncio.wait_for(task, 10)
+
+
+async def test_barge_in_asks_the_transport_to_clear_and_keypad_digits_are_a_turn(
+        runtime: Runtime) -> None:
+    who, peer = await _principal(runtime), MemoryTransport()
+    ids: list[str] = []
+
+    async def on_open(call: Any) -> None:
+        ids.append(call.conversation_id)
+
+    long_welcome = "Welcome to the line, we are very glad you called us today about your order."
+    task = asyncio.create_task(runtime.services.live.run_call(
+        _start(who, welcome_message=long_welcome), peer, on_open))
+    await peer.wait_for(ev.AssistantStartedSpeaking)
+    t_ = np.arange(RATE * 700 // 1000) / RATE
+    speech = (np.sin(2 * np.pi * 300 * t_) * 9000).astype(np.int16)
+    for i in range(0, speech.size, RATE // 50):  # the caller talks over the welcome
+        await peer.inbox.put(speech[i:i + RATE // 50].tobytes())
+        await asyncio.sleep(0.02)
+    await peer.wait_for(ev.ClearAudio)
+    kinds = [type(e) for e in peer.events]
+    assert kinds.count(ev.ClearAudio) == 1
+    assert kinds.index(ev.UserStartedSpeaking) < kinds.index(ev.ClearAudio)
+    for _ in range(50):  # then a second of silence ends the caller's turn
+        await peer.inbox.put(np.zeros(RATE // 50, np.int16).tobytes())
+        await asyncio.sleep(0.02)
+    await peer.wait_for(ev.InterruptedResponse)
+    heard = [e.text for e in peer.events if isinstance(e, ev.InterruptedResponse)]
+    assert heard and long_welcome.startswith(heard[0]) and heard[0] != long_welcome
+    started = sum(isinstance(e, ev.AssistantStartedSpeaking) for e in peer.events)
+    await peer.inbox.put("12#")  # keypad digits from the caller
+    await peer.wait_for(ev.DtmfReceived)
+    await peer.wait_for(ev.AssistantStartedSpeaking, started + 1)
+    await peer.inbox.put(None)
+    await asyncio.wait_for(task, 10)
+    async with runtime.db.session() as s:
+        from sqlalchemy import select
+        items = list(await s.scalars(select(t.ConversationItem).where(
+            t.ConversationItem.conversation_id == ids[0]).order_by(t.ConversationItem.item_idx)))
+    assert "The caller pressed 1 2." in [i.live_transcript for i in items if i.role == "user"]

@@ -38,6 +38,7 @@ class Target:
     async def _record(self, request: Request) -> dict[str, Any]:
         body = await request.body()
         entry = {"method": request.method, "path": request.url.path,
+                 "raw_path": request.scope["raw_path"].decode(),
                  "query": dict(request.query_params), "headers": dict(request.headers),
                  "body": body.decode() if body else None, "at": time.monotonic()}
         self.requests.append(entry)

@@ -5,7 +5,9 @@ They implement the real contracts (same bases, same events, same errors) with no
 * ``ScriptedLLM``: replays ``ScriptedReply``s in order (text and/or tool calls), with an
   optional first-token and per-token delay; records every request in ``requests``.
 * ``FakeSTT``: returns scripted texts in order (or a fixed text), optional delay.
-* ``FakeTTS``: a tone whose length is proportional to the text, one chunk per sentence.
+* ``FakeTTS``: a tone whose length is proportional to the text, one chunk per sentence;
+  counts the chunks it produced (``chunks``) and the syntheses stopped early
+  (``cancelled``).
 * ``EnergyVAD``: speech probability from frame RMS against a threshold.
 
 Every fake can be made to fail: ``fake.fail_next(error, times=1)`` makes the next
@@ -181,6 +183,8 @@ class FakeTTS(FailureSwitch, TTS):
         self.ms_per_char = ms_per_char
         self.delay_s = delay_s
         self.requests: list[tuple[str, str, float]] = []
+        self.chunks = 0
+        self.cancelled = 0
 
     async def _load(self) -> None:
         self._set_voices(self._fake_voices)
@@ -188,13 +192,18 @@ class FakeTTS(FailureSwitch, TTS):
     async def _stream(self, text: str, voice: Voice, speed: float) -> AsyncIterator[AudioChunk]:
         self.requests.append((text, voice.id, speed))
         self._maybe_fail()
-        for sentence in re.findall(r"[^.!?]+[.!?]*", text):
-            if not sentence.strip():
-                continue
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            yield AudioChunk(self.render(sentence, voice.sample_rate, speed), voice.sample_rate,
-                             sentence.strip())  # fmt: skip
+        try:
+            for sentence in re.findall(r"[^.!?]+[.!?]*", text):
+                if not sentence.strip():
+                    continue
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                self.chunks += 1
+                yield AudioChunk(self.render(sentence, voice.sample_rate, speed),
+                                 voice.sample_rate, sentence.strip())
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
 
     def render(self, text: str, sample_rate: int, speed: float = 1.0) -> npt.NDArray[np.int16]:
         """The samples this fake produces for ``text`` (tone pitch depends on its length)."""

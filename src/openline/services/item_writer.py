@@ -6,9 +6,8 @@ at most the turn in flight.
 
 from __future__ import annotations
 
-from typing import Any
-
 from openline.domain import ids
+from openline.domain.tool_call import ToolCallRecord
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
@@ -30,29 +29,31 @@ class ItemWriter:
         speaker = "User" if record.role == "user" else "Assistant"
         self.lines.append(f"{speaker}: {record.text}")
         item_id = ids.new_id(ids.CONVERSATION_ITEM)
-        self.tool_items.update({str(c.get("id")): item_id for c in record.tool_calls})
+        self.tool_items.update({str(c.id): item_id for c in record.tool_calls})
         async with self.db.writer() as s:
             s.add(t.ConversationItem(
                 id=item_id, conversation_id=self.conversation_id,
                 item_idx=idx, role=record.role, live_transcript=record.text,
                 started_at=record.started_at, duration_ms=round(record.duration_ms, 1),
                 voice_id=record.voice_id, audio_speed=record.audio_speed,
-                system_prompt=record.system_prompt, tool_calls=record.tool_calls,
+                system_prompt=record.system_prompt,
+                tool_calls=[c.to_stored() for c in record.tool_calls],
             ))
             row = await s.get(t.Conversation, self.conversation_id)
             if row is not None:
                 row.live_transcript = self.transcript
         # Each turn is its own transaction: committed before the next one starts.
 
-    async def tool_result(self, record: dict[str, Any]) -> None:
+    async def tool_result(self, record: ToolCallRecord) -> None:
         """An async tool finished after its item was stored: update that record."""
-        item_id = self.tool_items.get(str(record.get("id")))
+        item_id = self.tool_items.get(str(record.id))
         if item_id is None:
             return  # the item is not stored yet; it will carry the final record
+        stored = record.to_stored()
         async with self.db.session() as s:
             row = await s.get(t.ConversationItem, item_id)
             if row is not None:
-                row.tool_calls = [record if c.get("id") == record.get("id") else c
+                row.tool_calls = [stored if c.get("id") == record.id else c
                                   for c in row.tool_calls]
 
     async def transferred(self, agent_id: str, agent_name: str) -> None:

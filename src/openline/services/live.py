@@ -106,7 +106,7 @@ class LiveService:
             webhooks=HttpWebhookCaller(self.http, CallContext(prepared.id),
                                        allow_private=self.allow_private_urls),
             agents=TransferDirectory(self.setup, prepared.project_id),
-            recordings_dir=self.recordings_dir)
+            recordings_dir=self.recordings_dir, sink=transport.audio_sink(cfg.output_format))
         session = CallSession(prepared, engine, writer, transport, hooks, self.db,
                               self.recordings_dir)
         holder.append(session)

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from openline.audio.codecs import AudioFormat
 from openline.voice import events as ev
+from openline.voice.io import AudioSink
 
 # ----- control messages (client -> conversation) -------------------------------------
 
@@ -146,3 +148,9 @@ class CallTransport(Protocol):
 
     async def resumed(self) -> None:
         """This transport took over a call whose previous peer dropped."""
+
+    def audio_sink(self, output_format: AudioFormat) -> AudioSink | None:
+        """The sink that plays this call's audio and reports what the far end heard
+        (a Twilio sink acknowledged by marks), or None for the engine's local real-time
+        pacer, which sends ``AudioOut`` events through ``send_event``. Asked once, when
+        the call starts."""

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from openline.audio.codecs import AudioFormat
 from openline.transports import base as tb
 from openline.voice import events as ev
+from openline.voice.io import AudioSink
 
 log = logging.getLogger(__name__)
 MAX_CHUNK_MS = 40
@@ -66,8 +67,8 @@ def error_message(message: str, code: str | None = None,
     return out
 
 
-def encode(event: ev.EngineEvent) -> dict[str, Any]:
-    """One engine event as a Phonic server->client message."""
+def encode(event: ev.EngineEvent) -> dict[str, Any] | None:
+    """One engine event as a Phonic server->client message (None: the dialect has none)."""
     match event:
         case ev.AudioOut(audio=audio, text=text, timings=timings):
             out: dict[str, Any] = {"type": "audio_chunk",
@@ -87,12 +88,16 @@ def encode(event: ev.EngineEvent) -> dict[str, Any]:
             return {"type": "tool_call", "tool_call_id": cid, "tool_name": name,
                     "parameters": params}
         case ev.ToolCallFinished(record=record, conversation_item_role=role):
-            return {"type": "tool_call_output_processed", **record,
+            return {"type": "tool_call_output_processed", **record.to_stored(),
                     "conversation_item_role": role}
         case ev.ToolCallInterrupted(tool_call_id=cid, tool_name=name):
             return {"type": "tool_call_interrupted", "tool_call_id": cid, "tool_name": name}
         case ev.Dtmf(digits=digits):
             return {"type": "dtmf", "digits": digits}
+        case ev.ClearAudio() | ev.DtmfReceived():
+            # No Phonic message: the client stops playback on user_started_speaking, and
+            # its ``dtmf`` message means the assistant pressed keys, not the caller.
+            return None
     return {"type": _SIMPLE[type(event)]}
 
 
@@ -134,7 +139,9 @@ class StsTransport:
 
     # ----- CallTransport ----------------------------------------------------------------
     async def send_event(self, event: ev.EngineEvent) -> None:
-        await self.send(encode(event))
+        message = encode(event)
+        if message is not None:
+            await self.send(message)
 
     async def clear(self) -> None:
         """The client plays what it receives; ``interrupted_response`` tells it the rest."""
@@ -152,6 +159,9 @@ class StsTransport:
 
     async def resumed(self) -> None:
         await self.send({"type": "conversation_reconnected"})
+
+    def audio_sink(self, output_format: AudioFormat) -> AudioSink | None:
+        return None  # the engine's local pacer: the client plays what it receives
 
     async def serve_input(self, call: tb.CallInput) -> None:
         """Feed client messages to the call until the client disconnects."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from openline.domain.tool_call import ToolCallRecord
+
 
 @dataclass(frozen=True)
 class UserStartedSpeaking:
@@ -47,6 +49,15 @@ class AudioOut:
 
 
 @dataclass(frozen=True)
+class ClearAudio:
+    """Barge-in: drop every bit of assistant audio the far end has not played yet.
+
+    Sent at the moment the caller interrupts (a Twilio transport sends ``clear``); the
+    Phonic socket has no such message (its client stops playback on
+    ``user_started_speaking``)."""
+
+
+@dataclass(frozen=True)
 class InterruptedResponse:
     """The part of the assistant turn actually sent before the user cut in."""
 
@@ -74,9 +85,9 @@ class ToolCallRequest:
 
 @dataclass(frozen=True)
 class ToolCallFinished:
-    """A tool call ended (any outcome); ``record`` is the stored tool-call record."""
+    """A tool call ended (any outcome)."""
 
-    record: dict[str, Any]
+    record: ToolCallRecord
     conversation_item_role: str = "assistant"
 
 
@@ -94,8 +105,10 @@ class Dtmf:
 
 
 @dataclass(frozen=True)
-class ClearAudio:
-    """Barge-in: audio buffered at the far end must be dropped now (Twilio ``clear``)."""
+class DtmfReceived:
+    """The caller pressed keys (telephony); committed as a user turn, reported here too."""
+
+    digits: str
 
 
 @dataclass(frozen=True)
@@ -114,5 +127,6 @@ EngineEvent = (
     UserStartedSpeaking | UserFinishedSpeaking | InputText | InputCancelled
     | AssistantStartedSpeaking | AssistantFinishedSpeaking | AudioOut | InterruptedResponse
     | AssistantChoseNotToRespond | AssistantEndedConversation | ToolCallRequest
-    | ToolCallFinished | ToolCallInterrupted | Dtmf | ClearAudio | EngineError | EngineWarning
+    | ToolCallFinished | ToolCallInterrupted | Dtmf | DtmfReceived | ClearAudio | EngineError
+    | EngineWarning
 )

@@ -9,7 +9,6 @@ for tracks a crash left behind. Without a directory (tests, ``chat``) tracks sta
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,14 +18,17 @@ import numpy.typing as npt
 from openline.audio.mix import to_stereo
 from openline.audio.resample import resample
 from openline.audio.wav import write_wav
+from openline.voice.clock import SYSTEM_CLOCK, Clock
 
 RATE = 16_000
 FLUSH_EVERY_S = 1.0
 
 
 class Recorder:
-    def __init__(self, directory: Path | None = None, name: str = "recording") -> None:
-        self._t0 = time.monotonic()
+    def __init__(self, directory: Path | None = None, name: str = "recording", *,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
+        self._t0 = clock.monotonic()
         self._last_flush = self._t0
         self.directory, self.name = directory, name
         self._caller_mem: list[npt.NDArray[np.int16]] = []
@@ -58,7 +60,7 @@ class Recorder:
             self._maybe_flush()
 
     def _maybe_flush(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._last_flush >= FLUSH_EVERY_S:
             self._last_flush = now
             for f in (self._caller_file, self._assistant_file):

@@ -2,8 +2,11 @@
 
 A ``ReplyJob`` may start *speculatively* at the first pause in the user's speech, while
 the endpointing wait is still running: recognition, generation and the first sentence's
-synthesis overlap with the wait. Its output stays in its ``Utterance`` until the engine
-commits it at the end of the turn; if the user speaks again first, the job is cancelled.
+synthesis overlap with the wait. Its output stays in its ``SpeechHandle`` until the engine
+commits the turn; if the user speaks again first, the job is cancelled. Tools are another
+matter: a tool call has effects outside the conversation (a webhook books the appointment,
+the client runs its tool, the call is transferred or ended), so no tool of any kind runs,
+and nothing about it is sent, before the turn is committed (``ReplyTools.gate``).
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from openline.audio.codecs import AudioFormat
+from openline.domain.tool_call import ToolCallRecord, ToolRef
 from openline.providers.llm.base import (
     LLM,
     ChatMessage,
@@ -32,12 +36,16 @@ from openline.providers.llm.base import (
 )
 from openline.providers.stt.base import STT
 from openline.providers.tts.base import TTS, AudioChunk
-from openline.voice.playout import Utterance, to_output_rate
+from openline.voice.playout import to_output_rate
 from openline.voice.sentences import SentenceSplitter
+from openline.voice.speech import ReplyResult, SpeechHandle
+
+__all__ = ["ReplyResult"]  # re-exported: it lived here before speech handles
 
 END_TOOL = "natural_conversation_ending"
 SILENT_TOOL = "choose_not_to_respond"
 MAX_TOOL_ROUNDS = 4
+FILLER = "One moment."
 
 
 @dataclass
@@ -45,7 +53,7 @@ class ToolOutcome:
     """What running one tool call produced (content goes back to the model)."""
 
     content: str
-    record: dict[str, Any] = field(default_factory=dict)
+    record: ToolCallRecord
     speak_after: bool = True
     transfer_to: str | None = None
 
@@ -82,24 +90,23 @@ class NoTools:
 
     async def execute(self, call: ToolCall) -> ToolOutcome:
         return ToolOutcome(json.dumps({"error": f"tool {call.name!r} is not available"}),
-                           {"tool": {"name": call.name}, "status": "error",
-                            "error_message": "unavailable"})
+                           ToolCallRecord(ToolRef(call.name), "error",
+                                          error_message="unavailable"))
 
     def describe(self, name: str) -> ToolFlags | None:
         return None
 
 
 @dataclass
-class ReplyResult:
-    """How a reply ended, beyond its audio."""
+class ReplyTools:
+    """The tools a reply may call, who runs them, and when they may run."""
 
-    text: str = ""
-    end_conversation: bool = False
-    chose_not_to_respond: bool = False
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    #: assistant/tool messages produced during tool rounds (for the history)
-    messages: list[ChatMessage] = field(default_factory=list)
-    transfer_to: str | None = None
+    specs: Sequence[ToolSpec] = ()
+    executor: ToolExecutor = field(default_factory=NoTools)
+    #: told about every finished call (the engine emits ``tool_call_output_processed``)
+    on_tool: Callable[[ToolCallRecord], Awaitable[None]] | None = None
+    #: no tool runs before this is set: a speculative reply waits for its turn's commit
+    gate: asyncio.Event | None = None
 
 
 @dataclass
@@ -114,65 +121,69 @@ class Speech:
     max_tokens: int = 160
 
 
-async def speak(speech: Speech, text: str, utt: Utterance,
+async def speak(speech: Speech, text: str, handle: SpeechHandle,
                 timings: dict[str, float] | None = None) -> None:
-    """Synthesize ``text`` sentence by sentence into ``utt`` (does not close it)."""
+    """Synthesize ``text`` sentence by sentence into ``handle`` (does not close it)."""
     if speech.tts is None:  # text-only sessions (``openline chat``)
-        utt.put(np.zeros(0, dtype=np.int16), text)
+        handle.put(np.zeros(0, dtype=np.int16), text)
         return
     start = time.perf_counter()
     stream = speech.tts.synthesize(text, speech.voice_id, speed=speech.speed)
     async with contextlib.aclosing(stream):  # stops synthesis promptly when cancelled
         async for chunk in stream:
-            _put(speech, chunk, text, utt, timings, start)
+            _put(speech, chunk, text, handle, timings, start)
 
 
-def _put(speech: Speech, chunk: AudioChunk, text: str, utt: Utterance,
+def _put(speech: Speech, chunk: AudioChunk, text: str, handle: SpeechHandle,
          timings: dict[str, float] | None, start: float) -> None:
     if timings is not None and "tts_first_audio_ms" not in timings:
         timings["tts_first_audio_ms"] = round((time.perf_counter() - start) * 1000, 1)
-    utt.put(to_output_rate(chunk.samples, chunk.sample_rate, speech.fmt), chunk.text or text)
+    handle.put(to_output_rate(chunk.samples, chunk.sample_rate, speech.fmt),
+               chunk.text or text)
 
 
-async def generate(
-    speech: Speech,
-    messages: Sequence[ChatMessage],
-    tools: Sequence[ToolSpec],
-    executor: ToolExecutor,
-    utt: Utterance,
-    timings: dict[str, float],
-    on_tool: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
-    result: ReplyResult | None = None,
-) -> ReplyResult:
-    """Stream the LLM into ``utt``, running tool rounds; closes ``utt`` at the end.
+async def speak_fixed(speech: Speech, handle: SpeechHandle) -> ReplyResult:
+    """The producer of a fixed text (``say``, a fixed welcome or poke); closes ``handle``."""
+    try:
+        await speak(speech, handle.fixed_text or "", handle)
+    finally:
+        handle.close()
+    return handle.result
 
-    ``result`` (when given) is filled in place, so a cancelled reply still shows what
-    it said and which tool calls it made.
+
+async def generate(speech: Speech, messages: Sequence[ChatMessage], tools: ReplyTools,
+                   handle: SpeechHandle, timings: dict[str, float]) -> ReplyResult:
+    """Stream the LLM into ``handle``, running tool rounds; closes ``handle`` at the end.
+
+    ``handle.result`` is filled in place, so a cancelled reply still shows what it said and
+    which tool calls it made.
     """
-    result = result if result is not None else ReplyResult()
+    result = handle.result
     context = list(messages)
-    offered = list(tools)
+    offered = list(tools.specs)
     try:
         for _ in range(MAX_TOOL_ROUNDS):
-            done = await _one_round(speech, context, offered, utt, timings, result)
+            done = await _one_round(speech, context, offered, handle, timings, result)
             calls = list(done.tool_calls) if done is not None else []
             if not calls:
                 break
             context.append(ChatMessage.assistant(done.text if done else "", calls))
             result.messages.append(context[-1])
-            rounds = _ToolRound(speech, executor, context, result, utt, on_tool)
+            if tools.gate is not None:
+                await tools.gate.wait()  # the turn is committed: tools may act
+            rounds = _ToolRound(speech, tools, context, handle)
             if not await rounds.run(calls):
                 break
             if not rounds.allow_chaining:
                 offered = []  # the follow-up turn may speak but not call more tools
     finally:
-        utt.close()
+        handle.close()
     return result
 
 
 async def _one_round(
-    speech: Speech, context: list[ChatMessage], tools: Sequence[ToolSpec], utt: Utterance,
-    timings: dict[str, float], result: ReplyResult,
+    speech: Speech, context: list[ChatMessage], tools: Sequence[ToolSpec],
+    handle: SpeechHandle, timings: dict[str, float], result: ReplyResult,
 ) -> LLMDone | None:
     """One LLM call; sentences are synthesized while the model keeps generating."""
     sentences: asyncio.Queue[str | None] = asyncio.Queue()
@@ -199,7 +210,7 @@ async def _one_round(
     async def consume() -> None:
         while (sentence := await sentences.get()) is not None:
             result.text = f"{result.text} {sentence}".strip()
-            await speak(speech, sentence, utt, timings)
+            await speak(speech, sentence, handle, timings)
 
     async with asyncio.TaskGroup() as group:
         group.create_task(produce(), name="llm")
@@ -216,17 +227,13 @@ def _on_event(event: object, splitter: SentenceSplitter, sentences: asyncio.Queu
             sentences.put_nowait(sentence)
 
 
-FILLER = "One moment."
-
-
 class _ToolRound:
     """Runs one round of tool calls with the per-tool flags; True if the model speaks next."""
 
-    def __init__(self, speech: Speech, executor: ToolExecutor, context: list[ChatMessage],
-                 result: ReplyResult, utt: Utterance,
-                 on_tool: Callable[[dict[str, Any]], Awaitable[None]] | None) -> None:
-        self.speech, self.executor, self.context = speech, executor, context
-        self.result, self.utt, self.on_tool = result, utt, on_tool
+    def __init__(self, speech: Speech, tools: ReplyTools, context: list[ChatMessage],
+                 handle: SpeechHandle) -> None:
+        self.speech, self.tools, self.context, self.handle = speech, tools, context, handle
+        self.result = handle.result
         self.allow_chaining = True
 
     async def run(self, calls: list[ToolCall]) -> bool:
@@ -237,8 +244,8 @@ class _ToolRound:
             if outcome.transfer_to:
                 self.result.transfer_to = outcome.transfer_to
             self.result.tool_calls.append(outcome.record)
-            if self.on_tool is not None:
-                await self.on_tool(outcome.record)
+            if self.tools.on_tool is not None:
+                await self.tools.on_tool(outcome.record)
             self.context.append(ChatMessage.tool(call.id, outcome.content, call.name))
             self.result.messages.append(self.context[-1])
         return again and not self.result.end_conversation and not self.result.transfer_to
@@ -250,21 +257,21 @@ class _ToolRound:
         if call.name == SILENT_TOOL:
             self.result.chose_not_to_respond = not self.result.text
             return _builtin(call, SILENT_TOOL)
-        flags = self.executor.describe(call.name)
+        flags = self.tools.executor.describe(call.name)
         if flags is not None:
             await self._before(flags)
-        interruptible = self.utt.interruptible
+        interruptible = self.handle.interruptible
         if flags is not None and flags.uninterruptible:
-            self.utt.interruptible = False  # the caller cannot cut in while it runs
+            self.handle.interruptible = False  # the caller cannot cut in while it runs
         try:
-            outcome = await self.executor.execute(call)
+            outcome = await self.tools.executor.execute(call)
         except asyncio.CancelledError:
-            self.result.tool_calls.append({"tool": {"name": call.name}, "tool_call_id": call.id,
-                                           "arguments": call.arguments, "status": "cancelled",
-                                           "error_message": "interrupted by the caller"})
+            self.result.tool_calls.append(ToolCallRecord(
+                ToolRef(call.name), "cancelled", tool_call_id=call.id,
+                arguments=call.arguments, error_message="interrupted by the caller"))
             raise
         finally:
-            self.utt.interruptible = interruptible
+            self.handle.interruptible = interruptible
         if flags is not None:
             outcome.speak_after = outcome.speak_after and not flags.forbid_speech_after
             self.allow_chaining = self.allow_chaining and flags.allow_chaining
@@ -273,19 +280,22 @@ class _ToolRound:
     async def _before(self, flags: ToolFlags) -> None:
         if flags.require_speech_before and not self.result.text:
             self.result.text = FILLER
-            await speak(self.speech, FILLER, self.utt)
+            await speak(self.speech, FILLER, self.handle)
         if flags.wait_for_speech_before:
-            await self.utt.drained()
+            await self.handle.drained()
 
 
 def _builtin(call: ToolCall, name: str) -> ToolOutcome:
-    return ToolOutcome('{"ok": true}', {"tool": {"id": f"tool_{name}", "name": name},
-                                        "tool_call_id": call.id, "arguments": call.arguments,
-                                        "status": "success"}, False)
+    return ToolOutcome('{"ok": true}', ToolCallRecord(
+        ToolRef(name, f"tool_{name}"), "success", tool_call_id=call.id,
+        arguments=call.arguments), False)
 
 
 class ReplyJob:
-    """Recognition + reply for one user turn (or a text turn), possibly speculative."""
+    """Recognition + reply for one user turn (or a text turn), possibly speculative.
+
+    The reply runs as soon as the transcript exists, but its tools wait for ``commit()``:
+    the engine commits once the turn has ended and its transcript was accepted."""
 
     def __init__(
         self,
@@ -296,16 +306,25 @@ class ReplyJob:
         hotwords: Sequence[str],
         run_reply: Callable[[str, ReplyJob], Awaitable[ReplyResult]],
     ) -> None:
-        self.utterance = Utterance("reply")
+        self.handle = SpeechHandle("reply")
         self.timings: dict[str, float] = {}
+        self.handle.timings = self.timings
         self.transcript: asyncio.Future[tuple[str, str | None]] = (
             asyncio.get_running_loop().create_future()
         )
-        self.result = ReplyResult()  # filled in place, even if the job is cancelled
-        self.committed = False
+        self.gate = asyncio.Event()
         self._stt, self._audio, self._text = stt, audio, text
         self._language, self._hotwords, self._run_reply = language, tuple(hotwords), run_reply
         self.task = asyncio.ensure_future(self._run())
+        self.handle.producer = self.task
+
+    @property
+    def committed(self) -> bool:
+        return self.gate.is_set()
+
+    def commit(self) -> None:
+        """The turn is the user's for good: the reply's tools may run now."""
+        self.gate.set()
 
     async def _run(self) -> ReplyResult | None:
         try:
@@ -318,7 +337,7 @@ class ReplyJob:
             raise
         self.transcript.set_result((text, language))
         if not text:
-            self.utterance.close()
+            self.handle.close()
             return None
         return await self._run_reply(text, self)
 
@@ -333,8 +352,9 @@ class ReplyJob:
         return result.text.strip(), result.language
 
     def cancel(self) -> None:
+        """Drop the job (speculation discarded, or the turn was cancelled)."""
         self.task.cancel()
         if not self.transcript.done():
             self.transcript.cancel()
-        self.utterance.interrupted = True
-        self.utterance.done.set()
+        self.handle.interrupted = True
+        self.handle.playout_done()

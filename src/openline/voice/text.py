@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from openline.providers.llm.base import LLM, ChatMessage
+from openline.providers.llm.base import LLM
 from openline.voice.builtins import built_in_specs
+from openline.voice.chat_context import ChatContext
 from openline.voice.config import SessionConfig
-from openline.voice.playout import Utterance
-from openline.voice.reply import NoTools, ReplyResult, Speech, ToolExecutor, generate
+from openline.voice.reply import NoTools, ReplyResult, ReplyTools, Speech, ToolExecutor, generate
+from openline.voice.speech import SpeechHandle
 
 
 class TextSession:
@@ -17,28 +18,27 @@ class TextSession:
 
     def __init__(self, cfg: SessionConfig, llm: LLM, tools: ToolExecutor | None = None) -> None:
         self.cfg, self.llm, self.tools = cfg, llm, tools or NoTools()
-        self.history: list[ChatMessage] = []
+        self.chat = ChatContext(cfg.system_prompt)
         self.last: ReplyResult | None = None
 
     async def turn(self, user_text: str) -> AsyncIterator[str]:
         """Send ``user_text``; yields each sentence of the reply as soon as it exists."""
-        self.history.append(ChatMessage.user(user_text))
-        messages = [ChatMessage.system(self.cfg.system_prompt), *self.history]
-        utt = Utterance("reply")
+        self.chat.add_user(user_text, "text")
+        messages = self.chat.messages()
+        handle = SpeechHandle("reply")
         speech = Speech(self.llm, None, self.cfg.output_format, self.cfg.voice_id, 1.0,
                         self.cfg.max_reply_tokens)
         tools = built_in_specs(self.cfg.built_in_tools)
-        task = asyncio.ensure_future(generate(speech, messages, tools, self.tools,
-                                              utt, {}))
+        task = asyncio.ensure_future(generate(speech, messages, ReplyTools(tools, self.tools),
+                                              handle, {}))
         try:
-            while (item := await utt.next_sentence()) is not None:
+            while (item := await handle.next_sentence()) is not None:
                 yield item[1]
             self.last = await task
         finally:
             task.cancel()
-        self.history.extend(self.last.messages)
-        if self.last.text:
-            self.history.append(ChatMessage.assistant(self.last.text))
+        self.chat.add_messages(self.last.messages)
+        self.chat.add_assistant(self.last.text)
 
     @property
     def ended(self) -> bool:

@@ -12,11 +12,12 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from openline.domain import ids
+from openline.domain.tool_call import ClientExchange, ToolCallRecord, ToolRef, WebhookExchange
 from openline.providers.llm.base import ToolCall, ToolSpec
 from openline.voice.arguments import InvalidArguments, parse_arguments
 from openline.voice.reply import ToolOutcome
@@ -24,6 +25,8 @@ from openline.voice.reply import ToolOutcome
 ToolKind = Literal["context", "webhook", "websocket", "transfer_agent", "transfer_phone",
                    "keypad", "end", "silent"]
 Status = Literal["success", "error", "timeout", "cancelled"]
+#: an async tool's result, delivered later: (the final record, what the model is told)
+AsyncResult = Callable[["ToolOutcome"], Awaitable[None]]
 MAX_RESULT_CHARS = 4000  # what the model sees of a tool result
 
 
@@ -86,7 +89,7 @@ class ToolRuntime:
                  client: ClientChannel | None,
                  on_dtmf: Callable[[str], Awaitable[None]] | None = None,
                  background: Callable[[Coroutine[Any, Any, None]], None] | None = None,
-                 on_async_result: Callable[[ToolOutcome], Awaitable[None]] | None = None,
+                 on_async_result: AsyncResult | None = None,
                  ) -> None:
         self.tools = {t.name: t for t in tools}
         self.webhooks, self.client, self.on_dtmf = webhooks, client, on_dtmf
@@ -106,44 +109,45 @@ class ToolRuntime:
     async def execute(self, call: ToolCall) -> ToolOutcome:
         tool = self.tools.get(call.name)
         start = time.perf_counter()
-        record: dict[str, Any] = {"id": ids.new_id(ids.TOOL_CALL), "tool_call_id": call.id,
-                                  "tool": {"id": tool.id if tool else None, "name": call.name},
-                                  "arguments": call.arguments}
+        record = ToolCallRecord(ToolRef(call.name, tool.id if tool else None), "running",
+                                id=ids.new_id(ids.TOOL_CALL), tool_call_id=call.id,
+                                arguments=call.arguments)
         if tool is None:
             return _finish(record, start, "error", f"unknown tool {call.name!r}")
         try:
             args = parse_arguments(call.arguments, tool.parameters)
         except InvalidArguments as exc:
             return _finish(record, start, "error", f"invalid arguments: {exc}")
-        record["parameters"] = args
+        record = replace(record, parameters=args)
         if (tool.execution_mode == "async" and not tool.wait_for_response
                 and tool.kind in ("webhook", "websocket") and self.background is not None
                 and self.on_async_result is not None):
             self.background(self._run_async(tool, call, args, record, start))
-            record["status"] = "running"  # replaced by the final outcome when it arrives
+            # ``running``: replaced by the final record when the result arrives
             return ToolOutcome(json.dumps({"status": "started; the result will follow"}),
                                record, speak_after=True)
         try:
             return await self._dispatch(tool, call, args, record, start)
         except asyncio.CancelledError:
-            _finish(record, start, "cancelled", "interrupted by the caller")
             if tool.kind == "websocket" and self.client is not None:
                 self.client.interrupted(call.id, tool.name)
             raise
 
     async def _run_async(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
-                         record: dict[str, Any], start: float) -> None:
+                         record: ToolCallRecord, start: float) -> None:
         """An async tool: the conversation goes on; the result is delivered when it comes."""
+        assert self.on_async_result is not None
         try:
             outcome = await self._dispatch(tool, call, args, record, start)
         except asyncio.CancelledError:
-            _finish(record, start, "cancelled", "the conversation ended first")
+            # The conversation ended first: the stored ``running`` record still gets its end.
+            cancelled = _finish(record, start, "cancelled", "the conversation ended first")
+            await asyncio.shield(self.on_async_result(cancelled))
             raise
-        assert self.on_async_result is not None
         await self.on_async_result(outcome)
 
     async def _dispatch(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
-                        record: dict[str, Any], start: float) -> ToolOutcome:
+                        record: ToolCallRecord, start: float) -> ToolOutcome:
         if tool.kind == "context":
             return _finish(record, start, "success", None, tool.config.get("context", ""))
         if tool.kind == "webhook":
@@ -167,17 +171,14 @@ class ToolRuntime:
                        "transfers to phone numbers are unavailable on this connection "
                        "(no telephony); tell the caller you cannot transfer them")
 
-    async def _webhook(self, tool: RuntimeTool, args: dict[str, Any], record: dict[str, Any],
+    async def _webhook(self, tool: RuntimeTool, args: dict[str, Any], record: ToolCallRecord,
                        start: float) -> ToolOutcome:
         if self.webhooks is None:
             return _finish(record, start, "error", "webhooks are not available")
         res = await self.webhooks.call(tool, args)
-        record.update(endpoint_method=res.method, endpoint_url=res.url,
-                      endpoint_headers=res.headers, endpoint_timeout_ms=tool.timeout_ms,
-                      endpoint_called_at=res.called_at.isoformat(),
-                      query_params=res.query_params, request_body=res.request_body,
-                      response_status_code=res.status_code, response_body=res.body,
-                      timed_out=res.timed_out)
+        record = replace(record, timed_out=res.timed_out, webhook=WebhookExchange(
+            res.method, res.url, res.headers, tool.timeout_ms, res.called_at,
+            res.query_params, res.request_body, res.status_code, res.body))
         if res.timed_out:
             return _finish(record, start, "timeout", res.error or "the webhook timed out")
         if res.error:
@@ -185,31 +186,30 @@ class ToolRuntime:
         return _finish(record, start, "success", None, res.body)
 
     async def _client_tool(self, tool: RuntimeTool, call: ToolCall, args: dict[str, Any],
-                           record: dict[str, Any], start: float) -> ToolOutcome:
+                           record: ToolCallRecord, start: float) -> ToolOutcome:
         if self.client is None:
             return _finish(record, start, "error", "no client is connected to run this tool")
-        record["tool_call_output_timeout_ms"] = tool.timeout_ms
+        record = replace(record, client=ClientExchange(tool.timeout_ms))
         try:
             async with asyncio.timeout(tool.timeout_ms / 1000):
                 output = await self.client.request(call.id, tool.name, args)
         except TimeoutError:
-            record["timed_out"] = True
-            return _finish(record, start, "timeout",
+            return _finish(replace(record, timed_out=True), start, "timeout",
                            f"no tool_call_output within {tool.timeout_ms} ms")
-        record["output"] = output
+        record = replace(record, client=ClientExchange(tool.timeout_ms, True, output))
         return _finish(record, start, "success", None, output)
 
 
-def _finish(record: dict[str, Any], start: float, status: Status, error: str | None,
+def _finish(record: ToolCallRecord, start: float, status: Status, error: str | None,
             result: Any = None) -> ToolOutcome:
     """Close a call's record (exactly once) and say what the model is told."""
-    record["status"] = status
-    record["duration_ms"] = round((time.perf_counter() - start) * 1000, 1)
-    record["completed_at"] = datetime.now(UTC).isoformat()
-    record.setdefault("timed_out", status == "timeout")
+    final = replace(record, status=status,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 1),
+                    completed_at=datetime.now(UTC), error_message=error,
+                    timed_out=record.timed_out if record.timed_out is not None
+                    else status == "timeout")
     if error is not None:
-        record["error_message"] = error
         content = json.dumps({"error": error})
     else:
         content = result if isinstance(result, str) else json.dumps(result, default=str)
-    return ToolOutcome(content[:MAX_RESULT_CHARS], record)
+    return ToolOutcome(content[:MAX_RESULT_CHARS], final)

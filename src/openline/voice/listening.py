@@ -1,0 +1,122 @@
+"""The input path: caller audio -> frames -> VAD -> turn detection -> speculation, barge-in.
+
+Queue policy: inbound audio is a bounded queue that drops the oldest chunk when full (a
+stalled engine must not grow memory; late audio is worthless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from openline.audio.resample import StreamingResampler
+from openline.providers.vad.base import VADStream
+from openline.voice import events as ev
+from openline.voice.assistant import UserTurn
+from openline.voice.reply import ReplyJob
+from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
+
+if TYPE_CHECKING:
+    from openline.voice.session import Conversation
+
+INBOUND_QUEUE_CHUNKS = 200  # ~4 s of 20 ms chunks
+
+
+class Listener:
+    """Turns the caller's audio into user turns for the assistant."""
+
+    def __init__(self, conv: Conversation) -> None:
+        self.conv = conv
+        cfg = conv.cfg
+        self.turns = TurnDetector(cfg.turn)
+        self.vad: VADStream | None = None  # set by open(), once the VAD is loaded
+        self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
+        rate = cfg.input_format.sample_rate
+        self._resampler = StreamingResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
+        self._frame_buf = np.zeros(0, dtype=np.int16)
+        self._job: ReplyJob | None = None  # the speculative reply of the turn in progress
+        self._last_voiced_at = 0.0
+        self._speech_started_at = 0.0
+
+    def open(self, vad: VADStream) -> None:
+        self.vad = vad
+
+    def push(self, data: bytes) -> None:
+        """Queue caller audio (input format). Drops the oldest chunk when the queue is full."""
+        if self._inbound.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._inbound.get_nowait()
+        self._inbound.put_nowait(data)
+
+    async def run(self) -> None:
+        fmt = self.conv.cfg.input_format
+        while True:
+            data = await self._inbound.get()
+            samples = fmt.decode(data)
+            if self._resampler is not None:
+                samples = np.asarray(self._resampler.process(samples), dtype=np.int16)
+            self.conv.recorder.caller(samples)
+            buf = np.concatenate([self._frame_buf, samples])
+            whole = buf.size // FRAME_SAMPLES * FRAME_SAMPLES
+            self._frame_buf = buf[whole:]
+            for start in range(0, whole, FRAME_SAMPLES):
+                self._on_frame(buf[start:start + FRAME_SAMPLES])
+
+    def _on_frame(self, frame: npt.NDArray[np.int16]) -> None:
+        conv = self.conv
+        prob = 0.0 if conv.muted or self.vad is None else self.vad.process(frame)
+        event = self.turns.feed(frame, prob)
+        if self.turns.in_speech and prob >= conv.cfg.turn.threshold:
+            self._last_voiced_at = conv.clock.monotonic()
+        if event is TurnEvent.SPEECH_START:
+            self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
+            conv.timers.mark_activity()
+            conv.emit_now(ev.UserStartedSpeaking())
+        elif event is TurnEvent.RESUME:
+            self.drop_speculation()
+        elif event is TurnEvent.PAUSE:
+            self._start_speculation()
+        elif event is TurnEvent.END:
+            self._end_of_turn()
+        if self.turns.in_speech:
+            self._maybe_barge_in()
+
+    def _maybe_barge_in(self) -> None:
+        cfg, current = self.conv.cfg, self.conv.playout.current
+        if (current is None or not current.started or not current.interruptible
+                or current.interrupted or cfg.min_words_to_interrupt > 1):
+            return  # with min_words_to_interrupt > 1 the transcript decides (at the commit)
+        if self.turns.voiced_ms >= cfg.min_interruption_ms:
+            self.conv.assistant.barge_in()
+
+    def _new_job(self) -> ReplyJob:
+        cfg = self.conv.cfg
+        return ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
+                        cfg.boosted_keywords, self.conv.assistant.run_reply)
+
+    def _start_speculation(self) -> None:
+        """A pause: recognise and prepare the reply now; its tools wait for the commit."""
+        self.drop_speculation()
+        self._job = self._new_job()
+
+    def drop_speculation(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+        self._job = None
+
+    def _end_of_turn(self) -> None:
+        conv = self.conv
+        job = self._job or self._new_job()  # no job: the wait was too short to speculate
+        self._job = None
+        job.timings["endpointing_ms"] = round(
+            (conv.clock.monotonic() - self._last_voiced_at) * 1000, 1)
+        turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at)
+        self.turns.reset()
+        conv.timers.mark_activity()
+        conv.emit_now(ev.UserFinishedSpeaking())
+        if not conv.spawn(conv.assistant.user_turn(job, turn)):
+            job.cancel()  # the conversation is ending

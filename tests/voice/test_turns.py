@@ -1,0 +1,77 @@
+"""The turn detector on its own: frames and probabilities in, turn events out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from openline.voice.turns import FRAME_MS, FRAME_SAMPLES, TurnDetector, TurnEvent, TurnSettings
+
+SETTINGS = TurnSettings(threshold=0.5, min_speech_ms=64, min_silence_ms=320, prebuffer_ms=96,
+                        speculate_after_ms=96)
+
+
+def _frame(value: int) -> np.ndarray:
+    return np.full(FRAME_SAMPLES, value, dtype=np.int16)
+
+
+def _feed(detector: TurnDetector, probabilities: list[float], value: int = 1
+          ) -> list[TurnEvent | None]:
+    return [detector.feed(_frame(value), p) for p in probabilities]
+
+
+def test_speech_starts_after_min_speech_ms() -> None:
+    d = TurnDetector(SETTINGS)
+    assert _feed(d, [0.0, 0.9]) == [None, None]  # 32 ms of speech: not yet
+    assert _feed(d, [0.9]) == [TurnEvent.SPEECH_START]
+    assert d.in_speech and d.voiced_ms == 2 * FRAME_MS
+
+
+def test_a_voiced_blip_shorter_than_min_speech_is_ignored() -> None:
+    d = TurnDetector(SETTINGS)
+    assert _feed(d, [0.9, 0.0, 0.9, 0.0] * 5) == [None] * 20
+    assert not d.in_speech
+
+
+def test_pause_resume_and_end() -> None:
+    d = TurnDetector(SETTINGS)
+    _feed(d, [0.9] * 5)
+    # 96 ms of silence: a pause (the engine speculates), then speech again: resume.
+    assert _feed(d, [0.0] * 3) == [None, None, TurnEvent.PAUSE]
+    assert _feed(d, [0.9]) == [TurnEvent.RESUME]
+    # A gap shorter than the pause is neither.
+    assert _feed(d, [0.0, 0.0, 0.9]) == [None, None, None]
+    events = _feed(d, [0.0] * 10)  # 320 ms of silence ends the turn
+    assert events[2] is TurnEvent.PAUSE and events[-1] is TurnEvent.END
+    assert events.count(TurnEvent.END) == 1 and events[:-1].count(None) == 8
+
+
+def test_hysteresis_keeps_speech_through_a_dip() -> None:
+    d = TurnDetector(SETTINGS)
+    _feed(d, [0.9] * 3)
+    # Below the threshold (0.5) but above threshold - 0.15: still speech once voiced.
+    assert _feed(d, [0.4] * 10) == [None] * 10
+    assert d.silence_ms == 0
+    d.reset()
+    assert _feed(d, [0.4] * 5) == [None] * 5  # not enough to start speech
+    assert not d.in_speech
+
+
+def test_turn_audio_has_the_prebuffer_and_no_trailing_silence() -> None:
+    d = TurnDetector(SETTINGS)
+    _feed(d, [0.0] * 5, value=7)  # before the speech: the prebuffer keeps the last 3 frames
+    _feed(d, [0.9] * 4, value=1000)
+    _feed(d, [0.0] * 6, value=0)
+    audio = d.turn_audio()
+    frames = audio.reshape(-1, FRAME_SAMPLES)[:, 0].tolist()
+    # prebuffer (1 of the quiet frames + the 2 voiced that started speech), the other
+    # voiced frames, then 3 of the 6 silent frames (a little tail is kept).
+    assert frames == [7, 1000, 1000, 1000, 1000, 0, 0, 0]
+    assert d.turn_audio(trim_trailing_silence=False).size == 11 * FRAME_SAMPLES
+
+
+def test_reset_forgets_the_turn() -> None:
+    d = TurnDetector(SETTINGS)
+    _feed(d, [0.9] * 4)
+    d.reset()
+    assert not d.in_speech and d.voiced_ms == 0 and d.turn_audio().size == 0
+    assert _feed(d, [0.9, 0.9]) == [None, TurnEvent.SPEECH_START]
