@@ -97,7 +97,7 @@ async def test_audio_faster_than_real_time_is_dropped_with_a_warning(
         await ws.send(json.dumps({"type": "config", **FORMATS, "welcome_message": ""}))
         created = (await _until(ws, "ready_to_start_conversation"))[0]
         started = asyncio.get_running_loop().time()
-        for _ in range(500):  # 10 s of audio as fast as the socket takes it
+        for _ in range(1000):  # 20 s of audio as fast as the socket takes it
             await ws.send(json.dumps({"type": "audio_chunk", "audio": chunk}))
         elapsed = asyncio.get_running_loop().time() - started
         seen = await _until(ws, "warning")
@@ -107,7 +107,7 @@ async def test_audio_faster_than_real_time_is_dropped_with_a_warning(
         stereo, _ = read_wav_bytes(gzip.decompress((await http.get(conv.audio_url)).content))
     heard_s = int(np.count_nonzero(stereo[:, 0])) / RATE
     assert elapsed < 5  # the flood really was faster than real time
-    assert heard_s <= 2.0 + elapsed + 0.1  # real time plus the 2 s burst, no more
+    assert heard_s <= 5.0 + elapsed + 0.1  # real time plus the 5 s burst, no more
 
 
 def _blob(megabytes: int) -> str:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: how long a call waits for a peer whose connection dropped (the SDK reconnects)
 RECONNECT_GRACE_S = 30.0
 #: caller audio may run this far ahead of real time (network jitter, client buffering)
-INPUT_BURST_MS = 2000.0
+INPUT_BURST_MS = 5000.0
 #: at most one "audio too fast" warning per this many seconds
 WARN_EVERY_S = 5.0
 
