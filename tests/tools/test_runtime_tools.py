@@ -108,10 +108,16 @@ async def test_private_url_refused_by_default(llm: ScriptedLLMServer, target: Ta
                                               tmp_path: Any) -> None:
     providers = Providers(EnergyVAD(), FakeSTT(), OpenAICompatLLM(OpenAICompatOptions(
         base_url=llm.base_url, model="m")), FakeTTS())
-    server = start_server(f"sqlite+aiosqlite:///{tmp_path / 'strict.db'}", tmp_path, providers,
-                          allow_private_urls=False)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'strict.db'}"
+    # Stored while private targets were allowed (creation now refuses them up front);
+    # the server then restarts strict: the call-time check must still refuse.
+    permissive = start_server(url, tmp_path, providers)
     try:
-        await _webhook_agent(server, target)
+        await _webhook_agent(permissive, target)
+    finally:
+        permissive.stop()
+    server = start_server(url, tmp_path, providers, allow_private_urls=False)
+    try:
         llm.script(Reply(tool_calls=[("lookup_order", {"order_id": "C3"})]), "Hmm.")
         _, conv = await _one_call(server)
     finally:
