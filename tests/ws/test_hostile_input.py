@@ -178,3 +178,42 @@ def test_credentials_in_query_strings_never_reach_the_logs(make_server: ServerFa
     [line] = lines.lines
     assert "SECRET" not in line
     assert "session_token=[redacted]&x=1&jwt=[redacted]" in line
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    ("{not json", "invalid_json"),
+    ('["a list"]', "invalid_message"),
+    ('{"type": 7}', "invalid_message"),
+    (b"\x00\x01binary", "invalid_json"),
+    ('{"type": "config", "input_format": "pcm_16000"}', "already_configured"),
+    ('{"type": "say"}', "invalid_message"),
+    ('{"type": "tool_call_output", "tool_call_id": "nope", "output": 1}', "unknown_tool_call"),
+])
+async def test_bad_frames_get_one_precise_error_and_the_call_goes_on(
+        make_server: ServerFactory, frame: str | bytes, code: str) -> None:
+    server = make_server()
+    async with await _socket(server) as ws:
+        await ws.send(json.dumps({"type": "config", **FORMATS, "welcome_message": ""}))
+        await _until(ws, "ready_to_start_conversation")
+        await ws.send(frame)
+        seen = await _until(ws, "error")
+        assert seen[-1]["error"]["code"] == code
+        await ws.send(json.dumps({"type": "say", "text": "Still here."}))
+        seen = await _until(ws, "assistant_finished_speaking")
+        assert not [m for m in seen if m["type"] == "error"]
+        assert ws.close_code is None
+    assert _healthy(server)
+
+
+async def test_audio_before_config_is_refused_until_config_arrives(
+        make_server: ServerFactory) -> None:
+    server = make_server()
+    chunk = base64.b64encode(tone(20).tobytes()).decode()
+    async with await _socket(server) as ws:
+        for _ in range(3):
+            await ws.send(json.dumps({"type": "audio_chunk", "audio": chunk}))
+            assert json.loads(await ws.recv())["error"]["code"] == "config_required"
+        await ws.send(json.dumps({"type": "config", **FORMATS, "welcome_message": "Hi."}))
+        seen = await _until(ws, "assistant_finished_speaking")
+        assert seen[0]["type"] == "conversation_created"
+    assert _healthy(server)
