@@ -125,9 +125,12 @@ def make(
     webhooks: WebhookCaller | None = None,
     agents: AgentDirectory | None = None,
     cfg: SessionConfig | None = None,
+    on_event: Callable[[Conversation, ev.EngineEvent], None] | None = None,
     **settings: Any,
 ) -> tuple[Conversation, Log, Providers]:
-    """A conversation on the virtual clock (call inside a ``@virtual`` test)."""
+    """A conversation on the virtual clock (call inside a ``@virtual`` test).
+
+    ``on_event`` sees each event as the transport receives it (a scripted peer reacting)."""
     providers = providers or Providers(EnergyVAD(), FakeSTT(texts or [], default="hello"),
                                        ScriptedLLM(replies or []), FakeTTS(ms_per_char=20))
     defaults: dict[str, Any] = dict(
@@ -137,8 +140,16 @@ def make(
     )
     clock = VirtualClock()
     log = Log(clock)
-    conv = Conversation(cfg or SessionConfig(**{**defaults, **settings}), providers, log.send,
+    holder: list[Conversation] = []
+
+    async def send(event: ev.EngineEvent) -> None:
+        await log.send(event)
+        if on_event is not None:
+            on_event(holder[0], event)
+
+    conv = Conversation(cfg or SessionConfig(**{**defaults, **settings}), providers, send,
                         log, webhooks=webhooks, agents=agents, sink=sink, clock=clock)
+    holder.append(conv)
     return conv, log, providers
 
 

@@ -10,6 +10,7 @@ from openline.providers.testing import ScriptedReply
 from openline.voice import events as ev
 from openline.voice.clock import VirtualClock
 from openline.voice.io import FRAME_MS
+from openline.voice.session import Conversation
 from tests.voice.harness import MarkSink, make, play, silence, tone, utter, virtual
 
 LONG_REPLY = "One two three four five six seven eight nine ten. " * 4
@@ -295,3 +296,20 @@ async def test_reset_forgets_the_history_and_stops_speaking() -> None:
     assert [(m.role, m.content) for m in request] == [("system", "You are terse.")]
     assert log.spoken().endswith("Fresh start.")
 
+
+
+@virtual
+async def test_a_hang_up_on_the_last_word_keeps_the_turn_latency() -> None:
+    """The caller hangs up the moment the reply has played (as clients do on
+    assistant_finished_speaking): the turn was heard, so its latency is stored."""
+    def hang_up_when_done(conv: Conversation, event: ev.EngineEvent) -> None:
+        if isinstance(event, ev.AssistantFinishedSpeaking):
+            conv.end("user")
+
+    conv, log, _ = make(replies=["Sure, done."], texts=["cancel my order"],
+                        on_event=hang_up_when_done)
+    runner = asyncio.create_task(conv.run())
+    await utter(conv, 600, 600)
+    result = await runner
+    assert [i.role for i in log.items] == ["user", "assistant"]
+    assert len(result.latencies_ms) == 1 and 300 <= result.latencies_ms[0] <= 340

@@ -180,7 +180,9 @@ class Assistant:
             await handle.wait_for_playout()
         finally:
             producer.cancel()
-        self._measure(handle, last_voiced)
+            # Also when the call ends right as the reply finishes (the caller hangs up on
+            # assistant_finished_speaking): a turn that was heard has a latency.
+            self._measure(handle, last_voiced)
         await self._close_turn(handle)
 
     def _measure(self, handle: SpeechHandle, last_voiced: float | None) -> None:
