@@ -23,6 +23,8 @@ from openline.voice.session import Providers
 
 PG_ADMIN_DSN = os.environ.get("OPENLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_KEY = "ol_test_" + uuid.uuid4().hex
+#: Servers that share a database (the session's PostgreSQL) need the key that sealed it.
+TEST_SECRET_KEY = "test-secret-" + uuid.uuid4().hex
 
 
 def free_port() -> int:
@@ -59,9 +61,11 @@ def fake_providers(llm: ScriptedLLM | None = None, stt: FakeSTT | None = None) -
 
 def start_server(database_url: str, data_dir: Path, providers: Providers | None = None,
                  **overrides: Any) -> LiveServer:
-    """A live server; tests reach local webhook targets (``allow_private_urls``) by default."""
+    """A live server; tests reach local webhook targets (``allow_private_urls``) by default,
+    and every server seals secrets with the same key (``secret_key``)."""
     port = free_port()
-    options: dict[str, Any] = {"allow_private_urls": True, **overrides}
+    options: dict[str, Any] = {"allow_private_urls": True, "secret_key": TEST_SECRET_KEY,
+                               **overrides}
     settings = Settings(data_dir=data_dir, database_url=database_url, api_key=TEST_KEY,
                         host="127.0.0.1", port=port, **options)
     app = create_app(settings, providers or fake_providers(), announce_key=False, verbose=False)
