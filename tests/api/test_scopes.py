@@ -7,6 +7,8 @@ exactly where its scope does not allow it, and never where it does.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -208,3 +210,33 @@ def test_a_route_without_a_scope_is_refused_even_to_api_keys(tmp_path: Path) -> 
         assert r.status_code == 403 and r.json() == {"error": {
             "message": "This route has no access scope", "code": "forbidden"}}
         assert client.get("/v1/unscoped").status_code == 401
+
+
+async def test_a_conversation_token_cannot_take_over_another_agents_call(kit: Kit) -> None:
+    """``reconnect_conv_id`` hands a dropped call to a new socket: only to a credential that
+    could have opened it (a conversation token: its own agent's calls only)."""
+    url = f"{kit.server.ws_url}/v1/sts/ws"
+    auth = kit.headers("api_key")
+    async with websockets.connect(url, additional_headers=auth) as ws:
+        await ws.send('{"type": "config", "input_format": "pcm_16000", '
+                      '"output_format": "pcm_16000", "stream_ahead_of_real_time": true}')
+        conv_id = json.loads(await ws.recv())["conversation_id"]
+        await ws.recv()  # ready_to_start_conversation
+        ws.transport.abort()  # the network drops: the call waits for its peer
+    token = kit.credentials["conversation_token"]  # for agent "scoped", not this call's
+    async with websockets.connect(
+            f"{url}?conversation_token={token}&reconnect_conv_id={conv_id}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4800
+    # The call was not handed over: its own client still gets it back.
+    async with websockets.connect(f"{url}?reconnect_conv_id={conv_id}",
+                                  additional_headers=auth) as ws:
+        assert json.loads(await ws.recv()) == {"type": "conversation_reconnected"}
+    async with httpx.AsyncClient(headers=auth) as http:
+        for _ in range(100):
+            conv = (await http.get(f"{kit.server.url}/v1/conversations/{conv_id}")).json()
+            if conv["conversation"]["ended_at"] is not None:
+                break
+            await asyncio.sleep(0.05)
+    assert conv["conversation"]["ended_by"] == "user"

@@ -25,7 +25,8 @@ from weakref import WeakKeyDictionary
 from fastapi import FastAPI, Request
 from fastapi import routing as fastapi_routing
 
-from openline.domain.errors import Forbidden
+from openline.domain.errors import Forbidden, NotFound
+from openline.services.hub import Services
 from openline.services.principal import Principal
 
 log = logging.getLogger(__name__)
@@ -220,3 +221,15 @@ def socket_refusal(who: Principal, in_query: bool) -> str | None:
     if who.kind == "session_token" and who.conversation_ids:
         return "This session token cannot open conversations."
     return None
+
+
+async def may_resume(services: Services, who: Principal, conversation_id: str) -> bool:
+    """Whether ``who`` may take over a dropped conversation (``reconnect_conv_id``): a
+    conversation token only one of its own agent."""
+    if who.kind != "conversation_token":
+        return True
+    try:
+        conversation = await services.conversations.get(who, conversation_id)
+    except NotFound:
+        return False
+    return conversation.agent is not None and conversation.agent.id == who.agent_id

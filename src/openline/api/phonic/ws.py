@@ -99,7 +99,8 @@ async def sts(ws: WebSocket) -> None:
     transport = StsTransport(StarletteSocket(ws))
     resume = ws.query_params.get("reconnect_conv_id")
     if resume:
-        if not await services.live.resume(who, resume, transport):
+        if not (await scopes.may_resume(services, who, resume)
+                and await services.live.resume(who, resume, transport)):
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
