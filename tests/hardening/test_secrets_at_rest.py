@@ -77,6 +77,7 @@ class Secrets:
     number: str
     sip_password: str
     webhook: str = ""
+    phone: str = ""
 
     def all(self) -> list[str]:
         return [self.tool, self.endpoint, self.number, self.sip_password, self.webhook]
@@ -96,7 +97,7 @@ def _configure(http: httpx.Client, target: Target, project: str, s: Secrets) -> 
         "configuration_endpoint": {"url": target.base_url + "/config",
                                    "headers": {"X-Token": s.endpoint}}})
     assert r.status_code == 201, r.text
-    number = "+1555" + str(uuid.uuid4().int)[:7]
+    s.phone = number = "+1555" + str(uuid.uuid4().int)[:7]
     r = http.post("/agents/shop/custom-phone-numbers", params={"project": project},
                   json={"phone_number": number, "configuration_endpoint": {
                       "url": target.base_url + "/config", "headers": {"X-Number": s.number}}},
@@ -123,6 +124,11 @@ def _reads_are_masked(http: httpx.Client, project: str, s: Secrets) -> None:
     r = http.patch("/agents/shop", params={"project": project},
                    json={"configuration_endpoint": agent["configuration_endpoint"]})
     assert r.status_code == 200, r.text
+    r = http.patch("/agents/shop/phone-numbers", params={"project": project}, json={
+        "phone_number": s.phone, "configuration_endpoint": {
+            "url": "https://n.example.com/", "headers": {"X-Number": s.number[:4] + "...",
+                                                         "X-New": "literal"}}})
+    assert r.status_code == 200, r.text
 
 
 def _prepare(server: LiveServer, target: Target, project: str, s: Secrets) -> None:
@@ -146,10 +152,27 @@ async def test_secrets_are_sealed_masked_and_still_sent(sealed_server: LiveServe
     assert order["path"] == "/orders/A1"
     assert order["headers"]["authorization"] == s.tool and order["headers"]["x-short"] == "tiny"
     assert conv["items"][-1]["tool_calls"][0]["status"] == "success"
+    assert await stored_number_headers(sealed_server, s.phone) == {
+        "X-Number": s.number, "X-New": "literal"}
     dump = await raw_dump(sealed_server.database_url)
     leaked = [value for value in s.all() if value in dump]
     assert leaked == []
     assert await sealed_values(sealed_server.database_url, talk.conversation_id) == 5
+
+
+async def stored_number_headers(server: LiveServer, number: str) -> dict[str, str]:
+    """The number's configuration endpoint headers as Openline opens them (with its key)."""
+    from openline.store import tables as t
+
+    db = Database(server.database_url, secret_key=(server.data_dir / "secret_key").read_text())
+    try:
+        async with db.session() as session:
+            row = await session.scalar(sa.select(t.PhoneNumber)
+                                       .where(t.PhoneNumber.number == number))
+    finally:
+        await db.dispose()
+    assert row is not None and row.configuration_endpoint is not None
+    return dict(row.configuration_endpoint["headers"])
 
 
 async def raw_dump(database_url: str) -> str:
