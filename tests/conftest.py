@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -23,6 +24,8 @@ from openline.voice.session import Providers
 
 PG_ADMIN_DSN = os.environ.get("OPENLINE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TEST_KEY = "ol_test_" + uuid.uuid4().hex
+#: Servers that share a database (the session's PostgreSQL) need the key that sealed it.
+TEST_SECRET_KEY = "test-secret-" + uuid.uuid4().hex
 
 
 def free_port() -> int:
@@ -57,11 +60,24 @@ def fake_providers(llm: ScriptedLLM | None = None, stt: FakeSTT | None = None) -
                      FakeTTS(ms_per_char=20))
 
 
+def share_secret_key(data_dir: Path) -> None:
+    """Servers that share a database (the session's PostgreSQL) need the key that sealed its
+    secrets: each test server's data directory gets the session's key, unless it has one
+    already, so a worker or the CLI run on that directory uses the same key."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(data_dir / "secret_key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(TEST_SECRET_KEY)
+
+
 def start_server(database_url: str, data_dir: Path, providers: Providers | None = None,
                  **overrides: Any) -> LiveServer:
-    """A live server; tests reach local webhook targets (``allow_private_urls``) by default."""
+    """A live server; tests reach local webhook targets (``allow_private_urls``) by default,
+    and every server seals secrets with the session's key (``share_secret_key``)."""
     port = free_port()
     options: dict[str, Any] = {"allow_private_urls": True, **overrides}
+    share_secret_key(data_dir)
     settings = Settings(data_dir=data_dir, database_url=database_url, api_key=TEST_KEY,
                         host="127.0.0.1", port=port, **options)
     app = create_app(settings, providers or fake_providers(), announce_key=False, verbose=False)

@@ -45,13 +45,16 @@ def test_session_token(client: Phonic, live_server: LiveServer, http: httpx.Clie
     # On the wire: the spec's millisecond UTC form, e.g. 2025-07-30T23:50:00.000Z.
     raw = http.post("/auth/session_token", json={"ttl_seconds": 300}).json()
     assert SPEC_TIMESTAMP.fullmatch(raw["expires_at"]), raw
-    # A session token authenticates REST calls but may not mint tokens itself.
+    # A session token is browser authentication for the STS socket (issue 9): it is a
+    # valid credential (403, not 401) but not for the REST API, nor for minting tokens.
     r = httpx.get(f"{live_server.url}/v1/projects",
                   headers={"Authorization": f"Bearer {token.session_token}"})
-    assert r.status_code == 200
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
     r = httpx.post(f"{live_server.url}/v1/auth/session_token", json={},
                    headers={"Authorization": f"Bearer {token.session_token}"})
     assert r.status_code == 403
+    assert r.json() == {"error": {"message": "Only API keys can be used to create session "
+                                             "tokens", "code": "forbidden"}}
     for ttl in (59, 3601, "x"):
         r = http.post("/auth/session_token", json={"ttl_seconds": ttl})
         assert r.status_code == 400 and "ttl_seconds" in r.json()["param_errors"]

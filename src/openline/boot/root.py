@@ -29,7 +29,8 @@ log = logging.getLogger("openline")
 
 def database_for(settings: Settings) -> Database:
     """The configured database, or SQLite in the data directory."""
-    return Database(settings.database_url or sqlite_url(settings.ensure_data_dir()))
+    return Database(settings.database_url or sqlite_url(settings.ensure_data_dir()),
+                    secret_key=settings.effective_secret_key())
 
 
 @dataclass

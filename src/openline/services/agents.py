@@ -26,6 +26,7 @@ from openline.services.commands import (
     UpdateAgent,
     UpdatePhoneNumber,
 )
+from openline.services.masking import keep_agent_secrets, keep_endpoint_secrets
 from openline.services.principal import Principal
 from openline.store import tables as t
 from openline.store.tables import utcnow
@@ -104,6 +105,7 @@ class AgentService:
             if existing is None:
                 row = await self._insert(s, who, proj, spec, cmd.phone)
                 return UpsertResult(await self._agent(s, row, proj), True, False)
+            spec = keep_agent_secrets(spec, mapping.load_spec(AgentSpec, existing.spec))
             changed = await self._apply(s, who, proj, existing, spec, cmd.phone)
             return UpsertResult(await self._agent(s, existing, proj), False, changed)
 
@@ -112,7 +114,8 @@ class AgentService:
         async with _IntegrityAsConflict(), self.db.session() as s:
             row, proj = await lookup.agent(s, who.workspace_id, cmd.key.project,
                                            cmd.key.name_or_id)
-            spec = merge(mapping.load_spec(AgentSpec, row.spec), cmd.changes)
+            stored = mapping.load_spec(AgentSpec, row.spec)
+            spec = keep_agent_secrets(merge(stored, cmd.changes), stored)
             phone = cmd.phone if is_set(cmd.phone) else None
             check_rules(spec, phone)
             await self._apply(s, who, proj, row, spec, phone)
@@ -188,8 +191,9 @@ class AgentService:
             row, _ = await lookup.agent(s, who.workspace_id, cmd.key.project, cmd.key.name_or_id)
             number = await phones.owned_number(s, who.workspace_id, row.id, cmd.number)
             if is_set(cmd.configuration_endpoint):
+                stored = mapping.phone_number(number).configuration_endpoint
                 number.configuration_endpoint = mapping.endpoint_to_row(
-                    cmd.configuration_endpoint)
+                    keep_endpoint_secrets(cmd.configuration_endpoint, stored))
 
 
 class _IntegrityAsConflict:

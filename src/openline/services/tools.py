@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +16,7 @@ from openline.domain.extraction import (
     apply_schema_changes,
 )
 from openline.domain.tool import Tool, ToolSpec, validated
-from openline.domain.tool_changes import apply_tool_changes
+from openline.domain.tool_changes import ToolChanges, apply_tool_changes
 from openline.services import lookup, mapping
 from openline.services.commands import (
     CreateExtractionSchema,
@@ -22,6 +24,7 @@ from openline.services.commands import (
     UpdateExtractionSchema,
     UpdateTool,
 )
+from openline.services.masking import keep_masked
 from openline.services.principal import Principal
 from openline.services.url_safety import UnsafeUrl, validate_url
 from openline.store import tables as t
@@ -81,7 +84,8 @@ class ToolService:
             async with self.db.session() as s:
                 row, proj = await lookup.tool(s, who.workspace_id, cmd.key.project,
                                               cmd.key.name_or_id)
-                spec = apply_tool_changes(mapping.load_spec(ToolSpec, row.spec), cmd.changes)
+                old = mapping.load_spec(ToolSpec, row.spec)
+                spec = apply_tool_changes(old, _keep_masked_headers(cmd.changes, old))
                 self._check_endpoint(spec)
                 await _check_transfer_agents(s, proj, spec)
                 if spec.name != row.name:
@@ -98,6 +102,14 @@ class ToolService:
             row, proj = await lookup.tool(s, who.workspace_id, project, name_or_id)
             await _rename_in_agents(s, proj.id, row.name, None)
             await s.delete(row)
+
+
+def _keep_masked_headers(changes: ToolChanges, old: ToolSpec) -> ToolChanges:
+    """Header values sent back masked (as a read shows them) keep the stored secrets."""
+    if not isinstance(changes.endpoint_headers, dict):
+        return changes
+    return dataclasses.replace(
+        changes, endpoint_headers=keep_masked(changes.endpoint_headers, old.endpoint_headers))
 
 
 async def _check_transfer_agents(s: AsyncSession, proj: t.Project, spec: ToolSpec) -> None:

@@ -1,4 +1,7 @@
-"""The database handle: async engine, sessions, and migrations applied at start."""
+"""The database handle: async engine, sessions, and migrations applied at start.
+
+``secret_key`` (from the composition root) seals secrets at rest: see ``store/sealed.py``.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +22,13 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from openline.store import sealed
+from openline.store import tables as _tables
+from openline.store import tables_postcall as _tables_postcall
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: Every column holding secrets, for sealing what older releases left in plaintext.
+SEALED_COLUMNS = (*_tables.SEALED_COLUMNS, *_tables_postcall.SEALED_COLUMNS)
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -30,7 +39,9 @@ def sqlite_url(data_dir: Path) -> str:
 class Database:
     """Owns the engine and hands out sessions. One per process."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, secret_key: str | None = None) -> None:
+        """``secret_key`` seals secrets at rest; without one (tests seeding rows, tools)
+        secrets are written in plaintext and a sealed value cannot be read."""
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
@@ -43,6 +54,9 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.box = sealed.SecretBox(secret_key) if secret_key else None
+        if self.box is not None:
+            sealed.register(self.engine.sync_engine.dialect, self.box)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = asyncio.Lock()
 
@@ -68,9 +82,13 @@ class Database:
             yield session
 
     async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision, then check the secret key.
+
+        Raises ``sealed.SecretKeyError`` when the key is not the one that sealed this
+        database's secrets.
+        """
         async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+            await conn.run_sync(_upgrade, self.box)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -84,14 +102,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
-    """Alembic configuration pointing at the packaged migrations."""
+def alembic_config(connection: Connection | None = None,
+                   box: sealed.SecretBox | None = None) -> Config:
+    """Alembic configuration pointing at the packaged migrations (``box``: for the
+    migrations that seal secrets)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
         cfg.attributes["connection"] = connection
+    cfg.attributes["secret_box"] = box
     return cfg
 
 
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+def _upgrade(connection: Connection, box: sealed.SecretBox | None) -> None:
+    command.upgrade(alembic_config(connection, box), "head")
+    if box is not None:
+        sealed.check_key(connection, box, SEALED_COLUMNS)

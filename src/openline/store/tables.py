@@ -27,6 +27,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from openline.store.sealed import SealedColumn, SealedJSON
+
+#: Where secrets sit inside the stored documents (sealed at rest, see ``store/sealed.py``).
+ENDPOINT_HEADERS = ("configuration_endpoint.headers.*",)
+TOOL_HEADERS = ("endpoint_headers.*",)
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
@@ -116,7 +122,7 @@ class Agent(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
-    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec: Mapped[dict[str, Any]] = mapped_column(SealedJSON(ENDPOINT_HEADERS))
     version_number: Mapped[int] = mapped_column(Integer, default=1)
     is_disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -131,7 +137,7 @@ class AgentVersion(Base):
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )
     version_number: Mapped[int] = mapped_column(Integer, primary_key=True)
-    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec: Mapped[dict[str, Any]] = mapped_column(SealedJSON(ENDPOINT_HEADERS))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -145,8 +151,9 @@ class PhoneNumber(Base):
     number: Mapped[str] = mapped_column(String(20))
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     source: Mapped[str] = mapped_column(String(16))
-    sip: Mapped[dict[str, Any] | None] = mapped_column(default=None)
-    configuration_endpoint: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    sip: Mapped[dict[str, Any] | None] = mapped_column(SealedJSON(("password",)), default=None)
+    configuration_endpoint: Mapped[dict[str, Any] | None] = mapped_column(
+        SealedJSON(("headers.*",)), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -156,7 +163,7 @@ class Tool(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
-    spec: Mapped[dict[str, Any]] = mapped_column()
+    spec: Mapped[dict[str, Any]] = mapped_column(SealedJSON(TOOL_HEADERS))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -196,7 +203,8 @@ class Conversation(Base):
     agent_name: Mapped[str | None] = mapped_column(String(128), default=None)
     external_id: Mapped[str | None] = mapped_column(String(256), default=None)
     origin: Mapped[str] = mapped_column(String(32), default="direct")
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: the resolved configuration snapshot (it copies the configuration endpoint's headers)
+    config: Mapped[dict[str, Any]] = mapped_column(SealedJSON(ENDPOINT_HEADERS), default=dict)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(default=None)
     duration_ms: Mapped[float | None] = mapped_column(Float, default=None)
@@ -233,3 +241,23 @@ class ConversationItem(Base):
     audio_speed: Mapped[float | None] = mapped_column(Float, default=None)
     system_prompt: Mapped[str | None] = mapped_column(Text, default=None)
     tool_calls: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class KeyCheck(Base):
+    """A value sealed with the database's secret key: a process with another key stops at
+    start-up (``store/sealed.py`` ``check_key``)."""
+
+    __tablename__ = "key_checks"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sealed: Mapped[str] = mapped_column(Text)
+
+
+#: The sealed columns of this module (``tables_postcall.SEALED_COLUMNS`` has the others).
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    SealedColumn("agents", ("id",), "spec", ENDPOINT_HEADERS),
+    SealedColumn("agent_versions", ("agent_id", "version_number"), "spec", ENDPOINT_HEADERS),
+    SealedColumn("phone_numbers", ("id",), "sip", ("password",)),
+    SealedColumn("phone_numbers", ("id",), "configuration_endpoint", ("headers.*",)),
+    SealedColumn("tools", ("id",), "spec", TOOL_HEADERS),
+    SealedColumn("conversations", ("id",), "config", ENDPOINT_HEADERS),
+)

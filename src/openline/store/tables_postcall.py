@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from openline.store.sealed import SealedColumn, SealedString
 from openline.store.tables import Base, utcnow
 
 #: Job states. ``done`` and ``failed`` are terminal: a terminal job is never claimed again.
@@ -73,7 +74,7 @@ class ConversationEval(Base):
 
 
 class WebhookEndpoint(Base):
-    """A workspace's event webhook target. ``secret`` is the raw signing key (base64)."""
+    """A workspace's event webhook target. ``secret`` is the signing key (sealed at rest)."""
 
     __tablename__ = "webhook_endpoints"
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -82,7 +83,7 @@ class WebhookEndpoint(Base):
     url: Mapped[str] = mapped_column(String(2048))
     description: Mapped[str | None] = mapped_column(Text, default=None)
     events: Mapped[list[Any]] = mapped_column(default=list)
-    secret: Mapped[str] = mapped_column(String(128))
+    secret: Mapped[str] = mapped_column(SealedString())
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -103,3 +104,9 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text, default=None)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+#: The sealed columns of this module (``tables.SEALED_COLUMNS`` has the others).
+SEALED_COLUMNS: tuple[SealedColumn, ...] = (
+    SealedColumn("webhook_endpoints", ("id",), "secret"),
+)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from openline.api.phonic import scopes
 from openline.domain.errors import ValidationFailed
 from openline.services.hub import Services
 from openline.services.principal import Principal
@@ -28,7 +29,11 @@ def bearer(request: Request) -> str | None:
 async def get_principal(
     request: Request, services: Annotated[Services, Depends(get_services)]
 ) -> Principal:
-    return await services.auth.authenticate(bearer(request))
+    """The caller (401 without valid credentials), allowed on this route by its scope
+    (403 otherwise: ``scopes.ROUTE_SCOPES``)."""
+    who = await services.auth.authenticate(bearer(request))
+    scopes.authorize(request, who)
+    return who
 
 
 async def json_body(request: Request) -> dict[str, Any]:

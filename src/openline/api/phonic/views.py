@@ -30,6 +30,7 @@ from openline.domain.events import (
 from openline.domain.extraction import EvalPrompt, ExtractionSchema
 from openline.domain.project import Project, Ref
 from openline.domain.tool import Tool
+from openline.services.masking import mask_headers
 from openline.services.voices import VoiceInfo
 from openline.services.webhooks import RenderedEvent
 
@@ -72,6 +73,9 @@ def agent_json(agent: Agent) -> dict[str, Any]:
     }
     spec = agent.spec.model_dump(mode="json")
     spec.pop("name", None)
+    endpoint = spec.get("configuration_endpoint")
+    if isinstance(endpoint, dict):  # secrets are never returned in full (services/masking)
+        endpoint["headers"] = mask_headers(endpoint.get("headers")) or {}
     out.update(spec)
     out["custom_phone_numbers"] = agent.custom_numbers()
     return out
@@ -91,6 +95,7 @@ def tool_json(tool: Tool) -> dict[str, Any]:
     out: dict[str, Any] = {"id": tool.id, "name": tool.name, "project": ref(tool.project)}
     spec = tool.spec.model_dump(mode="json")
     spec.pop("name", None)
+    spec["endpoint_headers"] = mask_headers(spec.get("endpoint_headers"))
     out.update(spec)
     if tool.spec.type != "custom_context":
         out.pop("context", None)
@@ -195,6 +200,7 @@ def eval_json(evaluation: Evaluation, *, with_conversation: bool = False) -> dic
 
 
 def endpoint_json(endpoint: WebhookEndpoint) -> dict[str, Any]:
+    """A webhook endpoint; its signing secret is shown once, in the create response only."""
     return {"id": endpoint.id, "url": endpoint.url, "description": endpoint.description,
             "events": list(endpoint.events), "created_at": iso(endpoint.created_at)}
 

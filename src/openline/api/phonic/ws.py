@@ -11,6 +11,7 @@ from fastapi import APIRouter, WebSocket
 from fastapi.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
+from openline.api.phonic import scopes
 from openline.api.phonic.sts_config import start_call
 from openline.domain.errors import (
     Conflict,
@@ -90,20 +91,16 @@ async def sts(ws: WebSocket) -> None:
         await ws.send_denial_response(PlainTextResponse(
             "Websocket initialized with invalid credentials.", status_code=401))
         return
-    if in_query and who.is_api_key:
-        await ws.send_denial_response(PlainTextResponse(
-            "API keys are not accepted in the query string; send them in the "
-            "Authorization header, or use a session or conversation token.", status_code=403))
-        return
-    if who.kind == "session_token" and who.conversation_ids:
-        await ws.send_denial_response(PlainTextResponse(
-            "This session token cannot open conversations.", status_code=403))
+    refusal = scopes.socket_refusal(who, in_query)
+    if refusal is not None:
+        await ws.send_denial_response(PlainTextResponse(refusal, status_code=403))
         return
     await ws.accept()
     transport = StsTransport(StarletteSocket(ws))
     resume = ws.query_params.get("reconnect_conv_id")
     if resume:
-        if not await services.live.resume(who, resume, transport):
+        if not (await scopes.may_resume(services, who, resume)
+                and await services.live.resume(who, resume, transport)):
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
