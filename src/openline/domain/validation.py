@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import MAX_NAME_CHARS, MAX_TOOL_NAME_CHARS
 
 RESOURCE_NAME = re.compile(r"^[a-z0-9-]+$")
 TOOL_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -30,21 +31,25 @@ M = TypeVar("M", bound=BaseModel)
 
 def check_resource_name(value: str, what: str = "name") -> str:
     """Agent, project and slug names: lowercase letters, digits and hyphens."""
-    if not value or not RESOURCE_NAME.match(value):
+    if not value or not RESOURCE_NAME.fullmatch(value):
         raise ValueError(f"{what} can only contain lowercase letters, numbers and hyphens")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} is at most {MAX_NAME_CHARS} characters")
     return value
 
 
 def check_tool_name(value: str) -> str:
     """Tool names are snake_case."""
-    if not value or not TOOL_NAME.match(value):
+    if not value or not TOOL_NAME.fullmatch(value):
         raise ValueError("name must be snake_case (lowercase letters, numbers and underscores)")
+    if len(value) > MAX_TOOL_NAME_CHARS:
+        raise ValueError(f"name is at most {MAX_TOOL_NAME_CHARS} characters")
     return value
 
 
 def check_e164(value: str) -> str:
     """Phone numbers are E.164: ``+`` then up to 15 digits, no leading zero."""
-    if not E164.match(value):
+    if not E164.fullmatch(value):
         raise ValueError(f"{value!r} is not an E.164 phone number (e.g. +15551234567)")
     return value
 

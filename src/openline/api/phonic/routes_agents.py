@@ -8,12 +8,13 @@ from fastapi import APIRouter, Header
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import agent_json, created_json
 from openline.domain.agent import AgentSpec
 from openline.services.commands import Key
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(tags=["agents"], dependencies=[CLEAN_PARAMETERS])
 _NUMBER = {"type": "object", "required": ["phone_number"], "properties": {
     "phone_number": {"type": "string"},
     "configuration_endpoint": {"$ref": "#/components/schemas/ConfigurationEndpoint"},

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.errors import error_body
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.views import (
     analysis_json,
     conversation_json,
@@ -18,7 +19,7 @@ from openline.api.phonic.views import (
 )
 from openline.domain.conversation import Conversation
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], dependencies=[CLEAN_PARAMETERS])
 AudioContainer = Annotated[Literal["wav.gz", "wav"], Query()]
 
 

@@ -8,11 +8,12 @@ from fastapi import APIRouter
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import created_json, eval_json, eval_prompt_json, project_json
 from openline.domain.extraction import EvalPromptSpec
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(tags=["projects"], dependencies=[CLEAN_PARAMETERS])
 _NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _UPDATE = {"type": "object", "properties": {
     "name": {"type": "string"}, "default_agent": {"type": ["string", "null"]},

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from openline.api.phonic.deps import Svc
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.domain.errors import Forbidden, NotFound
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], dependencies=[CLEAN_PARAMETERS])
 
 
 @router.get("/recordings/{conversation_id}", response_model=None)

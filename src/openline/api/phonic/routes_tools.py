@@ -8,13 +8,14 @@ from fastapi import APIRouter
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import created_json, schema_json, tool_json
 from openline.domain.extraction import ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
 from openline.services.commands import Key
 
-router = APIRouter()
+router = APIRouter(dependencies=[CLEAN_PARAMETERS])
 
 
 @router.get("/tools", tags=["tools"])

@@ -10,9 +10,10 @@ from fastapi.responses import StreamingResponse
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 
-router = APIRouter(tags=["tts"])
+router = APIRouter(tags=["tts"], dependencies=[CLEAN_PARAMETERS])
 _BODY = {"type": "object", "required": ["text"], "properties": {
     "text": {"type": "string", "minLength": 1}, "model": {"type": "string", "default": "merritt"},
     "speed": {"type": "number", "minimum": 0.5, "maximum": 1.5, "default": 1.2},

@@ -8,10 +8,11 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from openline.api.phonic.deps import Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.views import voice_json
 from openline.domain.errors import Forbidden
 
-router = APIRouter(tags=["voices"])
+router = APIRouter(tags=["voices"], dependencies=[CLEAN_PARAMETERS])
 
 
 @router.get("/voices")
