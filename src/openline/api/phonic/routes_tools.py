@@ -10,7 +10,7 @@ from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
-from openline.api.phonic.views import created_json, schema_json, tool_json
+from openline.api.phonic.views import created_json, schema_json, tool_view
 from openline.domain.extraction import ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
 from openline.services.commands import Key
@@ -20,7 +20,7 @@ router = APIRouter(dependencies=[CLEAN_PARAMETERS])
 
 @router.get("/tools", tags=["tools"])
 async def list_tools(svc: Svc, who: Who, project: ProjectParam = None) -> dict[str, Any]:
-    return {"tools": [tool_json(t) for t in await svc.tools.list_all(who, project)]}
+    return {"tools": [tool_view(t) for t in await svc.tools.list_all(who, project)]}
 
 
 @router.post("/tools", status_code=201, tags=["tools"], openapi_extra=body_doc(ToolSpec))
@@ -32,7 +32,7 @@ async def create_tool(svc: Svc, who: Who, body: Body, project: ProjectParam = No
 @router.get("/tools/{name_or_id}", tags=["tools"])
 async def get_tool(name_or_id: str, svc: Svc, who: Who, project: ProjectParam = None
                    ) -> dict[str, Any]:
-    return {"tool": tool_json(await svc.tools.get(who, project, name_or_id))}
+    return {"tool": tool_view(await svc.tools.get(who, project, name_or_id))}
 
 
 @router.patch("/tools/{name_or_id}", tags=["tools"],
