@@ -113,9 +113,21 @@ class DataRetention(_Lenient):
 
 
 class DataRetentionPolicy(_Lenient):
+    """How long transcripts and recordings are kept; a window without hours keeps them."""
+
     zero_data_retention: bool = False
     transcripts: DataRetention | None = None
     audio_recordings: DataRetention | None = None
+
+    @field_validator("transcripts", "audio_recordings")
+    @classmethod
+    def _window(cls, value: DataRetention | None) -> DataRetention | None:
+        # ``{"delete_after_hours": null}`` is how the standard policy is written back.
+        return None if value is None or value.delete_after_hours is None else value
+
+    def is_standard(self) -> bool:
+        """Keeps everything indefinitely (the same as having no policy)."""
+        return not (self.zero_data_retention or self.transcripts or self.audio_recordings)
 
 
 class OutboundNumberPool(_Lenient):
@@ -158,7 +170,7 @@ class AgentSpec(_Lenient):
     built_in_tool_configs: Annotated[dict[str, dict[str, Any]], JSON_CHECK] = Field(
         default_factory=dict)
     tasks: list[Task] = Field(default_factory=list, max_length=MAX_TASKS)
-    integrations: list[Integration] | None = Field(default=None, max_length=MAX_REFERENCES)
+    integrations: list[Integration] = Field(default_factory=list, max_length=MAX_REFERENCES)
     generate_no_input_poke_text: bool = False
     no_input_poke_sec: int | None = Field(default=180, ge=1, le=MAX_TIMER_SEC)
     no_input_poke_text: MessageText = "Are you still there?"
@@ -237,6 +249,18 @@ class AgentSpec(_Lenient):
             if not TEMPLATE_VAR_NAME.fullmatch(key):
                 raise ValueError(f"template variable name {key!r} must be an identifier")
         return value
+
+    @field_validator("integrations", mode="before")
+    @classmethod
+    def _no_integrations(cls, value: Any) -> Any:
+        return [] if value is None else value  # ``null`` clears them
+
+    @field_validator("data_retention_policy")
+    @classmethod
+    def _policy(cls, value: DataRetentionPolicy | None) -> DataRetentionPolicy | None:
+        # The standard policy is stored as "no policy", so that the policy an agent is
+        # answered with (always written out) gives back the same configuration.
+        return None if value is None or value.is_standard() else value
 
     @field_validator("inbound_rollout_forward_phone_number")
     @classmethod

@@ -74,16 +74,17 @@ def agent_json(agent: Agent) -> dict[str, Any]:
     spec.pop("name", None)
     out.update(spec)
     out.update(_agent_values(agent, spec))
+    if out.get("slug") is None:
+        del out["slug"]  # a string in the official schema; an agent without one omits it
     out["custom_phone_numbers"] = agent.custom_numbers()
     return out
 
 
 def _agent_values(agent: Agent, spec: dict[str, Any]) -> dict[str, Any]:
-    """Keys the official Agent schema types as non-null, with the value they mean here:
-    the slug of an agent without one is its (already URL-safe) name, no integrations is
-    ``[]``, and no retention policy is the standard one (keep everything)."""
-    return {"slug": spec.get("slug") or agent.name,
-            "integrations": spec.get("integrations") or [],
+    """Keys the official Agent schema types as non-null, with the value they mean here: no
+    integrations is ``[]`` and no retention policy is the standard one (keep everything).
+    Both give back the same configuration when sent again (``AgentSpec`` normalises them)."""
+    return {"integrations": spec.get("integrations") or [],
             "data_retention_policy": retention_json(spec.get("data_retention_policy"))}
 
 
