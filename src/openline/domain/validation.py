@@ -65,7 +65,8 @@ def check_timezone(value: str) -> str:
     """An IANA time zone name such as ``America/Los_Angeles``."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: name too long,
+        # a directory such as "America", or a character the file system refuses
         raise ValueError(f"{value!r} is not a known IANA time zone") from exc
     return value
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.openapi_doc import error_responses
 from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import iso
@@ -22,6 +23,10 @@ _CONVERSATION = {"type": "object", "required": ["agent_id"], "properties": {
     "agent_id": {"type": "string"},
     "ttl_seconds": {"type": "integer", "minimum": 30, "maximum": 60, "default": 30}}}
 _NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+_WORKSPACE = {"type": "object", "properties": {
+    "logo_url": {"type": ["string", "null"]},
+    "invite_link_allowed_domains": {"type": "array", "items": {"type": "string"}},
+    "ip_allowlist": {"type": "array", "items": {"type": "string"}}}}
 
 
 @router.post("/auth/session_token", tags=["auth"], openapi_extra=body_doc(_SESSION, required=False))
@@ -35,7 +40,8 @@ async def create_session_token(svc: Svc, who: Who, body: Body) -> dict[str, Any]
     return {"session_token": token.token, "expires_at": iso(token.expires_at)}
 
 
-@router.post("/auth/conversation_token", tags=["auth"], openapi_extra=body_doc(_CONVERSATION))
+@router.post("/auth/conversation_token", tags=["auth"], openapi_extra=body_doc(_CONVERSATION),
+             responses=error_responses(404))
 async def create_conversation_token(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     agent_id = body.get("agent_id")
     if not isinstance(agent_id, str) or not agent_id:
@@ -87,7 +93,7 @@ async def get_workspace(svc: Svc, who: Who) -> dict[str, Any]:
     return await svc.auth.workspace_info(who.workspace_id)
 
 
-@router.patch("/workspace", tags=["workspace"])
+@router.patch("/workspace", tags=["workspace"], openapi_extra=body_doc(_WORKSPACE))
 async def update_workspace(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     await svc.auth.update_workspace(who.workspace_id, schemas.workspace_update(body))
     return {"success": True}
