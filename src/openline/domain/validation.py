@@ -71,15 +71,32 @@ def check_timezone(value: str) -> str:
     return value
 
 
+#: How Pydantic names a member of a union in an error's location (``list[ToolParameter]``).
+_UNION_MEMBER = re.compile(r"^[\w-]+\[.*\]$")
+
+
 def param_errors_from(exc: ValidationError) -> dict[str, str]:
-    """Flatten a Pydantic error into ``{"field.path": "message"}``, first message per field."""
-    errors: dict[str, str] = {}
+    """Flatten a Pydantic error into ``{"field.path": "message"}``, first message per field.
+
+    A union (a tool's ``parameters``: a list or a JSON Schema) reports every member; the
+    members the input's type did not even match are left out, and the member's name is
+    dropped from the path (``parameters.0.name``, not ``parameters.list[...].0.name``)."""
+    found: list[tuple[str, str, bool]] = []  # (path, message, only "not this type")
     for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = str(err["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        errors.setdefault(path, msg)
+        loc = [str(p) for p in err["loc"]]
+        member = next((i for i, p in enumerate(loc) if _UNION_MEMBER.match(p)), None)
+        wrong_member = member is not None and member == len(loc) - 1 \
+            and str(err["type"]).endswith("_type")
+        if member is not None:
+            del loc[member]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        found.append((".".join(loc) or "body", msg, wrong_member))
+    errors: dict[str, str] = {}
+    for path, msg, wrong_member in found:
+        other_matched = any((p == path and not w) or p.startswith(path + ".")
+                            for p, _, w in found)
+        if not (wrong_member and other_matched):  # else another member's errors say more
+            errors.setdefault(path, msg)
     return errors
 
 
