@@ -314,3 +314,33 @@ async def test_sts_config_overrides_obey_the_same_rules(
     message = await _config_error(live_server, {field: value})
     assert message["type"] == "error" and message["error"]["code"] == "invalid_config"
     assert key in message["param_errors"], message
+
+
+# --- the rules as functions (for callers outside the domain models) ---------------------------
+
+def test_per_call_template_values_rule() -> None:
+    """``template_value_errors`` is what a per-call ``template_variables`` map must pass."""
+    assert L.template_value_errors({"name": "Dana", "note": "line\nbreak"}) == {}
+    assert L.template_value_errors({"name": "Da\x00na"}) == {
+        "template_variables.name": "must not contain control characters (U+0000 at position 2)"}
+    assert L.template_value_errors({"name": 3}) == {"template_variables.name": "must be a string"}
+    assert L.template_value_errors({"v": "x" * (L.MAX_TEMPLATE_VALUE_CHARS + 1)}) == {
+        "template_variables.v": f"at most {L.MAX_TEMPLATE_VALUE_CHARS} characters"}
+    assert list(L.template_value_errors({"k" * 65: "x"})) == ["template_variables"]
+    assert list(L.template_value_errors({f"v{i}": "x" for i in range(101)})) == [
+        "template_variables"]
+    assert L.template_value_errors("x") == {"template_variables": "must map names to strings"}
+
+
+def test_free_form_json_rule() -> None:
+    assert L.check_json({"a": [1, "two", {"three": None}]}) == {"a": [1, "two", {"three": None}]}
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(L.MAX_JSON_DEPTH + 1):
+        node["x"] = {}
+        node = node["x"]
+    for bad, message in ((deep, "levels of nesting"), ({"k\x00": 1}, "control characters"),
+                         ({"n": float("nan")}, "NaN"),
+                         ({"big": "x" * L.MAX_JSON_BYTES}, "bytes of JSON")):
+        with pytest.raises(ValueError, match=message):
+            L.check_json(bad)
