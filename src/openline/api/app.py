@@ -15,6 +15,7 @@ from openline import __version__
 from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
     errors,
+    openapi_doc,
     routes_agents,
     routes_auth,
     routes_conversations,
@@ -57,6 +58,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
 
 
 def _add_component_schemas(app: FastAPI) -> None:
+    """Publish the domain models' schemas, then the real errors, answers and media types."""
     original = app.openapi
 
     def openapi() -> dict[str, object]:
@@ -65,6 +67,7 @@ def _add_component_schemas(app: FastAPI) -> None:
         schema = original()
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(defs_of(AgentSpec, ToolSpec, ExtractionSchemaSpec, EvalPromptSpec))
-        return schema
+        app.openapi_schema = openapi_doc.finish(app, schema)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

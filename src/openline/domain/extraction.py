@@ -6,8 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from openline.domain.limits import (
+    MAX_EXTRACTION_FIELDS,
+    DescriptionText,
+    NameText,
+    PromptText,
+    ShortText,
+    check_document_size,
+)
 from openline.domain.project import Ref
 from openline.domain.unset import UNSET, Changes, Unset
 from openline.domain.validation import parse
@@ -18,9 +26,9 @@ FieldType = Literal["string", "int", "float", "bool", "string[]", "int[]", "floa
 class ExtractionField(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=64)
+    name: ShortText = Field(min_length=1, max_length=64)
     type: FieldType
-    description: str | None = None
+    description: DescriptionText | None = None
 
 
 class ExtractionSchemaSpec(BaseModel):
@@ -28,9 +36,9 @@ class ExtractionSchemaSpec(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=128)
-    prompt: str = ""
-    fields: list[ExtractionField] = Field(default_factory=list)
+    name: NameText = Field(min_length=1)
+    prompt: PromptText = ""
+    fields: list[ExtractionField] = Field(default_factory=list, max_length=MAX_EXTRACTION_FIELDS)
 
     @field_validator("fields")
     @classmethod
@@ -40,14 +48,19 @@ class ExtractionSchemaSpec(BaseModel):
             raise ValueError("field names must be unique")
         return value
 
+    @model_validator(mode="after")
+    def _size(self) -> ExtractionSchemaSpec:
+        check_document_size(self)
+        return self
+
 
 class EvalPromptSpec(BaseModel):
     """A named yes/no question asked of a finished conversation."""
 
     model_config = ConfigDict(extra="ignore")
 
-    name: str = Field(min_length=1, max_length=128)
-    prompt: str = Field(min_length=1)
+    name: NameText = Field(min_length=1)
+    prompt: PromptText = Field(min_length=1)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from openline.domain.agent import ConfigurationEndpoint
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import MAX_HEADER_VALUE_CHARS, MAX_SHORT_CHARS, control_char_error
 
 #: ``pool``: drawn from Openline's pool; ``custom``: brought by the customer.
 NumberSource = Literal["pool", "custom"]
@@ -41,6 +42,13 @@ def sip_settings(transport: str | None, media_encryption: str | None, address: s
     if media_encryption is not None and media_encryption not in SIP_ENCRYPTION:
         raise ValidationFailed("Invalid sip",
                                {"sip.media_encryption": f"one of {SIP_ENCRYPTION}"})
+    for header, value, most in (("X-Sip-Address", address, MAX_SHORT_CHARS),
+                                ("X-Sip-Auth-Username", username, MAX_SHORT_CHARS),
+                                ("X-Sip-Auth-Password", password, MAX_HEADER_VALUE_CHARS)):
+        problem = control_char_error(value or "") or (
+            f"at most {most} characters" if len(value or "") > most else None)
+        if problem:
+            raise ValidationFailed(f"Invalid {header}: {problem}", {header: problem})
     if address and ";transport=" in address:
         raise ValidationFailed(
             "Invalid SIP address",

@@ -5,12 +5,28 @@ from __future__ import annotations
 import re
 from collections.abc import Set
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import (
+    JSON_CHECK,
+    MAX_ENUM_VALUES,
+    MAX_HEADERS,
+    MAX_REFERENCES,
+    MAX_TOOL_NAME_CHARS,
+    MAX_TOOL_PARAMETERS,
+    DescriptionText,
+    HeaderNameText,
+    HeaderValueText,
+    MessageText,
+    PromptText,
+    ShortText,
+    UrlText,
+    check_document_size,
+)
 from openline.domain.project import Ref
 from openline.domain.validation import check_e164, check_tool_name, first_error_message
 
@@ -41,13 +57,13 @@ _MAX_SCHEMA_DEPTH = 5
 class ToolParameter(BaseModel):
     """One parameter in the flat-list form."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     type: ParamType
     item_type: ItemType | None = None
-    enum_values: list[str] | None = None
-    name: str = Field(min_length=1, max_length=64)
-    description: str = ""
+    enum_values: list[ShortText] | None = Field(default=None, max_length=MAX_ENUM_VALUES)
+    name: ShortText = Field(min_length=1, max_length=MAX_TOOL_NAME_CHARS)
+    description: DescriptionText = ""
     is_required: bool = False
     location: Location | None = None
 
@@ -55,31 +71,35 @@ class ToolParameter(BaseModel):
 class ToolSpec(BaseModel):
     """Validated, storable tool definition (no identity)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     name: str
-    description: str = Field(min_length=1)
+    description: DescriptionText = Field(min_length=1)
     type: ToolType
     execution_mode: Literal["sync", "async"]
-    parameters: list[ToolParameter] | dict[str, Any] = Field(default_factory=list)
-    parameter_locations: dict[str, Location] | None = None
+    parameters: (Annotated[list[ToolParameter], Field(max_length=MAX_TOOL_PARAMETERS)]
+                 | Annotated[dict[str, Any], JSON_CHECK]) = Field(default_factory=list)
+    parameter_locations: dict[ShortText, Location] | None = Field(
+        default=None, max_length=MAX_TOOL_PARAMETERS)
     endpoint_method: Literal["GET", "POST"] | None = None
-    endpoint_url: str | None = None
-    endpoint_headers: dict[str, str] | None = None
+    endpoint_url: UrlText | None = None
+    endpoint_headers: dict[HeaderNameText, HeaderValueText] | None = Field(
+        default=None, max_length=MAX_HEADERS)
     endpoint_timeout_ms: int = Field(default=5000, ge=1000, le=180000)
     tool_call_output_timeout_ms: int = Field(default=5000, ge=1000, le=180000)
     phone_number: str | None = None
-    dtmf: str | None = None
+    dtmf: ShortText | None = None
     dynamic_dtmf: bool = False
-    post_transfer_message: str | None = None
+    post_transfer_message: MessageText | None = None
     use_agent_phone_number: bool = True
     detect_voicemail: bool = False
     keep_listening: bool | None = None
     on_transfer_no_answer: Literal["return_to_assistant", "keep_retrying"] | None = None
-    agents_to_transfer_to: list[str] | None = None
+    agents_to_transfer_to: list[ShortText] | None = Field(default=None,
+                                                          max_length=MAX_REFERENCES)
     require_speech_before_tool_call: bool = False
     speech_before_tool_call: Literal["required", "optional", "suppressed"] | None = None
-    respond_after_sec: float | None = None
+    respond_after_sec: float | None = Field(default=None, ge=0, le=3600)
     wait_for_speech_before_tool_call: bool = False
     forbid_speech_after_tool_call: bool = False
     forbid_tool_call_after_speech: bool | None = None
@@ -87,7 +107,7 @@ class ToolSpec(BaseModel):
     wait_for_response: bool = False
     uninterruptible: bool | None = None
     can_run_during_user_speech: bool | None = None
-    context: str | None = None
+    context: PromptText | None = None
 
     @field_validator("name")
     @classmethod
@@ -105,6 +125,11 @@ class ToolSpec(BaseModel):
         if value is not None and not re.fullmatch(r"[0-9*#wW]+", value):
             raise ValueError("dtmf may contain only 0-9, *, # and w (pause)")
         return value
+
+    @model_validator(mode="after")
+    def _size(self) -> ToolSpec:
+        check_document_size(self)
+        return self
 
     def flat_parameters(self) -> list[ToolParameter]:
         """The parameters in flat-list form ([] for the JSON Schema form)."""
@@ -209,6 +234,8 @@ def _parameter_errors(spec: ToolSpec) -> dict[str, str]:
 def _schema_errors(schema: dict[str, Any]) -> dict[str, str]:
     if schema.get("type") != "object" or not isinstance(schema.get("properties", {}), dict):
         return {"parameters": "a JSON Schema must be an object with 'properties'"}
+    if len(schema.get("properties", {})) > MAX_TOOL_PARAMETERS:
+        return {"parameters": f"at most {MAX_TOOL_PARAMETERS} parameters"}
     reserved = RESERVED_PARAMETER_NAMES & set(schema.get("properties", {}))
     if reserved:
         return {"parameters": f"reserved parameter names: {', '.join(sorted(reserved))}"}

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ValidationError
 
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import MAX_NAME_CHARS, MAX_TOOL_NAME_CHARS
 
 RESOURCE_NAME = re.compile(r"^[a-z0-9-]+$")
 TOOL_NAME = re.compile(r"^[a-z0-9_]+$")
@@ -30,21 +31,25 @@ M = TypeVar("M", bound=BaseModel)
 
 def check_resource_name(value: str, what: str = "name") -> str:
     """Agent, project and slug names: lowercase letters, digits and hyphens."""
-    if not value or not RESOURCE_NAME.match(value):
+    if not value or not RESOURCE_NAME.fullmatch(value):
         raise ValueError(f"{what} can only contain lowercase letters, numbers and hyphens")
+    if len(value) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} is at most {MAX_NAME_CHARS} characters")
     return value
 
 
 def check_tool_name(value: str) -> str:
     """Tool names are snake_case."""
-    if not value or not TOOL_NAME.match(value):
+    if not value or not TOOL_NAME.fullmatch(value):
         raise ValueError("name must be snake_case (lowercase letters, numbers and underscores)")
+    if len(value) > MAX_TOOL_NAME_CHARS:
+        raise ValueError(f"name is at most {MAX_TOOL_NAME_CHARS} characters")
     return value
 
 
 def check_e164(value: str) -> str:
     """Phone numbers are E.164: ``+`` then up to 15 digits, no leading zero."""
-    if not E164.match(value):
+    if not E164.fullmatch(value):
         raise ValueError(f"{value!r} is not an E.164 phone number (e.g. +15551234567)")
     return value
 
@@ -60,20 +65,38 @@ def check_timezone(value: str) -> str:
     """An IANA time zone name such as ``America/Los_Angeles``."""
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: name too long,
+        # a directory such as "America", or a character the file system refuses
         raise ValueError(f"{value!r} is not a known IANA time zone") from exc
     return value
 
 
+#: How Pydantic names a member of a union in an error's location (``list[ToolParameter]``).
+_UNION_MEMBER = re.compile(r"^[\w-]+\[.*\]$")
+
+
 def param_errors_from(exc: ValidationError) -> dict[str, str]:
-    """Flatten a Pydantic error into ``{"field.path": "message"}``, first message per field."""
-    errors: dict[str, str] = {}
+    """Flatten a Pydantic error into ``{"field.path": "message"}``, first message per field.
+
+    A union (a tool's ``parameters``: a list or a JSON Schema) reports every member; the
+    members the input's type did not even match are left out, and the member's name is
+    dropped from the path (``parameters.0.name``, not ``parameters.list[...].0.name``)."""
+    found: list[tuple[str, str, bool]] = []  # (path, message, only "not this type")
     for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "body"
-        msg = str(err["msg"])
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        errors.setdefault(path, msg)
+        loc = [str(p) for p in err["loc"]]
+        member = next((i for i, p in enumerate(loc) if _UNION_MEMBER.match(p)), None)
+        wrong_member = member is not None and member == len(loc) - 1 \
+            and str(err["type"]).endswith("_type")
+        if member is not None:
+            del loc[member]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        found.append((".".join(loc) or "body", msg, wrong_member))
+    errors: dict[str, str] = {}
+    for path, msg, wrong_member in found:
+        other_matched = any((p == path and not w) or p.startswith(path + ".")
+                            for p, _, w in found)
+        if not (wrong_member and other_matched):  # else another member's errors say more
+            errors.setdefault(path, msg)
     return errors
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,7 @@ from openline.domain import ids
 from openline.domain.agent import BUILT_IN_TOOL_NAMES, Agent, AgentSpec
 from openline.domain.agent_changes import merge
 from openline.domain.errors import Conflict, ValidationFailed
+from openline.domain.limits import MAX_AGENTS_PER_PROJECT
 from openline.domain.phone_number import PhoneAssignment
 from openline.domain.unset import is_set
 from openline.domain.validation import first_error_message
@@ -82,6 +83,7 @@ class AgentService:
                       phone: PhoneAssignment | None) -> t.Agent:
         await self._check_refs(s, proj, spec)
         await lookup.ensure_name_free(s, t.Agent, proj.id, spec.name, None, _taken(spec.name))
+        await _ensure_room(s, proj)
         stored = mapping.dump_spec(spec)
         row = t.Agent(id=ids.new_id(ids.AGENT), project_id=proj.id, name=spec.name, spec=stored)
         s.add(row)
@@ -194,6 +196,18 @@ class AgentService:
                 stored = mapping.phone_number(number).configuration_endpoint
                 number.configuration_endpoint = mapping.endpoint_to_row(
                     keep_endpoint_secrets(cmd.configuration_endpoint, stored))
+
+
+async def _ensure_room(s: AsyncSession, proj: t.Project) -> None:
+    """At most ``MAX_AGENTS_PER_PROJECT`` agents, so that listing them stays bounded.
+
+    (Two creates racing at the limit may both pass; the bound is then exceeded by the
+    number of concurrent creates, not without limit.)"""
+    count = await s.scalar(
+        select(func.count()).select_from(t.Agent).where(t.Agent.project_id == proj.id))
+    if (count or 0) >= MAX_AGENTS_PER_PROJECT:
+        message = f"A project has at most {MAX_AGENTS_PER_PROJECT} agents"
+        raise ValidationFailed(message, {"project": message}, code="limit_reached")
 
 
 class _IntegrityAsConflict:

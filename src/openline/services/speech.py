@@ -11,11 +11,12 @@ from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.audio.resample import resample
 from openline.audio.wav import write_wav_bytes
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import MAX_MESSAGE_CHARS, MAX_SHORT_CHARS
 from openline.domain.validation import first_error_message
-from openline.providers.tts.base import TTS
+from openline.providers.tts.base import TTS, clean_text
 from openline.services.commands import Synthesize
 
-MAX_TEXT_CHARS = 5000
+MAX_TEXT_CHARS = MAX_MESSAGE_CHARS
 PREVIEW_TEXT = "Hello! This is how I sound. How can I help you today?"
 
 
@@ -36,12 +37,18 @@ class SpeechService:
         self._previews: dict[str, bytes] = {}  # voices do not change while running
 
     def prepare(self, cmd: Synthesize) -> PreparedSpeech:
-        """The voice, speed and format to synthesize ``cmd`` with, or a 400."""
+        """The voice, speed and format to synthesize ``cmd`` with, or a 400.
+
+        Text is not stored, so control characters are not refused: the TTS base removes
+        them (``clean_text``) and the rest is spoken. Text with nothing left to speak is
+        a 400, as empty text is."""
         errors: dict[str, str] = {}
-        if not cmd.text.strip():
-            errors["text"] = "at least 1 character"
-        elif len(cmd.text) > MAX_TEXT_CHARS:
+        if len(cmd.text) > MAX_TEXT_CHARS:
             errors["text"] = f"at most {MAX_TEXT_CHARS} characters"
+        elif not clean_text(cmd.text).strip():
+            errors["text"] = "at least 1 character that can be spoken"
+        if cmd.voice_id is not None and len(cmd.voice_id) > MAX_SHORT_CHARS:
+            errors["voice_id"] = f"at most {MAX_SHORT_CHARS} characters"
         if not 0.5 <= cmd.speed <= 1.5:
             errors["speed"] = "a number between 0.5 and 1.5"
         if cmd.output_format not in WIRE_FORMATS:

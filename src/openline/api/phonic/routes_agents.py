@@ -8,12 +8,14 @@ from fastapi import APIRouter, Header
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
+from openline.api.phonic.openapi_doc import error_responses
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import agent_json, created_json
 from openline.domain.agent import AgentSpec
 from openline.services.commands import Key
 
-router = APIRouter(tags=["agents"])
+router = APIRouter(tags=["agents"], dependencies=[CLEAN_PARAMETERS])
 _NUMBER = {"type": "object", "required": ["phone_number"], "properties": {
     "phone_number": {"type": "string"},
     "configuration_endpoint": {"$ref": "#/components/schemas/ConfigurationEndpoint"},
@@ -27,14 +29,16 @@ async def list_agents(svc: Svc, who: Who, project: ProjectParam = None) -> dict[
     return {"agents": [agent_json(a) for a in await svc.agents.list_all(who, project)]}
 
 
-@router.post("/agents", status_code=201, openapi_extra=body_doc(AgentSpec))
+@router.post("/agents", status_code=201, openapi_extra=body_doc(AgentSpec),
+             responses=error_responses(409))
 async def create_agent(svc: Svc, who: Who, body: Body, project: ProjectParam = None
                        ) -> dict[str, Any]:
     agent = await svc.agents.create(who, schemas.agent_create(body, project))
     return created_json(agent)
 
 
-@router.put("/agents/upsert", openapi_extra=body_doc(AgentSpec))
+@router.put("/agents/upsert", openapi_extra=body_doc(AgentSpec),
+            responses=error_responses(409))
 async def upsert_agent(svc: Svc, who: Who, body: Body, project: ProjectParam = None
                        ) -> dict[str, Any]:
     result = await svc.agents.upsert(who, schemas.agent_create(body, project))
@@ -48,7 +52,8 @@ async def get_agent(name_or_id: str, svc: Svc, who: Who, project: ProjectParam =
     return {"agent": agent_json(await svc.agents.get(who, project, name_or_id))}
 
 
-@router.patch("/agents/{name_or_id}", openapi_extra=body_doc(AgentSpec, required=False))
+@router.patch("/agents/{name_or_id}", openapi_extra=body_doc(AgentSpec, required=False),
+              responses=error_responses(409))
 async def update_agent(name_or_id: str, svc: Svc, who: Who, body: Body,
                        project: ProjectParam = None) -> dict[str, Any]:
     agent = await svc.agents.update(who, schemas.agent_update(body, Key(name_or_id, project)))
@@ -77,7 +82,8 @@ async def enable_agent(name_or_id: str, svc: Svc, who: Who, project: ProjectPara
     return {"success": True}
 
 
-@router.post("/agents/{name_or_id}/custom-phone-numbers", openapi_extra=body_doc(_NUMBER))
+@router.post("/agents/{name_or_id}/custom-phone-numbers", openapi_extra=body_doc(_NUMBER),
+             responses=error_responses(409))
 async def add_custom_phone_number(
     name_or_id: str, svc: Svc, who: Who, body: Body, project: ProjectParam = None,
     x_sip_address: Annotated[str | None, Header()] = None,

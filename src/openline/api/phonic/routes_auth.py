@@ -6,12 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.openapi_doc import error_responses
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import iso
 from openline.domain.errors import Forbidden, ValidationFailed
+from openline.domain.limits import MAX_SHORT_CHARS
 
-router = APIRouter()
+router = APIRouter(dependencies=[CLEAN_PARAMETERS])
 _SESSION = {"type": "object", "properties": {
     "ttl_seconds": {"type": "integer", "minimum": 60, "maximum": 3600, "default": 300},
     "conversation_ids": {"type": "array", "items": {"type": "string"}}}}
@@ -19,6 +23,10 @@ _CONVERSATION = {"type": "object", "required": ["agent_id"], "properties": {
     "agent_id": {"type": "string"},
     "ttl_seconds": {"type": "integer", "minimum": 30, "maximum": 60, "default": 30}}}
 _NAME = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
+_WORKSPACE = {"type": "object", "properties": {
+    "logo_url": {"type": ["string", "null"]},
+    "invite_link_allowed_domains": {"type": "array", "items": {"type": "string"}},
+    "ip_allowlist": {"type": "array", "items": {"type": "string"}}}}
 
 
 @router.post("/auth/session_token", tags=["auth"], openapi_extra=body_doc(_SESSION, required=False))
@@ -27,15 +35,18 @@ async def create_session_token(svc: Svc, who: Who, body: Body) -> dict[str, Any]
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise ValidationFailed("Invalid conversation_ids",
                                {"conversation_ids": "must be a list of conversation IDs"})
+    ids = schemas.string_list(body, "conversation_ids")
     token = await svc.auth.create_session_token(who, body.get("ttl_seconds"), ids)
     return {"session_token": token.token, "expires_at": iso(token.expires_at)}
 
 
-@router.post("/auth/conversation_token", tags=["auth"], openapi_extra=body_doc(_CONVERSATION))
+@router.post("/auth/conversation_token", tags=["auth"], openapi_extra=body_doc(_CONVERSATION),
+             responses=error_responses(404))
 async def create_conversation_token(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     agent_id = body.get("agent_id")
     if not isinstance(agent_id, str) or not agent_id:
         raise ValidationFailed("agent_id is required", {"agent_id": "required"})
+    schemas.check_text_fields(body, {"agent_id": MAX_SHORT_CHARS})
     token = await svc.auth.create_conversation_token(who, agent_id, body.get("ttl_seconds"))
     return {"conversation_token": token.token, "expires_at": iso(token.expires_at)}
 
@@ -46,10 +57,7 @@ def _api_key_only(who: Any) -> None:
 
 
 def _name(body: dict[str, Any]) -> str:
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ValidationFailed("name is required", {"name": "required"})
-    return name
+    return schemas.key_name(body)
 
 
 @router.post("/api_keys", status_code=201, tags=["api_keys"], openapi_extra=body_doc(_NAME))
@@ -85,7 +93,7 @@ async def get_workspace(svc: Svc, who: Who) -> dict[str, Any]:
     return await svc.auth.workspace_info(who.workspace_id)
 
 
-@router.patch("/workspace", tags=["workspace"])
+@router.patch("/workspace", tags=["workspace"], openapi_extra=body_doc(_WORKSPACE))
 async def update_workspace(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
-    await svc.auth.update_workspace(who.workspace_id, body)
+    await svc.auth.update_workspace(who.workspace_id, schemas.workspace_update(body))
     return {"success": True}

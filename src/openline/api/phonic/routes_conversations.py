@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, ProjectParam, Svc, Who
 from openline.api.phonic.errors import error_body
+from openline.api.phonic.openapi_doc import error_responses
+from openline.api.phonic.params import CLEAN_PARAMETERS
+from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import (
     analysis_json,
     conversation_json,
@@ -18,8 +21,12 @@ from openline.api.phonic.views import (
 )
 from openline.domain.conversation import Conversation
 
-router = APIRouter(tags=["conversations"])
+router = APIRouter(tags=["conversations"], dependencies=[CLEAN_PARAMETERS])
 AudioContainer = Annotated[Literal["wav.gz", "wav"], Query()]
+_EXTRACT = {"type": "object", "required": ["schema_id"], "properties": {
+    "schema_id": {"type": "string", "description": "ID of the extraction schema to run"}}}
+_EVALUATE = {"type": "object", "required": ["prompt_id"], "properties": {
+    "prompt_id": {"type": "string", "description": "ID of the eval prompt to ask"}}}
 
 
 @router.get("/conversations")
@@ -59,7 +66,7 @@ def _json(svc: Svc, conversation: Conversation, container: str) -> dict[str, Any
     return conversation_json(conversation, url)
 
 
-@router.delete("/conversations/{conversation_id}")
+@router.delete("/conversations/{conversation_id}", responses=error_responses(409))
 async def delete_conversation(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]:
     await svc.conversations.delete(who, conversation_id)
     return {"success": True}
@@ -71,7 +78,8 @@ async def get_analysis(conversation_id: str, svc: Svc, who: Who) -> dict[str, An
     return {"analysis": analysis_json(conversation.analysis)}
 
 
-@router.post("/conversations/{conversation_id}/cancel", response_model=None)
+@router.post("/conversations/{conversation_id}/cancel", response_model=None,
+             responses=error_responses(409, 504))
 async def cancel_conversation(conversation_id: str, svc: Svc, who: Who
                               ) -> dict[str, Any] | JSONResponse:
     try:
@@ -89,7 +97,8 @@ async def list_extractions(conversation_id: str, svc: Svc, who: Who) -> dict[str
     return {"extractions": [extraction_json(e) for e in extractions]}
 
 
-@router.post("/conversations/{conversation_id}/extractions", status_code=201)
+@router.post("/conversations/{conversation_id}/extractions", status_code=201,
+             openapi_extra=body_doc(_EXTRACT), responses=error_responses(409))
 async def extract(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     extraction = await svc.postcall.extract(who, schemas.extraction_run(body, conversation_id))
     return {"result": dict(extraction.result)}
@@ -100,7 +109,8 @@ async def list_evals(conversation_id: str, svc: Svc, who: Who) -> dict[str, Any]
     return {"evals": [eval_json(e) for e in await svc.postcall.list_evals(who, conversation_id)]}
 
 
-@router.post("/conversations/{conversation_id}/evals", status_code=201)
+@router.post("/conversations/{conversation_id}/evals", status_code=201,
+             openapi_extra=body_doc(_EVALUATE), responses=error_responses(409))
 async def evaluate(conversation_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     evaluation = await svc.postcall.evaluate(who, schemas.evaluation_run(body, conversation_id))
     return {"evaluation": {"result": evaluation.result}}

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Query
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import delivery_json, endpoint_json
 from openline.services.webhooks import EVENTS
 
-router = APIRouter(tags=["webhooks"])
+router = APIRouter(tags=["webhooks"], dependencies=[CLEAN_PARAMETERS])
 _CREATE = {"type": "object", "required": ["url"], "properties": {
     "url": {"type": "string", "description": "https URL that receives signed POSTs"},
     "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)},

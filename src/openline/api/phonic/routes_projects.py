@@ -8,11 +8,13 @@ from fastapi import APIRouter
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.openapi_doc import error_responses
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 from openline.api.phonic.views import created_json, eval_json, eval_prompt_json, project_json
 from openline.domain.extraction import EvalPromptSpec
 
-router = APIRouter(tags=["projects"])
+router = APIRouter(tags=["projects"], dependencies=[CLEAN_PARAMETERS])
 _NAME = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 _UPDATE = {"type": "object", "properties": {
     "name": {"type": "string"}, "default_agent": {"type": ["string", "null"]},
@@ -24,7 +26,8 @@ async def list_projects(svc: Svc, who: Who) -> dict[str, Any]:
     return {"projects": [project_json(p) for p in await svc.projects.list_all(who)]}
 
 
-@router.post("/projects", status_code=201, openapi_extra=body_doc(_NAME))
+@router.post("/projects", status_code=201, openapi_extra=body_doc(_NAME),
+             responses=error_responses(409))
 async def create_project(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     return created_json(await svc.projects.create(who, schemas.project_create(body)))
 
@@ -34,13 +37,14 @@ async def get_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
     return {"project": project_json(await svc.projects.get(who, name_or_id))}
 
 
-@router.patch("/projects/{name_or_id}", openapi_extra=body_doc(_UPDATE))
+@router.patch("/projects/{name_or_id}", openapi_extra=body_doc(_UPDATE),
+              responses=error_responses(409))
 async def update_project(name_or_id: str, svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     await svc.projects.update(who, schemas.project_update(body, name_or_id))
     return {"success": True}
 
 
-@router.delete("/projects/{name_or_id}")
+@router.delete("/projects/{name_or_id}", responses=error_responses(409))
 async def delete_project(name_or_id: str, svc: Svc, who: Who) -> dict[str, Any]:
     await svc.projects.delete(who, name_or_id)
     return {"success": True}

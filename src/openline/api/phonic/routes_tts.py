@@ -10,9 +10,11 @@ from fastapi.responses import StreamingResponse
 
 from openline.api.phonic import schemas
 from openline.api.phonic.deps import Body, Svc, Who
+from openline.api.phonic.openapi_doc import binary_response
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.schemas import body_doc
 
-router = APIRouter(tags=["tts"])
+router = APIRouter(tags=["tts"], dependencies=[CLEAN_PARAMETERS])
 _BODY = {"type": "object", "required": ["text"], "properties": {
     "text": {"type": "string", "minLength": 1}, "model": {"type": "string", "default": "merritt"},
     "speed": {"type": "number", "minimum": 0.5, "maximum": 1.5, "default": 1.2},
@@ -28,7 +30,9 @@ async def tts(svc: Svc, who: Who, body: Body) -> dict[str, Any]:
     return {"audio": base64.b64encode(audio).decode()}
 
 
-@router.post("/tts/stream", response_model=None, openapi_extra=body_doc(_BODY))
+@router.post("/tts/stream", response_class=StreamingResponse, openapi_extra=body_doc(_BODY),
+             responses=binary_response("audio/pcm", "audio/ulaw",
+                                       description="Raw audio bytes as they are made"))
 async def tts_stream(svc: Svc, who: Who, body: Body) -> StreamingResponse:
     speech = svc.speech.prepare(schemas.synthesize(body))
     media = "audio/ulaw" if speech.format.encoding == "mulaw" else "audio/pcm"

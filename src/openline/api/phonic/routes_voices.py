@@ -8,10 +8,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from openline.api.phonic.deps import Svc, Who
+from openline.api.phonic.openapi_doc import binary_response
+from openline.api.phonic.params import CLEAN_PARAMETERS
 from openline.api.phonic.views import voice_json
 from openline.domain.errors import Forbidden
 
-router = APIRouter(tags=["voices"])
+router = APIRouter(tags=["voices"], dependencies=[CLEAN_PARAMETERS])
 
 
 @router.get("/voices")
@@ -26,10 +28,13 @@ async def get_voice(voice_id: str, svc: Svc, who: Who) -> dict[str, Any]:
     return {"voice": voice_json(voice, svc.links.voice_url(voice.id))}
 
 
-@router.get("/voices/{voice_id}/preview", response_model=None)
+@router.get("/voices/{voice_id}/preview", response_class=Response,
+            responses=binary_response("audio/wav", description="A spoken sample"))
 async def preview(voice_id: str, svc: Svc, expires: int, signature: str) -> Response:
     """A spoken sample (WAV); the signed link is the credential, as for recordings."""
-    if not svc.links.verify_voice(voice_id, expires, signature):
+    # A signature is hex; anything else cannot match (and must not reach compare_digest,
+    # which refuses non-ASCII text).
+    if not signature.isascii() or not svc.links.verify_voice(voice_id, expires, signature):
         raise Forbidden("This preview link is invalid or has expired")
     voice = svc.voices.get(voice_id)
     return Response(await svc.speech.preview(voice.id), media_type="audio/wav")

@@ -19,6 +19,14 @@ from openline.domain.agent_changes import agent_changes_from
 from openline.domain.conversation import parse_started_at
 from openline.domain.errors import ValidationFailed
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec, schema_changes_from
+from openline.domain.limits import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
+    MAX_REFERENCES,
+    MAX_SHORT_CHARS,
+    MAX_URL_CHARS,
+    control_char_error,
+)
 from openline.domain.phone_number import PhoneAssignment, sip_settings
 from openline.domain.project import check_max_active
 from openline.domain.tool import ToolSpec
@@ -245,6 +253,7 @@ def project_update(body: Mapping[str, Any], name_or_id: str) -> c.UpdateProject:
     agent = body.get("default_agent", UNSET)
     if agent is not UNSET and agent is not None and not isinstance(agent, str):
         raise ValidationFailed("Invalid parameters", {"default_agent": "must be an agent name"})
+    check_text_fields(body, {"default_agent": MAX_SHORT_CHARS})
     return c.UpdateProject(name_or_id, name, agent, limit)
 
 
@@ -267,29 +276,87 @@ def conversation_list(project: str | None, external_id: str | None, duration_min
                                before, after, limit)
 
 
-def _text_or_none(value: Any) -> str | None:
+def text_problem(value: Any, most: int) -> str | None:
+    """Why ``value`` is not an acceptable stored string (``None`` when it is)."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if len(value) > most:
+        return f"at most {most} characters"
+    return control_char_error(value)
+
+
+def check_text_fields(body: Mapping[str, Any], limits: Mapping[str, int]) -> None:
+    """400 naming every field of ``limits`` that is present, not null and not clean text."""
+    errors = {key: problem for key, most in limits.items()
+              if body.get(key) is not None and (problem := text_problem(body[key], most))}
+    if errors:
+        raise ValidationFailed(first_error_message(errors), errors)
+
+
+def _reference(body: Mapping[str, Any], key: str) -> str | None:
+    """An optional ID in the body (a wrong type or a control character is a 400)."""
+    check_text_fields(body, {key: MAX_SHORT_CHARS})
+    value = body.get(key)
     return value if isinstance(value, str) else None
 
 
 def extraction_run(body: Mapping[str, Any], conversation_id: str) -> c.RunExtraction:
-    return c.RunExtraction(conversation_id, _text_or_none(body.get("schema_id")))
+    return c.RunExtraction(conversation_id, _reference(body, "schema_id"))
 
 
 def evaluation_run(body: Mapping[str, Any], conversation_id: str) -> c.RunEvaluation:
-    return c.RunEvaluation(conversation_id, _text_or_none(body.get("prompt_id")))
+    return c.RunEvaluation(conversation_id, _reference(body, "prompt_id"))
+
+
+def string_list(body: Mapping[str, Any], key: str, most_items: int = MAX_REFERENCES,
+                most_chars: int = MAX_SHORT_CHARS) -> list[str] | None:
+    """An optional list of short clean strings (``None`` when absent or null)."""
+    value = body.get(key)
+    if value is None:
+        return None
+    problem = None
+    if not isinstance(value, list):
+        problem = "must be a list of strings"
+    elif len(value) > most_items:
+        problem = f"at most {most_items} items"
+    else:
+        problem = next((p for v in value if (p := text_problem(v, most_chars))), None)
+    if problem:
+        raise ValidationFailed(first_error_message({key: problem}), {key: problem})
+    return list(value)
+
+
+def workspace_update(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``PATCH /workspace``: bounded, clean values (the auth service checks the rest)."""
+    check_text_fields(body, {"logo_url": MAX_URL_CHARS})
+    for key in ("invite_link_allowed_domains", "ip_allowlist"):
+        string_list(body, key)
+    return dict(body)
+
+
+def key_name(body: Mapping[str, Any]) -> str:
+    """An API key's name: required, at most ``MAX_NAME_CHARS`` characters of clean text."""
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationFailed("name is required", {"name": "required"})
+    check_text_fields(body, {"name": MAX_NAME_CHARS})
+    return name
 
 
 def webhook_endpoint_create(body: Mapping[str, Any]) -> c.CreateWebhookEndpoint:
     url = body.get("url")
     if not isinstance(url, str):
         raise ValidationFailed("Invalid parameters: url", {"url": "is required"})
+    check_text_fields(body, {"url": MAX_URL_CHARS, "description": MAX_DESCRIPTION_CHARS})
     events = body.get("events")
     if events is not None and not (isinstance(events, list)
                                    and all(isinstance(e, str) for e in events)):
         raise ValidationFailed("Invalid parameters: events",
                                {"events": "must be a non-empty list of event types"})
+    events = string_list(body, "events")
+    description = body.get("description")
     return c.CreateWebhookEndpoint(url, None if events is None else tuple(events),
-                                   _text_or_none(body.get("description")))
+                                   description if isinstance(description, str) else None)
 
 
 def synthesize(body: Mapping[str, Any]) -> c.Synthesize:
@@ -304,10 +371,14 @@ def synthesize(body: Mapping[str, Any]) -> c.Synthesize:
     fmt = body.get("output_format", "pcm_44100")
     if not isinstance(fmt, str):
         errors["output_format"] = f"one of {', '.join(WIRE_FORMATS)}"
-    voice = body.get("voice_id") or None
+    voice = body.get("voice_id")
     if voice is not None and not isinstance(voice, str):
         errors["voice_id"] = "a voice id"
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        errors["model"] = "a model name"
     if errors:
         raise ValidationFailed(first_error_message(errors), errors)
     assert isinstance(text, str) and isinstance(fmt, str)
-    return c.Synthesize(text, voice or None, float(speed), fmt)
+    return c.Synthesize(text, voice if isinstance(voice, str) and voice else None,
+                        float(speed), fmt)

@@ -7,7 +7,7 @@ each shape is built in the order Phonic documents it.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -77,8 +77,33 @@ def agent_json(agent: Agent) -> dict[str, Any]:
     if isinstance(endpoint, dict):  # secrets are never returned in full (services/masking)
         endpoint["headers"] = mask_headers(endpoint.get("headers")) or {}
     out.update(spec)
+    out.update(_agent_values(agent, spec))
+    if out.get("slug") is None:
+        del out["slug"]  # a string in the official schema; an agent without one omits it
     out["custom_phone_numbers"] = agent.custom_numbers()
     return out
+
+
+def _agent_values(agent: Agent, spec: dict[str, Any]) -> dict[str, Any]:
+    """Keys the official Agent schema types as non-null, with the value they mean here: no
+    integrations is ``[]`` and no retention policy is the standard one (keep everything).
+    Both give back the same configuration when sent again (``AgentSpec`` normalises them)."""
+    return {"integrations": spec.get("integrations") or [],
+            "data_retention_policy": retention_json(spec.get("data_retention_policy"))}
+
+
+def retention_json(policy: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Phonic's DataRetentionPolicy: ``{"zero_data_retention": true}`` alone, or the standard
+    policy with both windows (``delete_after_hours: null`` = kept indefinitely)."""
+    policy = policy or {}
+    if policy.get("zero_data_retention"):
+        return {"zero_data_retention": True}
+
+    def window(key: str) -> dict[str, Any]:
+        return {"delete_after_hours": (policy.get(key) or {}).get("delete_after_hours")}
+
+    return {"zero_data_retention": False, "transcripts": window("transcripts"),
+            "audio_recordings": window("audio_recordings")}
 
 
 def project_json(project: Project) -> dict[str, Any]:
@@ -99,6 +124,28 @@ def tool_json(tool: Tool) -> dict[str, Any]:
     out.update(spec)
     if tool.spec.type != "custom_context":
         out.pop("context", None)
+    return out
+
+
+#: Tool keys that the official schema types as non-null: left out while unset (clients read
+#: a missing key as unset too). ``context`` is already left out by ``tool_json``.
+_TOOL_KEYS_OMITTED_WHEN_NULL = ("endpoint_method", "endpoint_url", "endpoint_headers",
+                                "agents_to_transfer_to")
+_PARAMETER_KEYS_OMITTED_WHEN_NULL = ("item_type", "enum_values", "location")
+
+
+def tool_view(tool: Tool) -> dict[str, Any]:
+    """``tool_json`` as the tool routes answer it: without the ``null`` values that the
+    official Tool and ToolParameter schemas do not allow."""
+    out = tool_json(tool)
+    for key in _TOOL_KEYS_OMITTED_WHEN_NULL:
+        if out.get(key, ...) is None:
+            del out[key]
+    if isinstance(out.get("parameters"), list):
+        out["parameters"] = [
+            {k: v for k, v in p.items() if not (k in _PARAMETER_KEYS_OMITTED_WHEN_NULL
+                                                 and v is None)}
+            if isinstance(p, dict) else p for p in out["parameters"]]
     return out
 
 
@@ -153,6 +200,7 @@ def conversation_json(c: Conversation, audio_url: str | None) -> dict[str, Any]:
         "is_live": c.is_live,
     }
     out.update({key: config.get(key) for key in CONVERSATION_CONFIG_KEYS})
+    out["data_retention_policy"] = retention_json(config.get("data_retention_policy"))
     out["template_variables"] = config.get("template_variables") or {}
     out["pronunciation_dictionary"] = config.get("pronunciation_dictionary") or []
     out.update({
