@@ -87,7 +87,7 @@ def test_voice_falls_back_to_the_default_with_a_warning() -> None:
 def test_invalid_overrides_are_reported_together() -> None:
     with pytest.raises(ValidationFailed) as bad:
         run({"audio_speed": 3, "output_format": "mp3", "template_variables": {"a": 1}})
-    assert set(bad.value.param_errors) == {"audio_speed", "output_format", "template_variables"}
+    assert set(bad.value.param_errors) == {"audio_speed", "output_format", "template_variables.a"}
     assert bad.value.message.startswith("Invalid config: audio_speed:")
     with pytest.raises(ValidationFailed) as rule:
         run({"inbound_rollout": 0.5})

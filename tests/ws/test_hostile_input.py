@@ -217,3 +217,34 @@ async def test_audio_before_config_is_refused_until_config_arrives(
         seen = await _until(ws, "assistant_finished_speaking")
         assert seen[0]["type"] == "conversation_created"
     assert _healthy(server)
+
+
+async def test_external_ids_are_bounded_at_config_and_mid_call(make_server: ServerFactory) -> None:
+    server = make_server()
+    async with await _socket(server) as ws:
+        await ws.send(json.dumps({"type": "config", **FORMATS, "external_id": "x" * 257}))
+        [msg] = await _until(ws, "error")
+        assert msg["param_errors"] == {"external_id": "at most 256 characters"}
+    async with await _socket(server) as ws:
+        await ws.send(json.dumps({"type": "config", **FORMATS, "welcome_message": "",
+                                  "external_id": "crm-1"}))
+        created = (await _until(ws, "ready_to_start_conversation"))[0]
+        await ws.send(json.dumps({"type": "set_external_id", "external_id": "y" * 300}))
+        assert (await _until(ws, "error"))[-1]["param_errors"] == {
+            "external_id": "at most 256 characters"}
+        await ws.send(json.dumps({"type": "set_external_id", "external_id": "bad\u0000id"}))
+        assert "external_id" in (await _until(ws, "error"))[-1]["param_errors"]
+    conv = (await sdk(server).conversations.get(created["conversation_id"])).conversation
+    assert conv.external_id == "crm-1" and _healthy(server)
+
+
+async def test_a_body_too_deep_or_a_huge_integer_is_a_400(make_server: ServerFactory) -> None:
+    server = make_server()
+    headers = {"Authorization": f"Bearer {server.api_key}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=f"{server.url}/v1", headers=headers) as http:
+        deep = await http.post("/agents", content=b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+        huge = await http.post("/agents", content=b'{"name": "a", "audio_speed": '
+                               + b"9" * 5000 + b"}")
+    for r in (deep, huge):
+        assert r.status_code == 400 and r.json()["param_errors"] == {"body": "malformed JSON"}
+    assert _healthy(server)

@@ -152,3 +152,14 @@ def template_value_errors(values: Any, field: str = "template_variables") -> dic
         elif (problem := control_char_error(value)) is not None:
             errors[path] = problem
     return errors
+
+
+#: a conversation's ``external_id`` (the stored column's width)
+MAX_EXTERNAL_ID_CHARS = 256
+
+
+def external_id_error(value: str) -> str | None:
+    """Why ``value`` cannot be a conversation's external id (``None`` when it can)."""
+    if len(value) > MAX_EXTERNAL_ID_CHARS:
+        return f"at most {MAX_EXTERNAL_ID_CHARS} characters"
+    return control_char_error(value)

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import external_id_error
 from openline.services.call_setup import PreparedCall
 from openline.services.item_writer import ItemWriter
 from openline.store import tables as t
@@ -160,6 +161,10 @@ class CallSession:
             case tb.AddSystemMessage(system_message=message):
                 conv.add_system_message(message)
             case tb.SetExternalId(external_id=value):
+                problem = external_id_error(value)
+                if problem:
+                    raise tb.ControlRejected(f"Invalid external_id: {problem}",
+                                             "invalid_message", {"external_id": problem})
                 await self.hooks.set_external_id(self.id, value)
             case tb.GenerateReply(system_message=system, user_message=user):
                 conv.generate_reply(system, user)

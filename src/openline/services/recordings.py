@@ -32,7 +32,7 @@ class RecordingLinks:
         if expires < (now or time.time()):
             return False
         expected = self._sign(conversation_id, container, expires)
-        return hmac.compare_digest(expected, signature)
+        return hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace"))
 
     def voice_url(self, voice_id: str, now: float | None = None) -> str:
         """A week-long link to a short sample of ``voice_id``."""

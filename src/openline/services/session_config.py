@@ -22,6 +22,7 @@ from openline.audio.codecs import WIRE_FORMATS
 from openline.domain.agent import BUILT_IN_TOOL_NAMES, AgentSpec, AudioFormat
 from openline.domain.agent_changes import AgentChanges, agent_changes_from, apply_changes
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import template_value_errors
 from openline.domain.templating import render, system_variables
 from openline.domain.unset import UNSET, Unset, or_else
 from openline.domain.validation import first_error_message, param_errors_from
@@ -111,8 +112,7 @@ def resolve(
     formats = {k: config.get(k, default_format) for k in ("input_format", "output_format")}
     errors.update(_format_errors(formats))
     variables = config.get("template_variables") or {}
-    if not _is_string_map(variables):
-        errors["template_variables"] = "must map names to strings"
+    errors.update(template_value_errors(variables))
     if errors or spec is None:
         raise ValidationFailed(first_error_message(errors, _MESSAGE), errors)
     return _build(conversation_id, spec, formats, dict(variables),
@@ -130,8 +130,7 @@ def overrides_from_config(config: Mapping[str, Any]) -> SessionOverrides:
     given = {k: config[k] for k in ("input_format", "output_format") if k in config}
     errors.update(_format_errors(given))
     variables = config.get("template_variables") or {}
-    if not _is_string_map(variables):
-        errors["template_variables"] = "must map names to strings"
+    errors.update(template_value_errors(variables))
     if errors or changes is None:
         raise ValidationFailed(first_error_message(errors, _MESSAGE), errors)
     return SessionOverrides(
@@ -142,10 +141,6 @@ def overrides_from_config(config: Mapping[str, Any]) -> SessionOverrides:
 def _format_errors(formats: Mapping[str, Any]) -> dict[str, str]:
     return {key: f"must be one of {', '.join(WIRE_FORMATS)}" for key, value in formats.items()
             if not isinstance(value, str) or value not in WIRE_FORMATS}
-
-
-def _is_string_map(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
 def _build(conversation_id: str, spec: AgentSpec, formats: dict[str, str],

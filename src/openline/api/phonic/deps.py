@@ -43,7 +43,7 @@ async def json_body(request: Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge ints, deep nesting
         raise ValidationFailed(f"Malformed JSON body: {exc}", {"body": "malformed JSON"}) from exc
     if not isinstance(data, dict):
         raise ValidationFailed("The JSON body must be an object", {"body": "must be an object"})

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import external_id_error
 from openline.services.call_setup import StartCall
 from openline.services.principal import Principal
 from openline.services.session_config import overrides_from_config
@@ -31,6 +32,10 @@ def check_types(config: Mapping[str, Any]) -> None:
 def start_call(who: Principal, config: Mapping[str, Any], origin: str) -> StartCall:
     """Translate one ``config`` message; ``ValidationFailed`` names every bad field."""
     check_types(config)
+    problem = external_id_error(config.get("external_id") or "")
+    if problem:
+        raise ValidationFailed(f"Invalid config: external_id: {problem}",
+                               {"external_id": problem})
     tools = config.get("tools")
     return StartCall(
         who, agent=config.get("agent") or None, project=config.get("project") or None,
