@@ -51,6 +51,17 @@ MAX_JSON_DEPTH = 16
 #: within the body cap, cannot grow a document past this.
 MAX_DOCUMENT_BYTES = 256 * 1024
 MAX_AGENTS_PER_PROJECT = 500
+#: per project: stored tools, extraction schemas, eval prompts
+MAX_TOOLS_PER_PROJECT = 500
+MAX_SCHEMAS_PER_PROJECT = 200
+MAX_EVAL_PROMPTS_PER_PROJECT = 200
+#: per workspace
+MAX_PROJECTS_PER_WORKSPACE = 200
+MAX_WEBHOOK_ENDPOINTS_PER_WORKSPACE = 50
+#: per conversation: extractions and evaluations run on it
+MAX_RESULTS_PER_CONVERSATION = 200
+#: ``GET /projects/{id}/conversation_evals`` has no pagination: the newest this many
+MAX_PROJECT_EVALS_LISTED = 1_000
 
 #: C0 controls except tab, newline and carriage return; DEL; C1 controls; lone surrogates
 #: (a JSON ``"\\ud800"`` decodes to one, and it cannot be encoded to UTF-8 for storage).

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -199,15 +199,8 @@ class AgentService:
 
 
 async def _ensure_room(s: AsyncSession, proj: t.Project) -> None:
-    """At most ``MAX_AGENTS_PER_PROJECT`` agents, so that listing them stays bounded.
-
-    (Two creates racing at the limit may both pass; the bound is then exceeded by the
-    number of concurrent creates, not without limit.)"""
-    count = await s.scalar(
-        select(func.count()).select_from(t.Agent).where(t.Agent.project_id == proj.id))
-    if (count or 0) >= MAX_AGENTS_PER_PROJECT:
-        message = f"A project has at most {MAX_AGENTS_PER_PROJECT} agents"
-        raise ValidationFailed(message, {"project": message}, code="limit_reached")
+    await lookup.ensure_room(s, t.Agent.project_id, proj.id, MAX_AGENTS_PER_PROJECT,
+                             f"A project has at most {MAX_AGENTS_PER_PROJECT} agents", "project")
 
 
 class _IntegrityAsConflict:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
-from openline.domain.errors import Conflict, NotFound
+from openline.domain.errors import Conflict, NotFound, ValidationFailed
 from openline.store import tables as t
 
 DEFAULT_PROJECT = "main"
@@ -84,3 +85,14 @@ async def extraction_schema(
         s, t.ExtractionSchema, "conv_extract_schema", "Extraction schema",
         workspace_id, project_name, name_or_id,
     )
+
+
+async def ensure_room(s: AsyncSession, column: InstrumentedAttribute[str], owner: str,
+                      limit: int, message: str, param: str) -> None:
+    """At most ``limit`` rows with ``column == owner``, so that listing them stays bounded.
+
+    Two creates racing at the limit may both pass: the bound is then exceeded by the
+    concurrent creates, not without limit."""
+    count = await s.scalar(select(func.count()).where(column == owner))
+    if (count or 0) >= limit:
+        raise ValidationFailed(message, {param: message}, code="limit_reached")

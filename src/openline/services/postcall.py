@@ -24,12 +24,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from openline.domain import ids
 from openline.domain.conversation import Evaluation, Extraction
 from openline.domain.errors import NotFound, ValidationFailed
 from openline.domain.events import ConversationAnalyzed, ConversationEnded, ConversationTransferred
 from openline.domain.extraction import ExtractionSchemaSpec
+from openline.domain.limits import MAX_PROJECT_EVALS_LISTED, MAX_RESULTS_PER_CONVERSATION
 from openline.postcall import analysis, transcripts
 from openline.postcall.prompts import FieldPrompt
 from openline.postcall.queue import ClaimedJob, JobQueue
@@ -201,6 +203,8 @@ class PostCallService:
             schema_id=schema.id, schema_name=schema.name, result=result.result,
             notes=result.notes)
         async with self.db.session() as s:
+            await _ensure_results_room(s, ConversationExtraction.conversation_id,
+                                       cmd.conversation_id, "extractions")
             s.add(row)
         return mapping.extraction(row, False)
 
@@ -234,6 +238,8 @@ class PostCallService:
             project_id=conv.project.id, prompt_id=prompt.id, prompt_name=prompt.name,
             result=verdict.result, reasoning=verdict.reasoning)
         async with self.db.session() as s:
+            await _ensure_results_room(s, ConversationEval.conversation_id,
+                                       cmd.conversation_id, "evaluations")
             s.add(row)
         return mapping.evaluation(row)
 
@@ -248,10 +254,20 @@ class PostCallService:
     async def list_project_evals(self, who: Principal, project: str) -> list[Evaluation]:
         async with self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, project)
-            rows = await s.scalars(select(ConversationEval).where(
+            # No pagination in this dialect's API: the newest ones, oldest first.
+            newest = list(await s.scalars(select(ConversationEval).where(
                 ConversationEval.project_id == proj.id)
-                .order_by(ConversationEval.created_at, ConversationEval.id))
-            return [mapping.evaluation(r) for r in rows]
+                .order_by(ConversationEval.created_at.desc(), ConversationEval.id.desc())
+                .limit(MAX_PROJECT_EVALS_LISTED)))
+            return [mapping.evaluation(r) for r in reversed(newest)]
+
+
+async def _ensure_results_room(s: AsyncSession, column: InstrumentedAttribute[str],
+                               conversation_id: str,
+                               what: str) -> None:
+    await lookup.ensure_room(
+        s, column, conversation_id, MAX_RESULTS_PER_CONVERSATION,
+        f"A conversation has at most {MAX_RESULTS_PER_CONVERSATION} {what}", "conversation_id")
 
 
 async def _items(s: AsyncSession, conversation_id: str) -> list[t.ConversationItem]:

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from openline.domain import ids
 from openline.domain.errors import Conflict, ValidationFailed
 from openline.domain.extraction import EvalPrompt
+from openline.domain.limits import MAX_EVAL_PROMPTS_PER_PROJECT, MAX_PROJECTS_PER_WORKSPACE
 from openline.domain.project import Project, check_max_active
 from openline.domain.unset import is_set
 from openline.domain.validation import check_resource_name
@@ -48,6 +49,9 @@ class ProjectService:
         row = t.Project(id=ids.new_id(ids.PROJECT), workspace_id=who.workspace_id, name=cmd.name)
         try:
             async with self.db.session() as s:
+                await lookup.ensure_room(
+                    s, t.Project.workspace_id, who.workspace_id, MAX_PROJECTS_PER_WORKSPACE,
+                    f"A workspace has at most {MAX_PROJECTS_PER_WORKSPACE} projects", "name")
                 s.add(row)
         except IntegrityError as exc:
             raise Conflict("Project name already exists", code="name_taken") from exc
@@ -120,6 +124,9 @@ class ProjectService:
     async def create_eval_prompt(self, who: Principal, cmd: CreateEvalPrompt) -> EvalPrompt:
         async with self.db.session() as s:
             p = await lookup.project(s, who.workspace_id, cmd.project)
+            await lookup.ensure_room(
+                s, t.EvalPrompt.project_id, p.id, MAX_EVAL_PROMPTS_PER_PROJECT,
+                f"A project has at most {MAX_EVAL_PROMPTS_PER_PROJECT} eval prompts", "name")
             row = t.EvalPrompt(id=ids.new_id(ids.EVAL_PROMPT), project_id=p.id,
                                name=cmd.spec.name, prompt=cmd.spec.prompt)
             s.add(row)

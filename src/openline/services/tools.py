@@ -15,6 +15,7 @@ from openline.domain.extraction import (
     ExtractionSchemaSpec,
     apply_schema_changes,
 )
+from openline.domain.limits import MAX_SCHEMAS_PER_PROJECT, MAX_TOOLS_PER_PROJECT
 from openline.domain.tool import Tool, ToolSpec, validated
 from openline.domain.tool_changes import ToolChanges, apply_tool_changes
 from openline.services import lookup, mapping
@@ -72,6 +73,9 @@ class ToolService:
                 proj = await lookup.project(s, who.workspace_id, cmd.project)
                 await _check_transfer_agents(s, proj, spec)
                 await lookup.ensure_name_free(s, t.Tool, proj.id, spec.name, None, TOOL_TAKEN)
+                await lookup.ensure_room(
+                    s, t.Tool.project_id, proj.id, MAX_TOOLS_PER_PROJECT,
+                    f"A project has at most {MAX_TOOLS_PER_PROJECT} tools", "project")
                 row = t.Tool(id=ids.new_id(ids.TOOL), project_id=proj.id, name=spec.name,
                              spec=mapping.dump_spec(spec))
                 s.add(row)
@@ -169,6 +173,10 @@ class ExtractionSchemaService:
                 proj = await lookup.project(s, who.workspace_id, cmd.project)
                 await lookup.ensure_name_free(s, t.ExtractionSchema, proj.id, spec.name, None,
                                               SCHEMA_TAKEN)
+                await lookup.ensure_room(
+                    s, t.ExtractionSchema.project_id, proj.id, MAX_SCHEMAS_PER_PROJECT,
+                    f"A project has at most {MAX_SCHEMAS_PER_PROJECT} extraction schemas",
+                    "project")
                 row = t.ExtractionSchema(
                     id=ids.new_id(ids.EXTRACTION_SCHEMA), project_id=proj.id, name=spec.name,
                     spec=mapping.dump_spec(spec),

@@ -36,10 +36,11 @@ from openline.domain.events import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from openline.domain.limits import MAX_WEBHOOK_ENDPOINTS_PER_WORKSPACE
 from openline.postcall import signing
 from openline.postcall.queue import ClaimedJob, JobQueue
 from openline.postcall.worker import PermanentJobError
-from openline.services import mapping
+from openline.services import lookup, mapping
 from openline.services.commands import CreateWebhookEndpoint
 from openline.services.principal import Principal
 from openline.services.url_safety import SafeAsyncClient, UnsafeUrl, check_url
@@ -103,6 +104,10 @@ class WebhookService:
         row = tp.WebhookEndpoint(id=ids.new_id(ENDPOINT_PREFIX), workspace_id=who.workspace_id,
                               url=url, events=events, secret=secret, description=cmd.description)
         async with self.db.session() as s:
+            await lookup.ensure_room(
+                s, tp.WebhookEndpoint.workspace_id, who.workspace_id,
+                MAX_WEBHOOK_ENDPOINTS_PER_WORKSPACE, "A workspace has at most "
+                f"{MAX_WEBHOOK_ENDPOINTS_PER_WORKSPACE} webhook endpoints", "url")
             s.add(row)
         return mapping.webhook_endpoint(row, EVENTS), secret
 
