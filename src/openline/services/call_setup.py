@@ -180,11 +180,11 @@ class CallSetup:
                         call.tools = await tool_loading.load(s, project.id,
                                                              reply["tools"] or [])
         except ValidationFailed as exc:
-            await self._end_unstarted(call.id, "configuration_endpoint_invalid_response")
+            await self.end_unstarted(call.id, "configuration_endpoint_invalid_response")
             raise ConfigurationFailed("configuration_endpoint_invalid_response",
                                       f"invalid overrides: {exc.message}") from exc
         except ConfigEndpointFailed as exc:
-            await self._end_unstarted(call.id, exc.ended_by)
+            await self.end_unstarted(call.id, exc.ended_by)
             raise ConfigurationFailed(exc.ended_by, str(exc)) from exc
         async with self.db.session() as s:
             row = await s.get(t.Conversation, call.id)
@@ -194,7 +194,9 @@ class CallSetup:
                 row.external_id = _clean(value if isinstance(value, str) else None) \
                     or row.external_id
 
-    async def _end_unstarted(self, conv_id: str, ended_by: str) -> None:
+    async def end_unstarted(self, conv_id: str, ended_by: str) -> None:
+        """End a stored conversation that never ran (refused, or a phone call that was
+        never answered)."""
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conv_id)
             if row is not None:

@@ -135,6 +135,12 @@ class LiveService:
         self.registry.add(session)
         return session
 
+    async def end_unstarted(self, conversation_id: str, ended_by: str) -> None:
+        """A prepared conversation that never ran (an unanswered phone call): store its
+        end, queue its post-call work, forget it."""
+        await self.setup.end_unstarted(conversation_id, ended_by)
+        await self._stored(conversation_id)
+
     async def _stored(self, conversation_id: str) -> None:
         if self.on_ended is not None:
             try:
