@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import PlainTextResponse, Response
-from starlette.datastructures import FormData
 
 from openline.api.phonic.ws import StarletteSocket
 from openline.services.hub import Services
@@ -22,6 +22,22 @@ from openline.services.telephony.service import TwilioService
 router = APIRouter(prefix="/twilio", include_in_schema=False)
 SIGNATURE = "x-twilio-signature"
 EMPTY = '<?xml version="1.0" encoding="UTF-8"?><Response />'
+
+
+class Form(dict[str, list[str]]):
+    """A form body with repeated keys (what ``RequestValidator`` signs)."""
+
+    def getlist(self, key: str) -> list[str]:
+        return self.get(key, [])
+
+
+async def _form(request: Request) -> Form:
+    """Twilio's ``application/x-www-form-urlencoded`` body (the only kind it sends)."""
+    form = Form()
+    for key, value in parse_qsl((await request.body()).decode("utf-8", "replace"),
+                                keep_blank_values=True):
+        form.setdefault(key, []).append(value)
+    return form
 
 
 def _xml(body: str) -> Response:
@@ -34,11 +50,11 @@ async def _signed(request: Request) -> tuple[TwilioService, dict[str, str]] | Re
     twilio = services.twilio
     if twilio is None:
         return PlainTextResponse("Twilio is not configured on this server", status_code=404)
-    form: FormData = await request.form()
+    form = await _form(request)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if not twilio.webhook_valid(path, form, request.headers.get(SIGNATURE)):
         return PlainTextResponse("Invalid Twilio signature", status_code=403)
-    return twilio, {k: str(v) for k, v in form.items()}
+    return twilio, {key: values[0] for key, values in form.items()}
 
 
 async def _callback(request: Request,
