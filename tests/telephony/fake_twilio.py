@@ -252,7 +252,8 @@ class FakeCall:
     digits: list[str] = field(default_factory=list)
     dials: list[dict[str, str]] = field(default_factory=list)
     updates: list[dict[str, list[str]]] = field(default_factory=list)
-    callbacks: list[tuple[str, dict[str, str], int]] = field(default_factory=list)
+    #: every webhook the fake sent: (url, form, HTTP status of the reply, when it was sent)
+    callbacks: list[tuple[str, dict[str, str], int, float]] = field(default_factory=list)
     executor: asyncio.Task[None] | None = None
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     stream_started: asyncio.Event = field(default_factory=asyncio.Event)
@@ -273,8 +274,12 @@ class FakeCall:
         return await self.stream(count - 1, within)
 
     def statuses(self) -> list[str]:
-        return [form.get("CallStatus", "") for url, form, _ in self.callbacks
+        return [form.get("CallStatus", "") for url, form, _, _ in self.callbacks
                 if "/status" in url]
+
+    def sent_at(self, path_part: str) -> float:
+        """When the first webhook whose URL contains ``path_part`` was sent."""
+        return next(at for url, _, _, at in self.callbacks if path_part in url)
 
 
 class FakeTwilio:
@@ -420,9 +425,10 @@ class FakeTwilio:
         """A signed webhook (``signature``: send this one instead; "" sends none)."""
         sig = self.validator.compute_signature(url, params) if signature is None else signature
         headers = {"X-Twilio-Signature": sig} if sig else {}
+        at = time.monotonic()
         reply = await self._http.post(url, data=params, headers=headers)
         if call is not None:
-            call.callbacks.append((url, params, reply.status_code))
+            call.callbacks.append((url, params, reply.status_code, at))
         return reply
 
     async def _status(self, call: FakeCall, event: str, status: str | None = None) -> None:

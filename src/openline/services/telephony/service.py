@@ -173,10 +173,11 @@ class TwilioService:
 
     async def _end_pending(self, call: PhoneCall, ended_by: str) -> None:
         """End a call that never streamed (unanswered, cancelled, expired)."""
-        if call.finished.is_set() or call.transport is not None:
-            if call.transport is not None:  # it started meanwhile: end the live session
-                self._end_session(call, ended_by)
+        if call.transport is not None:  # it started meanwhile: end the live session
+            self._end_session(call, ended_by)
             return
+        if call.ended_by is not None or call.finished.is_set():
+            return  # already ending (our cancel makes Twilio report ``canceled`` too)
         call.ended_by = ended_by
         if ended_by == "user_canceled" and call.call_sid:
             with contextlib.suppress(TwilioRestException, OSError):
