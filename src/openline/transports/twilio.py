@@ -47,6 +47,8 @@ SILENCE = b"\xff"  # μ-law zero
 MAX_AHEAD_S = 1.0
 #: how long a control waits for queued speech to be heard before replacing the TwiML
 SETTLE_S = 10.0
+#: what the assistant said just before a control reaches the sink within this time
+GRACE_S = 0.1
 #: the largest message accepted from the stream (a media frame is ~300 bytes)
 MAX_MESSAGE_CHARS = 64 * 1024
 MULAW_8K = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
@@ -234,11 +236,13 @@ class MarkSink(BaseAudioSink):
             self._clear_due = False
             await self.wire.send_clear()
 
-    async def wait_heard(self, timeout_s: float = SETTLE_S) -> None:
-        """Until everything sent has been played (or ``timeout_s``)."""
+    async def wait_sent_heard(self, timeout_s: float = SETTLE_S) -> None:
+        """Until everything sent so far has been played (or ``timeout_s``)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
-                await self._idle.wait()
+                while self.segment_open and self._acked < self.captured:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     def wake(self) -> None:
         self._progress.set()
@@ -275,6 +279,7 @@ class TwilioTransport:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._restreams = 0  # TwiML updates that end this stream and open another
+        self._held = False  # audio waits: the stream is about to be replaced
         self._finished = asyncio.Event()
         #: how the call left Twilio's stream: "stop", "closed", "transferred", ...
         self.gone: str | None = None
@@ -297,7 +302,8 @@ class TwilioTransport:
 
     @property
     def streaming(self) -> bool:
-        return self._leg is not None
+        """Audio may be sent now (a stream is open and not about to be replaced)."""
+        return self._leg is not None and not self._held
 
     def expect_restream(self) -> None:
         """The next ``stop`` is a TwiML update: a new stream will carry the call on."""
@@ -321,7 +327,7 @@ class TwilioTransport:
                 leg = await self._wait_next_leg()
                 if leg is None:
                     return
-                self._leg = leg
+                self._leg, self._held = leg, False
                 self.sink.wake()
             how = await self._read(leg, call)
             self._leg = None
@@ -411,12 +417,18 @@ class TwilioTransport:
         return True
 
     async def _after_speech(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        await self.sink.wait_heard()
+        """Run a TwiML update once what the assistant said before it has been heard;
+        what it says after waits for the next stream (it must follow the tones)."""
+        await self.clock.sleep(GRACE_S)
+        self._held = True
+        await self.sink.wait_sent_heard()
         self.expect_restream()
         try:
             await work()
         except Exception:
             self._restreams = max(0, self._restreams - 1)
+            self._held = False
+            self.sink.wake()
             log.exception("Twilio call control failed for %s", self.call_sid)
 
     async def hangup(self, ended_by: str) -> None:
