@@ -173,6 +173,7 @@ class MediaStream:
         try:
             async for raw in self.ws:
                 msg = json.loads(raw)
+                msg["_at"] = time.monotonic()
                 self.received.append(msg)
                 self._handle(msg)
         except ConnectionClosed:
