@@ -63,6 +63,19 @@ class Settings(BaseSettings):
     node_id: str | None = None
     #: a live conversation's lease; its node renews it three times per period
     conversation_lease_s: float = 30.0
+    # --- Twilio (phone calls; off unless the account SID and auth token are set) ---
+    twilio_account_sid: str | None = None
+    #: signs Twilio's webhooks (and authenticates REST calls unless an API key is given)
+    twilio_auth_token: str | None = None
+    #: optional API key for REST calls (SK...); webhooks are still signed with the token
+    twilio_api_key_sid: str | None = None
+    twilio_api_key_secret: str | None = None
+    #: Twilio's REST API, or any Twilio-compatible one (tests point it at a local fake)
+    twilio_api_base: str = "https://api.twilio.com"
+
+    @property
+    def twilio_enabled(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     def recordings_dir(self) -> Path:
         return self.ensure_data_dir() / "recordings"

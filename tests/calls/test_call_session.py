@@ -114,8 +114,9 @@ def _start(who: Principal, **overrides: Any) -> StartCall:
         "input_format": "pcm_16000", "output_format": "pcm_16000",
         "welcome_message": "Welcome to the line.", **overrides}),
                      origin="direct",
-                     call_info=CallInfo(from_number="+15555550111", to_number="+15555550122",
-                                        carrier="memory", direction="inbound"))
+                     call_info=CallInfo(from_phone_number="+15555550111",
+                                        to_phone_number="+15555550122",
+                                        twilio_call_sid="CA0123"))
 
 
 async def _row(rt: Runtime, conv_id: str) -> t.Conversation:
@@ -144,8 +145,8 @@ async def test_a_call_on_any_transport_runs_and_is_stored(runtime: Runtime) -> N
     assert result.ended_by == "user" and peer.hung_up == ["user"]
     row = await _row(runtime, opened[0])
     assert row.ended_by == "user" and row.lease_until is None
-    assert row.call_info == {"from_number": "+15555550111", "to_number": "+15555550122",
-                             "carrier": "memory", "direction": "inbound"}
+    assert row.call_info == {"from_phone_number": "+15555550111",
+                             "to_phone_number": "+15555550122", "twilio_call_sid": "CA0123"}
     assert row.live_transcript == "Assistant: Welcome to the line.\nAssistant: Anything else?"
     assert runtime.services.live.registry.local_ids() == []
 

@@ -19,6 +19,7 @@ from openline.api.phonic import (
     routes_agents,
     routes_auth,
     routes_conversations,
+    routes_outbound_call,
     routes_postcall,
     routes_projects,
     routes_recordings,
@@ -28,6 +29,7 @@ from openline.api.phonic import (
     ws,
 )
 from openline.api.phonic.schemas import defs_of
+from openline.api.twilio import routes as twilio_routes
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
@@ -38,16 +40,18 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 def build_api(services: Services, lifespan: Lifespan | None = None, *,
               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
-    """The HTTP edge over built services: the Phonic dialect's routes and socket."""
+    """The HTTP edge over built services: the Phonic dialect's routes and socket, and
+    the URLs Twilio calls."""
     app = FastAPI(title="Openline", version=__version__, lifespan=lifespan,
                   description="Self-hosted voice agents with a Phonic-compatible API.")
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     errors.install(app)
-    for module in (routes_projects, routes_agents, routes_tools, routes_conversations,
-                   routes_auth, routes_voices, routes_recordings, routes_postcall, routes_tts,
-                   ws):
+    for module in (routes_projects, routes_agents, routes_tools, routes_outbound_call,
+                   routes_conversations, routes_auth, routes_voices, routes_recordings,
+                   routes_postcall, routes_tts, ws):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(twilio_routes.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

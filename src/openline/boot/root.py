@@ -9,6 +9,7 @@ same runtime without HTTP and without taking calls.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
@@ -20,6 +21,7 @@ from openline.services.live_registry import InProcessRegistry
 from openline.services.phone_numbers import DEFAULT_POOL, parse_pool
 from openline.services.recordings import RecordingLinks
 from openline.services.speech import SpeechService
+from openline.services.telephony.service import TwilioOptions, TwilioService
 from openline.settings import Settings
 from openline.store.db import Database, sqlite_url
 from openline.voice.session import Providers
@@ -61,6 +63,8 @@ class Runtime:
     async def stop(self) -> None:
         """End live calls (stored as ``error``), stop the worker, close the database."""
         await self.services.live.shutdown()
+        if self.services.twilio is not None:
+            await self.services.twilio.close()
         await self.postcall.stop()
         await self.db.dispose()
 
@@ -84,4 +88,17 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         speech=SpeechService(providers.tts, voices.installed),
         allow_private_urls=settings.allow_private_urls,
     )
+    services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
     return Runtime(settings, db, providers, services, postcall)
+
+
+def build_twilio(settings: Settings, live: LiveService,
+                 transferred: Callable[[str, str], Awaitable[int]]) -> TwilioService | None:
+    """Phone calls through Twilio, when its account SID and auth token are set."""
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        return None
+    return TwilioService(TwilioOptions(
+        settings.twilio_account_sid, settings.twilio_auth_token,
+        settings.effective_public_url(), api_base=settings.twilio_api_base,
+        api_key_sid=settings.twilio_api_key_sid,
+        api_key_secret=settings.twilio_api_key_secret), live, transferred=transferred)

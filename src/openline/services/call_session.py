@@ -27,7 +27,7 @@ from openline.store.tables import utcnow
 from openline.transports import base as tb
 from openline.voice import events as ev
 from openline.voice.session import Conversation, ConversationResult
-from openline.voice.tools import RuntimeTool
+from openline.voice.tools import PhoneTransfer, RuntimeTool
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,10 @@ class CallSession:
             await transport.send_event(event)
         else:
             await transport.send_event(event)
+
+    async def transfer_to_phone(self, request: PhoneTransfer) -> bool:
+        """The engine's phone transfer, carried out by whichever transport is attached."""
+        return await self.transport.transfer(request)
 
     # ----- transport -> engine (CallInput) ------------------------------------------------
     def push_audio(self, pcm: bytes, media_ms: float | None = None) -> None:

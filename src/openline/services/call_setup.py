@@ -49,13 +49,12 @@ Voices = Callable[[], tuple[set[str], str]]
 
 @dataclass(frozen=True)
 class CallInfo:
-    """Where a call comes from and goes to (telephony); stored as ``call_info``."""
+    """Where a phone call comes from and goes to; stored as the conversation's
+    ``call_info`` (Phonic's keys) and sent to the configuration endpoint."""
 
-    from_number: str | None = None
-    to_number: str | None = None
-    carrier: str | None = None
-    carrier_call_id: str | None = None
-    direction: str | None = None  # "inbound" | "outbound"
+    from_phone_number: str | None = None
+    to_phone_number: str | None = None
+    twilio_call_sid: str | None = None
 
     def stored(self) -> dict[str, Any] | None:
         values = {k: v for k, v in vars(self).items() if v is not None}
@@ -92,6 +91,7 @@ class PreparedCall:
     agent: t.Agent | None
     resolved: ResolvedConfig
     tools: LoadedTools
+    call_info: CallInfo | None = None
 
 
 class ConfigurationFailed(OpenlineError):
@@ -119,14 +119,20 @@ class CallSetup:
         return resolve_overrides(conv_id, spec, overrides, installed_voices=installed,
                                  default_voice=default_voice)
 
+    async def validate(self, start: StartCall, conv_id: str = "dry_run"
+                       ) -> tuple[t.Agent | None, t.Project, ResolvedConfig, LoadedTools]:
+        """Everything ``prepare`` checks before storing anything (a dry run stops here)."""
+        async with self.db.session() as s:
+            agent, project = await _agent_for(s, start.principal, start)
+            resolved = self.resolve_config(conv_id, agent, start.overrides)
+            tools = await tool_loading.load(s, project.id, _tool_definitions(agent, start))
+        return agent, project, resolved, tools
+
     async def prepare(self, start: StartCall) -> PreparedCall:
         """Resolve and store the conversation; raises the reason it may not start."""
         conv_id = ids.new_id(ids.CONVERSATION)
         who = start.principal
-        async with self.db.session() as s:
-            agent, project = await _agent_for(s, who, start)
-            resolved = self.resolve_config(conv_id, agent, start.overrides)
-            tools = await tool_loading.load(s, project.id, _tool_definitions(agent, start))
+        agent, project, resolved, tools = await self.validate(start, conv_id)
         # The count and the insert are one step: the project row is locked for the
         # transaction (PostgreSQL), and hot-path writes queue in-process (SQLite).
         async with self.db.writer() as s:
@@ -141,7 +147,8 @@ class CallSetup:
                 owner_node=self.node_id, heartbeat_at=now,
                 lease_until=now + timedelta(seconds=self.lease_s),
             ))
-        call = PreparedCall(conv_id, who.workspace_id, project.id, agent, resolved, tools)
+        call = PreparedCall(conv_id, who.workspace_id, project.id, agent, resolved, tools,
+                            start.call_info)
         endpoint = resolved.spec.configuration_endpoint
         if endpoint is not None:
             await self._configure(call, project, start, endpoint.model_dump(mode="json"))
@@ -157,6 +164,8 @@ class CallSetup:
                              "system_prompt": spec.system_prompt,
                              "tools": spec.tools,
                              "boosted_keywords": spec.boosted_keywords}}
+        if start.call_info is not None:  # phone calls: who calls whom, and the carrier's id
+            payload.update(start.call_info.stored() or {})
         try:
             reply = await fetch_configuration(self.http, endpoint, payload,
                                               allow_private=self.allow_private_urls)
@@ -171,11 +180,11 @@ class CallSetup:
                         call.tools = await tool_loading.load(s, project.id,
                                                              reply["tools"] or [])
         except ValidationFailed as exc:
-            await self._end_unstarted(call.id, "configuration_endpoint_invalid_response")
+            await self.end_unstarted(call.id, "configuration_endpoint_invalid_response")
             raise ConfigurationFailed("configuration_endpoint_invalid_response",
                                       f"invalid overrides: {exc.message}") from exc
         except ConfigEndpointFailed as exc:
-            await self._end_unstarted(call.id, exc.ended_by)
+            await self.end_unstarted(call.id, exc.ended_by)
             raise ConfigurationFailed(exc.ended_by, str(exc)) from exc
         async with self.db.session() as s:
             row = await s.get(t.Conversation, call.id)
@@ -185,7 +194,9 @@ class CallSetup:
                 row.external_id = _clean(value if isinstance(value, str) else None) \
                     or row.external_id
 
-    async def _end_unstarted(self, conv_id: str, ended_by: str) -> None:
+    async def end_unstarted(self, conv_id: str, ended_by: str) -> None:
+        """End a stored conversation that never ran (refused, or a phone call that was
+        never answered)."""
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conv_id)
             if row is not None:

@@ -14,6 +14,7 @@ from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
 from openline.services.recordings import RecordingLinks
 from openline.services.speech import SpeechService
+from openline.services.telephony.service import TwilioService
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.voices import VoiceService, VoiceSource
 from openline.services.webhooks import WebhookService
@@ -35,6 +36,8 @@ class Services:
     webhooks: WebhookService
     postcall: PostCallService
     speech: SpeechService
+    #: phone calls through Twilio (None unless Twilio is configured)
+    twilio: TwilioService | None = None
 
     @classmethod
     def build(

@@ -24,6 +24,7 @@ from openline.services import tool_loading
 from openline.services.call_session import CallHooks, CallSession
 from openline.services.call_setup import (
     CallSetup,
+    PreparedCall,
     StartCall,
     TransferDirectory,
     Voices,
@@ -38,7 +39,7 @@ from openline.store import tables as t
 from openline.store.db import Database
 from openline.transports.base import CallTransport
 from openline.voice.session import Conversation, ConversationResult, Providers
-from openline.voice.tools import RuntimeTool
+from openline.voice.tools import PhoneTransfer, RuntimeTool
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 10.0
@@ -82,6 +83,19 @@ class LiveService:
         invalid overrides, concurrency limit, failed configuration endpoint.
         """
         session = await self.open(start, transport)
+        return await self.run_session(session, opened)
+
+    async def run_prepared(self, prepared: PreparedCall, transport: CallTransport,
+                           opened: Callable[[CallOpened], Awaitable[None]] | None = None
+                           ) -> ConversationResult:
+        """Run a conversation prepared earlier (``setup.prepare``): a phone call is
+        prepared when the carrier asks what to do, and runs once its media arrives."""
+        return await self.run_session(self.build(prepared, transport), opened)
+
+    async def run_session(self, session: CallSession,
+                          opened: Callable[[CallOpened], Awaitable[None]] | None = None
+                          ) -> ConversationResult:
+        """Tell the transport its call opened, then run the call to its stored end."""
         if opened is not None:
             resolved = session.prepared.resolved
             await opened(CallOpened(session.id, resolved.session.input_format,
@@ -90,7 +104,10 @@ class LiveService:
 
     async def open(self, start: StartCall, transport: CallTransport) -> CallSession:
         """Prepare the conversation and build its engine; it runs with ``session.run()``."""
-        prepared = await self.setup.prepare(start)
+        return self.build(await self.setup.prepare(start), transport)
+
+    def build(self, prepared: PreparedCall, transport: CallTransport) -> CallSession:
+        """The engine and call session of a prepared conversation, registered as live."""
         cfg = prepared.resolved.session
         cfg.runtime_tools, cfg.built_in_tools = prepared.tools
         writer = ItemWriter(self.db, prepared.id)
@@ -101,17 +118,28 @@ class LiveService:
         async def send(event: Any) -> None:
             await holder[0].dispatch(event)
 
+        async def transfer(request: PhoneTransfer) -> bool:
+            return await holder[0].transfer_to_phone(request)
+
+        call_info = prepared.call_info.stored() if prepared.call_info else None
         engine = Conversation(
             cfg, self.providers, send, writer,
-            webhooks=HttpWebhookCaller(self.http, CallContext(prepared.id),
+            webhooks=HttpWebhookCaller(self.http, CallContext(prepared.id, call_info),
                                        allow_private=self.allow_private_urls),
             agents=TransferDirectory(self.setup, prepared.project_id),
-            recordings_dir=self.recordings_dir, sink=transport.audio_sink(cfg.output_format))
+            recordings_dir=self.recordings_dir, sink=transport.audio_sink(cfg.output_format),
+            transfer=transfer)
         session = CallSession(prepared, engine, writer, transport, hooks, self.db,
                               self.recordings_dir)
         holder.append(session)
         self.registry.add(session)
         return session
+
+    async def end_unstarted(self, conversation_id: str, ended_by: str) -> None:
+        """A prepared conversation that never ran (an unanswered phone call): store its
+        end, queue its post-call work, forget it."""
+        await self.setup.end_unstarted(conversation_id, ended_by)
+        await self._stored(conversation_id)
 
     async def _stored(self, conversation_id: str) -> None:
         if self.on_ended is not None:

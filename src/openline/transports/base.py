@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from openline.audio.codecs import AudioFormat
 from openline.voice import events as ev
 from openline.voice.io import AudioSink
+from openline.voice.tools import PhoneTransfer
 
 # ----- control messages (client -> conversation) -------------------------------------
 
@@ -136,8 +137,9 @@ class CallTransport(Protocol):
     async def send_dtmf(self, digits: str) -> None:
         """Play keypad tones to the far end."""
 
-    async def transfer(self, destination: str) -> bool:
-        """Hand the call to a phone number or SIP URI; False where the wire cannot."""
+    async def transfer(self, destination: PhoneTransfer) -> bool:
+        """Start handing the call to a phone number (or SIP URI); False where the wire
+        cannot. True means the transfer was placed, not that anyone answered."""
 
     async def hangup(self, ended_by: str) -> None:
         """End the call on the wire (close code / BYE / Twilio hang-up)."""

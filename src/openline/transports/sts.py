@@ -20,6 +20,7 @@ from openline.audio.codecs import AudioFormat
 from openline.transports import base as tb
 from openline.voice import events as ev
 from openline.voice.io import AudioSink
+from openline.voice.tools import PhoneTransfer
 
 log = logging.getLogger(__name__)
 MAX_CHUNK_MS = 40
@@ -149,7 +150,7 @@ class StsTransport:
     async def send_dtmf(self, digits: str) -> None:
         """Keypad tones reach the client as the ``dtmf`` event itself."""
 
-    async def transfer(self, destination: str) -> bool:
+    async def transfer(self, destination: PhoneTransfer) -> bool:
         return False  # a WebSocket client has no phone line to hand over
 
     async def hangup(self, ended_by: str) -> None:

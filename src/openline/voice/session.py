@@ -55,7 +55,7 @@ from openline.voice.recorder import Recorder
 from openline.voice.reply import ReplyJob
 from openline.voice.state import ConversationState, Lifecycle
 from openline.voice.timers import SilenceTimers
-from openline.voice.tools import RuntimeTool, ToolRuntime, WebhookCaller
+from openline.voice.tools import PhoneTransferer, RuntimeTool, ToolRuntime, WebhookCaller
 
 __all__ = ["Conversation", "ConversationObserver", "ConversationResult", "ItemRecord",
            "Providers", "Send"]
@@ -68,12 +68,15 @@ class Conversation:
     """The engine for one conversation. Create, feed audio and controls, ``await run()``.
 
     ``sink``: where assistant audio goes (default: a ``LocalPacer`` sending ``AudioOut``
-    through ``send``); ``clock``: the engine's time (default: the system clock)."""
+    through ``send``); ``clock``: the engine's time (default: the system clock);
+    ``transfer``: carries out phone transfers (the call session, when its transport has a
+    phone line)."""
 
     def __init__(self, cfg: SessionConfig, providers: Providers, send: Send,
                  observer: ConversationObserver, *, webhooks: WebhookCaller | None = None,
                  agents: AgentDirectory | None = None, recordings_dir: Path | None = None,
-                 sink: AudioSink | None = None, clock: Clock | None = None) -> None:
+                 sink: AudioSink | None = None, clock: Clock | None = None,
+                 transfer: PhoneTransferer | None = None) -> None:
         self.cfg, self.p, self._send, self.observer = cfg, providers, send, observer
         self.agents = agents
         self.clock: Clock = clock or SYSTEM_CLOCK
@@ -82,7 +85,8 @@ class Conversation:
         self.client_tools = ClientToolChannel(self.emit, self.emit_now)
         self.tools = ToolRuntime(cfg.runtime_tools, webhooks=webhooks, client=self.client_tools,
                                  on_dtmf=self._press_keys, background=self._spawn_background,
-                                 on_async_result=self.assistant.async_tool_result)
+                                 on_async_result=self.assistant.async_tool_result,
+                                 on_transfer=transfer)
         self.lifecycle = Lifecycle()
         self.recorder = Recorder(recordings_dir, cfg.conversation_id, clock=self.clock)
         self.muted = False

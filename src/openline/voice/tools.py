@@ -70,6 +70,39 @@ class WebhookResult:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class PhoneTransfer:
+    """``built_in_transfer_to_phone_number``: hand the call to a number (the transport's
+    ``transfer`` carries it out, e.g. a Twilio ``<Dial>``)."""
+
+    phone_number: str
+    #: keys to press once the far end answers (``w`` = half a second's pause)
+    dtmf: str | None = None
+    detect_voicemail: bool = False
+    #: the agent's number as the caller id (else the caller's own number)
+    use_agent_phone_number: bool = True
+    #: ``return_to_assistant`` | ``keep_retrying`` (None: the call ends unanswered)
+    on_transfer_no_answer: str | None = None
+    tool_name: str = ""
+
+
+#: carries out a phone transfer; False where the connection has no phone line
+PhoneTransferer = Callable[[PhoneTransfer], Awaitable[bool]]
+
+
+def phone_transfer(tool: RuntimeTool, args: dict[str, Any]) -> PhoneTransfer | None:
+    """The transfer a tool call asks for (None: no number to call)."""
+    cfg = tool.config
+    number = cfg.get("phone_number") or args.get("phone_number")
+    if not isinstance(number, str) or not number.strip():
+        return None
+    dtmf = args.get("dtmf") if cfg.get("dynamic_dtmf") and args.get("dtmf") else cfg.get("dtmf")
+    return PhoneTransfer(number.strip(), str(dtmf) if dtmf else None,
+                         bool(cfg.get("detect_voicemail")),
+                         cfg.get("use_agent_phone_number") is not False,
+                         cfg.get("on_transfer_no_answer"), tool.name)
+
+
 class WebhookCaller(Protocol):
     async def call(self, tool: RuntimeTool, arguments: dict[str, Any]) -> WebhookResult: ...
 
@@ -90,10 +123,12 @@ class ToolRuntime:
                  on_dtmf: Callable[[str], Awaitable[None]] | None = None,
                  background: Callable[[Coroutine[Any, Any, None]], None] | None = None,
                  on_async_result: AsyncResult | None = None,
+                 on_transfer: PhoneTransferer | None = None,
                  ) -> None:
         self.tools = {t.name: t for t in tools}
         self.webhooks, self.client, self.on_dtmf = webhooks, client, on_dtmf
         self.background, self.on_async_result = background, on_async_result
+        self.on_transfer = on_transfer
 
     def specs(self) -> list[ToolSpec]:
         return [t.spec() for t in self.tools.values() if t.kind not in ("end", "silent")] + [
@@ -167,9 +202,23 @@ class ToolRuntime:
             if self.on_dtmf is not None:
                 await self.on_dtmf(digits)
             return _finish(record, start, "success", None, {"pressed": digits})
-        return _finish(record, start, "error",
-                       "transfers to phone numbers are unavailable on this connection "
+        return await self._transfer_phone(tool, args, record, start)
+
+    async def _transfer_phone(self, tool: RuntimeTool, args: dict[str, Any],
+                              record: ToolCallRecord, start: float) -> ToolOutcome:
+        unavailable = ("transfers to phone numbers are unavailable on this connection "
                        "(no telephony); tell the caller you cannot transfer them")
+        if self.on_transfer is None:
+            return _finish(record, start, "error", unavailable)
+        request = phone_transfer(tool, args)
+        if request is None:
+            return _finish(record, start, "error", "no phone number to transfer to")
+        if not await self.on_transfer(request):
+            return _finish(record, start, "error", unavailable)
+        outcome = _finish(record, start, "success", None,
+                          {"transferring_to": request.phone_number})
+        outcome.speak_after = False  # the caller is on their way to the other number
+        return outcome
 
     async def _webhook(self, tool: RuntimeTool, args: dict[str, Any], record: ToolCallRecord,
                        start: float) -> ToolOutcome:

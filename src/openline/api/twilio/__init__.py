@@ -1,0 +1,1 @@
+"""Twilio's side of phone calls: the voice webhook, status callbacks, the media stream."""
