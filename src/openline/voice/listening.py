@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from openline.audio.resample import StreamingResampler
+from openline.audio.resample import Quality, StreamingResampler
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
 from openline.voice.assistant import UserTurn
@@ -26,6 +26,14 @@ if TYPE_CHECKING:
 INBOUND_QUEUE_CHUNKS = 200  # ~4 s of 20 ms chunks
 
 
+def input_quality(rate: int) -> Quality:
+    """Resampling quality for caller audio, chosen for delay: every millisecond the filter
+    holds back is added to every turn. Phone audio (8 kHz) is band-limited below 4 kHz, so
+    cubic interpolation up to 16 kHz loses nothing the recogniser uses (0.2 ms instead of
+    ~110 ms at HQ); downsampling keeps a real anti-alias filter at LQ (~20 ms, HQ ~40)."""
+    return "QQ" if rate < SAMPLE_RATE else "LQ"
+
+
 class Listener:
     """Turns the caller's audio into user turns for the assistant."""
 
@@ -36,7 +44,8 @@ class Listener:
         self.vad: VADStream | None = None  # set by open(), once the VAD is loaded
         self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
         rate = cfg.input_format.sample_rate
-        self._resampler = StreamingResampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
+        self._resampler = (StreamingResampler(rate, SAMPLE_RATE, quality=input_quality(rate))
+                           if rate != SAMPLE_RATE else None)
         self._frame_buf = np.zeros(0, dtype=np.int16)
         self._job: ReplyJob | None = None  # the speculative reply of the turn in progress
         self._last_voiced_at = 0.0

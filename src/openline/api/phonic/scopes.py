@@ -129,6 +129,14 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", f"{_HOOK}/deliveries"): _K,
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
+    ("POST", "/v1/conversations/outbound_call"): _K,
+    # Twilio's webhooks and media stream: X-Twilio-Signature is the credential
+    ("POST", "/twilio/voice"): _S,
+    ("POST", "/twilio/calls/{conversation_id}/status"): _S,
+    ("POST", "/twilio/calls/{conversation_id}/amd"): _S,
+    ("POST", "/twilio/calls/{conversation_id}/dial"): _S,
+    ("POST", "/twilio/calls/{conversation_id}/transfer"): _S,
+    (WEBSOCKET, "/twilio/stream"): _S,
 }
 
 _REFUSED = {
