@@ -285,6 +285,10 @@ def _errors(ex: Exercise, project: str) -> None:
     ex.call("get", "/conversations", 400, params={"project": project, "limit": 0})
     ex.call("get", "/conversations/conv_missing", 404)
     ex.call("post", "/tts/stream", 400, json={"text": "hi", "output_format": {}})
+    # the test server has no Twilio: a precise 400 (the 201 is checked in tests/telephony)
+    ex.call("post", "/conversations/outbound_call", 400, json={
+        "to_phone_number": "+15555550123", "config": {"agent": "x"}})
+    ex.call("post", "/conversations/outbound_call", 400, json={})
     ex.call("get", "/projects/no-such-project", 404)
     ex.call("post", "/projects", 400, json={"name": "UPPER"})
     ex.call("get", "/workspace", 401, headers={"Authorization": "Bearer ol_wrong"})
