@@ -148,27 +148,47 @@ async def v2v(args: argparse.Namespace) -> dict[str, Any]:
             call, _ = await fake.inbound(f"{server.url}/twilio/voice", CALLER, NUMBER)
             stream = await call.stream()
             await _turn(stream, audio[0], 120)  # warm-up (model caches, first allocation)
-            latencies = []
+            latencies, others = [], []
             for i, utterance in enumerate(audio[1:]):
+                before = await _cpu(server)
                 latencies.append(await _turn(stream, utterance))
-                log(f"turn {i + 1}: {latencies[-1]:.0f} ms")
+                others.append(_other_cpu(before, await _cpu(server)))
+                log(f"turn {i + 1}: {latencies[-1]:.0f} ms "
+                    f"(other processes' CPU during the turn: {others[-1]:.1f} s)")
             await fake.hang_up(call)
-            server_ms = await _server_latencies(server, stream.parameters["conversation_id"])
+            server_ms, items = await _stored(server, stream.parameters["conversation_id"])
     await fake.close()
+    for role, text in items:
+        log(f"  {role}: {text}")
     return {"mode": "v2v", "stack": "fake" if args.fake else "embedded",
             "turns": len(latencies), "v2v_ms": summary(latencies),
-            "server_ms": summary(server_ms[1:]), "bad_frames": stream.bad_frames}
+            "server_ms": summary(server_ms[1:]), "bad_frames": stream.bad_frames,
+            "other_cpu_s": round(sum(others), 1)}
 
 
-async def _server_latencies(server: Any, conversation_id: str) -> list[float]:
-    """The stored conversation's own measure (first frame sent - last voiced frame)."""
+async def _cpu(server: Any) -> tuple[float, float, float]:
+    """(machine busy, this process, the server) CPU seconds so far."""
+    stats = await asyncio.to_thread(bench_stats, server)
+    return cpu_busy_s(), time.process_time(), float(stats["cpu_s"])
+
+
+def _other_cpu(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """CPU seconds neither the server nor this client used (other work on the machine)."""
+    machine, client, server = (b - a for a, b in zip(before, after, strict=True))
+    return max(0.0, machine - client - server)
+
+
+async def _stored(server: Any, conversation_id: str) -> tuple[list[float], list[Any]]:
+    """The stored conversation's own measure (first frame sent - last voiced frame), and
+    its items as (role, text): what was recognised and answered."""
     client = sdk(server)
     for _ in range(100):
         conv = (await client.conversations.get(conversation_id)).conversation
         if conv.ended_at is not None:
-            return list(conv.analysis.latencies_ms)
+            return (list(conv.analysis.latencies_ms),
+                    [(i.role, i.live_transcript) for i in conv.items])
         await asyncio.sleep(0.1)
-    return []
+    return [], []
 
 
 async def _one_call(fake: Any, server: Any, number: str, delay: float, duration: float,
@@ -259,7 +279,8 @@ def _docs(result: dict[str, Any]) -> None:
         rows = [(name, result[key]) for name, key in (
             ("voice-to-voice at the fake's playback clock", "v2v_ms"),
             ("server `latencies_ms` (same turns)", "server_ms"))]
-        body = (f"Run {today}, {result['stack']} stack, {result['turns']} turns "
+        body = (f"Run {today}, {result['stack']} stack, {result['turns']} turns, other "
+                f"processes' CPU during the turns {result['other_cpu_s']} s "
                 f"(`benchmarks/twilio_calls.py --mode v2v --turns {result['turns']}"
                 f"{' --fake' if result['stack'] == 'fake' else ''}`).\n\n"
                 "| measure (ms) | p50 | p95 | min | max |\n|---|---:|---:|---:|---:|\n" + "".join(
