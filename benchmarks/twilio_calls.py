@@ -256,7 +256,7 @@ async def concurrency(args: argparse.Namespace) -> list[dict[str, Any]]:
         _twilio_env(fake.url)
         with tempfile.TemporaryDirectory() as tmp, bench_server(Path(tmp), "fake") as server:
             if args.profile:
-                profiler = _profile(server.pid, args.profile.with_suffix(f".{calls}.svg"),
+                profiler = _profile(server.pid, args.profile.with_suffix(f".{calls}.txt"),
                                     args.ramp + args.duration)
             results.append(await _concurrent(fake, server, args, calls))
             if args.profile:
@@ -270,7 +270,7 @@ def _profile(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
     """py-spy on the server process for the run (``--profile``)."""
     return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record",
                              "-p", str(pid), "-o", str(path), "-d", str(int(seconds)),
-                             "-r", "200", "--nonblocking"])
+                             "-r", "200", "-f", "raw", "--nonblocking"])
 
 
 def _docs(result: dict[str, Any]) -> None:
@@ -322,7 +322,7 @@ def main() -> int:
                         help="lean: one task drives every call (twilio_load.py); full: "
                         "the test suite's fake client, three tasks per call")
     parser.add_argument("--profile", type=Path,
-                        help="py-spy the server during each run into PATH.<calls>.svg")
+                        help="py-spy the server during each run into PATH.<calls>.txt (collapsed stacks)")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--ramp", type=float, default=2.0)
     parser.add_argument("--write-docs", action="store_true")
