@@ -292,13 +292,17 @@ class FakeTwilio:
         self.calls: dict[str, FakeCall] = {}
         #: outbound outcome per number: human, machine_end_beep, busy, no-answer, failed
         self.answers: dict[str, str] = {}
-        #: transfer outcome per number: answered, no-answer, busy
-        self.dial_answers: dict[str, str] = {}
+        #: transfer outcome per number: answered, no-answer, busy; a list gives one
+        #: outcome per dial in turn (the last one repeats)
+        self.dial_answers: dict[str, str | list[str]] = {}
         self.amd_delay_s = 0.8
         self.ring_s = 0.1
         self.bridge_s = 0.3
         self.rest_failures: list[tuple[str, int]] = []
         self.rest_delay_s = 0.0
+        #: the Media Streams client each ``<Connect><Stream>`` opens (a benchmark swaps in
+        #: a cheaper one)
+        self.stream_class: type[MediaStream] = MediaStream
         self.url = ""
         self._created: asyncio.Queue[FakeCall] = asyncio.Queue()
         self._runner: web.AppRunner | None = None
@@ -510,11 +514,17 @@ class FakeTwilio:
         url = element.get("url", "")
         assert "?" not in url, "Twilio drops query strings from stream URLs"
         params = {p.get("name", ""): p.get("value", "") for p in element.findall("Parameter")}
-        stream = MediaStream(self, call, url, params)
+        stream = self.stream_class(self, call, url, params)
         call.streams.append(stream)
         await stream.open()
         call.stream_started.set()
         await stream.closed.wait()
+
+    def _dial_outcome(self, number: str) -> str:
+        outcome = self.dial_answers.get(number, "answered")
+        if isinstance(outcome, str):
+            return outcome
+        return outcome.pop(0) if len(outcome) > 1 else outcome[0]
 
     async def _dial(self, call: FakeCall, verb: ET.Element) -> str | None:
         number = verb.find("Number")
@@ -522,7 +532,7 @@ class FakeTwilio:
         leg = {**verb.attrib, **(number.attrib if number is not None else {}),
                "number": target}
         call.dials.append(leg)
-        outcome = self.dial_answers.get(target, "answered")
+        outcome = self._dial_outcome(target)
         child = sid("CA")
         if outcome == "answered":
             if leg.get("statusCallback") and "answered" in leg.get("statusCallbackEvent", ""):
