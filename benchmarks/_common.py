@@ -322,9 +322,10 @@ def _fake_providers() -> Any:
 
 
 def _instrument(app: Any, probe: Probe) -> None:
-    """Wrap ``LiveService.run_call`` and the lifespan; add ``GET /bench/stats``."""
+    """Wrap ``LiveService.run_session`` (every transport's calls end there) and the
+    lifespan; add ``GET /bench/stats``."""
     live = app.state.services.live
-    original_run = live.run_call
+    original_run = live.run_session
 
     async def run(*args: Any, **kwargs: Any) -> Any:
         result = await original_run(*args, **kwargs)
@@ -333,7 +334,7 @@ def _instrument(app: Any, probe: Probe) -> None:
                               "stage_timings": result.stage_timings})
         return result
 
-    live.run_call = run
+    live.run_session = run
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -7,7 +7,7 @@ tone TTS (the CLI cannot choose fakes), plus in-server instrumentation read from
 ``GET /bench/stats``:
 
 * **event-loop lag**: a task sleeps 10 ms in a loop and records how late it wakes up;
-* **underruns**: the sum of ``ConversationResult.underruns`` (``Playout.underruns``: a
+* **underruns**: the sum of ``ConversationResult.underruns`` (``LocalPacer.underruns``: a
   sentence arrived after everything sent had been played) over the finished conversations;
 * **CPU**: ``getrusage(RUSAGE_SELF)`` user+system seconds of the server process over the
   window (all its threads).
@@ -302,7 +302,7 @@ def table(r: dict[str, Any]) -> str:
          f"{ms(lag['p50'])} / {ms(lag['p99'])} / {ms(lag['max'])}"),
         ("event-loop lag p50 / p99 / max, all streaming (ms)",
          f"{ms(steady['p50'])} / {ms(steady['p99'])} / {ms(steady['max'])}"),
-        ("underruns, server (`Playout.underruns` summed)", str(r["underruns"])),
+        ("underruns, server (`LocalPacer.underruns` summed)", str(r["underruns"])),
         ("late chunks, client playhead (of chunks received)",
          f"{r['late_chunks']} of {r['chunks']}"),
         ("playout margin at arrival p1 / min (ms; ideal 120)",
