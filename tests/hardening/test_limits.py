@@ -45,7 +45,7 @@ def project(http: httpx.Client) -> Iterator[str]:
     http.delete(f"/projects/{name}")
 
 
-def _refused(response: httpx.Response, field: str) -> str:
+def assert_refused(response: httpx.Response, field: str) -> str:
     assert response.status_code == 400, response.text[:300]
     body = response.json()
     assert set(body) == {"error", "param_errors"} and body["error"]["message"]
@@ -91,20 +91,20 @@ def test_agent_field_limits(http: httpx.Client, project: str, field: str, larges
     name = unique("limits")
     assert http.post("/agents", params=q, json={"name": name, field: largest}
                      ).status_code == 201
-    _refused(http.post("/agents", params=q, json={"name": unique("over"), field: refused}),
+    assert_refused(http.post("/agents", params=q, json={"name": unique("over"), field: refused}),
              key)
-    _refused(http.patch(f"/agents/{name}", params=q, json={field: refused}), key)
+    assert_refused(http.patch(f"/agents/{name}", params=q, json={field: refused}), key)
     assert http.get(f"/agents/{name}", params=q).json()["agent"][field] == largest
 
 
 def test_names_are_bounded(http: httpx.Client, project: str) -> None:
     q = {"project": project}
     assert http.post("/agents", params=q, json={"name": "a" * 128}).status_code == 201
-    _refused(http.post("/agents", params=q, json={"name": "a" * 129}), "name")
-    _refused(http.post("/projects", json={"name": "p" * 129}), "name")
-    _refused(http.post("/tools", params=q, json={**TOOL, "name": "t" * 65}), "name")
-    _refused(http.post("/api_keys", json={"name": "k" * 129}), "name")
-    _refused(http.post("/extraction_schemas", params=q, json={"name": "s" * 129}), "name")
+    assert_refused(http.post("/agents", params=q, json={"name": "a" * 129}), "name")
+    assert_refused(http.post("/projects", json={"name": "p" * 129}), "name")
+    assert_refused(http.post("/tools", params=q, json={**TOOL, "name": "t" * 65}), "name")
+    assert_refused(http.post("/api_keys", json={"name": "k" * 129}), "name")
+    assert_refused(http.post("/extraction_schemas", params=q, json={"name": "s" * 129}), "name")
 
 
 def test_tool_limits(http: httpx.Client, project: str) -> None:
@@ -112,28 +112,28 @@ def test_tool_limits(http: httpx.Client, project: str) -> None:
     params = [{**PARAM, "name": f"p{i}"} for i in range(L.MAX_TOOL_PARAMETERS)]
     assert http.post("/tools", params=q, json={**TOOL, "parameters": params}
                      ).status_code == 201
-    _refused(http.post("/tools", params=q, json={
+    assert_refused(http.post("/tools", params=q, json={
         **TOOL, "name": "more", "parameters": [*params, {**PARAM, "name": "one_more"}]}),
         "parameters")
-    _refused(http.post("/tools", params=q, json={
+    assert_refused(http.post("/tools", params=q, json={
         **TOOL, "name": "wordy", "description": "d" * (L.MAX_DESCRIPTION_CHARS + 1)}),
         "description")
-    _refused(http.post("/tools", params=q, json={
+    assert_refused(http.post("/tools", params=q, json={
         **TOOL, "name": "deep", "parameters": {"type": "object", "properties": {
             f"p{i}": {"type": "string"} for i in range(L.MAX_TOOL_PARAMETERS + 1)}}}),
         "parameters")
-    _refused(http.patch("/tools/faq", params=q, json={"context": "c" * (L.MAX_PROMPT_CHARS + 1)}),
-             "context")
+    assert_refused(http.patch("/tools/faq", params=q,
+                              json={"context": "c" * (L.MAX_PROMPT_CHARS + 1)}), "context")
 
 
 def test_extraction_schema_and_eval_prompt_limits(http: httpx.Client, project: str) -> None:
     q = {"project": project}
     fields = [{"name": f"f{i}", "type": "string"} for i in range(L.MAX_EXTRACTION_FIELDS + 1)]
-    _refused(http.post("/extraction_schemas", params=q, json={"name": "s", "fields": fields}),
+    assert_refused(http.post("/extraction_schemas", params=q, json={"name": "s", "fields": fields}),
              "fields")
-    _refused(http.post("/extraction_schemas", params=q, json={
+    assert_refused(http.post("/extraction_schemas", params=q, json={
         "name": "s", "prompt": "p" * (L.MAX_PROMPT_CHARS + 1)}), "prompt")
-    _refused(http.post(f"/projects/{project}/conversation_eval_prompts", json={
+    assert_refused(http.post(f"/projects/{project}/conversation_eval_prompts", json={
         "name": "e", "prompt": "p" * (L.MAX_PROMPT_CHARS + 1)}), "prompt")
 
 
@@ -149,7 +149,7 @@ def test_many_edits_cannot_grow_an_agent_past_the_document_cap(http: httpx.Clien
     assert http.patch(f"/agents/{name}", params=q, json={"template_variables": variables}
                       ).status_code == 200
     more = {f"v{i}": {"default_value": "d" * L.MAX_TEMPLATE_VALUE_CHARS} for i in range(20)}
-    message = _refused(http.patch(f"/agents/{name}", params=q,
+    message = assert_refused(http.patch(f"/agents/{name}", params=q,
                                   json={"template_variables": more}), "body")
     assert str(L.MAX_DOCUMENT_BYTES) in message
 
@@ -165,8 +165,9 @@ def test_a_project_holds_a_bounded_number_of_agents(http: httpx.Client, project:
 
 
 def test_list_pages_are_bounded(http: httpx.Client, project: str) -> None:
-    _refused(http.get("/conversations", params={"project": project, "limit": 101}), "limit")
-    _refused(http.get("/webhook_endpoints/whep_x/deliveries", params={"limit": 1001}), "limit")
+    assert_refused(http.get("/conversations", params={"project": project, "limit": 101}), "limit")
+    assert_refused(http.get("/webhook_endpoints/whep_x/deliveries", params={"limit": 1001}),
+                   "limit")
 
 
 # --- control characters ------------------------------------------------------------------------
@@ -189,12 +190,12 @@ HOSTILE = ["nul\x00here", "escape \x1b[31mred", "bell\x07", "del\x7f", "c1\x85"]
 def test_agent_text_with_control_characters_is_refused(
         http: httpx.Client, project: str, field: str, wrap: Any, key: str, text: str) -> None:
     q = {"project": project}
-    message = _refused(http.post("/agents", params=q,
+    message = assert_refused(http.post("/agents", params=q,
                                  json={"name": unique("ctl"), field: wrap(text)}), key)
     assert "control characters" in message
     name = unique("ok")
     assert http.post("/agents", params=q, json={"name": name}).status_code == 201
-    _refused(http.patch(f"/agents/{name}", params=q, json={field: wrap(text)}), key)
+    assert_refused(http.patch(f"/agents/{name}", params=q, json={field: wrap(text)}), key)
 
 
 def test_newlines_tabs_and_crlf_are_kept(http: httpx.Client, project: str) -> None:
@@ -208,7 +209,7 @@ def test_newlines_tabs_and_crlf_are_kept(http: httpx.Client, project: str) -> No
 
 def test_lone_surrogates_are_refused(http: httpx.Client, project: str) -> None:
     raw = b'{"name": "surrogate", "system_prompt": "half \\ud800 a pair"}'
-    _refused(http.post("/agents", params={"project": project}, content=raw,
+    assert_refused(http.post("/agents", params={"project": project}, content=raw,
                        headers={"content-type": "application/json"}), "system_prompt")
 
 
@@ -230,19 +231,19 @@ def test_lone_surrogates_are_refused(http: httpx.Client, project: str) -> None:
 ])
 def test_other_stored_text_with_control_characters_is_refused(
         http: httpx.Client, project: str, path: str, body: dict[str, Any], key: str) -> None:
-    _refused(http.post(path, params={"project": project}, json=body), key)
+    assert_refused(http.post(path, params={"project": project}, json=body), key)
 
 
 def test_updates_and_references_with_control_characters_are_refused(
         http: httpx.Client, project: str) -> None:
     q = {"project": project}
     assert http.post("/tools", params=q, json=TOOL).status_code == 201
-    _refused(http.patch("/tools/faq", params=q, json={"description": "x\x00"}), "description")
-    _refused(http.patch(f"/projects/{project}", json={"default_agent": "a\x00"}),
+    assert_refused(http.patch("/tools/faq", params=q, json={"description": "x\x00"}), "description")
+    assert_refused(http.patch(f"/projects/{project}", json={"default_agent": "a\x00"}),
              "default_agent")
-    _refused(http.patch("/workspace", json={"ip_allowlist": ["10.0.0.0/8\x00"]}),
+    assert_refused(http.patch("/workspace", json={"ip_allowlist": ["10.0.0.0/8\x00"]}),
              "ip_allowlist")
-    _refused(http.post("/conversations/conv_x/extractions", json={"schema_id": "s\x00"}),
+    assert_refused(http.post("/conversations/conv_x/extractions", json={"schema_id": "s\x00"}),
              "schema_id")
 
 
@@ -271,7 +272,7 @@ def test_tts_speaks_text_with_a_nul(http: httpx.Client) -> None:
 
 def test_tts_text_with_nothing_to_speak_is_a_400(http: httpx.Client) -> None:
     for path in ("/tts", "/tts/stream"):
-        message = _refused(http.post(path, json={"text": "\x00\x01\u200b"}), "text")
+        message = assert_refused(http.post(path, json={"text": "\x00\x01\u200b"}), "text")
         assert "at least 1 character" in message
 
 
@@ -282,7 +283,7 @@ def test_tts_text_with_nothing_to_speak_is_a_400(http: httpx.Client) -> None:
     ("model", 1),
 ])
 def test_tts_stream_wrong_types_are_a_400(http: httpx.Client, field: str, value: Any) -> None:
-    _refused(http.post("/tts/stream", json={"text": "Hello", field: value}), field)
+    assert_refused(http.post("/tts/stream", json={"text": "Hello", field: value}), field)
 
 
 # --- per-call overrides on the STS socket ------------------------------------------------------
