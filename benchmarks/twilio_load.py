@@ -27,8 +27,7 @@ from typing import Any
 
 from _common import Ticker
 from tests.telephony.fake_twilio import FRAME, FakeTwilio, MediaStream, until
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed
 
 SILENT_B64 = base64.b64encode(b"\xff" * FRAME).decode()
 PAYLOAD = '"payload":"'
@@ -89,26 +88,13 @@ class LeanStream(MediaStream):
         self.last_play_at = 0.0
         self._idle = True
 
-    async def open(self, signature: str | None = None) -> bool:
-        headers = {"X-Twilio-Signature": signature if signature is not None
-                   else self.fake.validator.compute_signature(self.url, {})}
-        try:
-            self.ws = await connect(self.url, additional_headers=headers, compression=None,
-                                    max_queue=None)
-        except InvalidStatus as exc:
-            self.rejected = exc.response.status_code
-            self.closed.set()
-            return False
-        await self._send({"event": "connected", "protocol": "Call", "version": "1.0.0"})
-        await self._send({"event": "start", "start": {
-            "accountSid": self.fake.account_sid, "streamSid": self.stream_sid,
-            "callSid": self.call.sid, "tracks": ["inbound"],
-            "customParameters": self.parameters,
-            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
-            "streamSid": self.stream_sid}, numbered=True)
+    def connect_options(self) -> dict[str, Any]:
+        return {"compression": None, "max_queue": None}
+
+    def start_tasks(self) -> None:
+        """One reader per call; the shared hub drives every call's line and playback."""
         self._tasks.append(asyncio.create_task(self._lean_reader()))
         HUB.add(self)
-        return True
 
     async def _finish(self) -> None:
         HUB.remove(self)

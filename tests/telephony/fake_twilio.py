@@ -80,11 +80,21 @@ class MediaStream:
         self.last_voiced_sent_at: float | None = None
 
     # ----- connection -------------------------------------------------------------------
+    def connect_options(self) -> dict[str, Any]:
+        """Extra ``websockets.connect`` options (a load client tunes them)."""
+        return {}
+
+    def start_tasks(self) -> None:
+        """The tasks that play Twilio's side once the stream has started."""
+        for work in (self._reader(), self._playback(), self._line()):
+            self._tasks.append(asyncio.create_task(work))
+
     async def open(self, signature: str | None = None) -> bool:
         headers = {"X-Twilio-Signature": signature if signature is not None
                    else self.fake.validator.compute_signature(self.url, {})}
         try:
-            self.ws = await connect(self.url, additional_headers=headers)
+            self.ws = await connect(self.url, additional_headers=headers,
+                                    **self.connect_options())
         except InvalidStatus as exc:
             self.rejected = exc.response.status_code
             self.closed.set()
@@ -96,8 +106,7 @@ class MediaStream:
             "customParameters": self.parameters,
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}},
             "streamSid": self.stream_sid}, numbered=True)
-        for work in (self._reader(), self._playback(), self._line()):
-            self._tasks.append(asyncio.create_task(work))
+        self.start_tasks()
         return True
 
     async def _send(self, message: dict[str, Any], numbered: bool = False) -> None:
