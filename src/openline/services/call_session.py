@@ -241,12 +241,9 @@ class CallSession:
             row = await s.get(t.Conversation, self.id)
             if row is None:
                 return
-            ended = engine.lifecycle.ended_at or utcnow()
-            row.ended_at = ended
-            row.ended_by = result.ended_by if result else (engine.lifecycle.ended_by or "error")
-            row.duration_ms = round((ended - row.started_at).total_seconds() * 1000, 1)
+            row.close(engine.lifecycle.ended_at or utcnow(),
+                      result.ended_by if result else (engine.lifecycle.ended_by or "error"))
             row.latencies_ms = list(engine.latencies_ms)
             row.interruptions_count = engine.interruptions
             row.recording_path = str(path) if path else None
             row.live_transcript = self.writer.transcript
-            row.lease_until = None

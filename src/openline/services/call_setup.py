@@ -200,9 +200,7 @@ class CallSetup:
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conv_id)
             if row is not None:
-                row.ended_at, row.ended_by = utcnow(), ended_by
-                row.duration_ms = round((row.ended_at - row.started_at).total_seconds() * 1000, 1)
-                row.lease_until = None
+                row.close(utcnow(), ended_by)
 
 
 async def _agent_for(s: Any, who: Principal, start: StartCall

@@ -86,10 +86,7 @@ class LeaseKeeper:
         if path is not None:
             row.recording_path = str(path)
             evidence.append(row.started_at + timedelta(seconds=await _seconds(path)))
-        row.ended_at = max(e for e in evidence if isinstance(e, datetime))
-        row.ended_by = "error"
-        row.duration_ms = round((row.ended_at - row.started_at).total_seconds() * 1000, 1)
-        row.lease_until = None
+        row.close(max(e for e in evidence if isinstance(e, datetime)), "error")
 
     def start(self, reap_every_s: float | None = None) -> None:
         """Renew and reap in the background until ``stop``."""

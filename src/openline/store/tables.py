@@ -223,6 +223,12 @@ class Conversation(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     lease_until: Mapped[datetime | None] = mapped_column(default=None)
 
+    def close(self, ended_at: datetime, ended_by: str) -> None:
+        """Store the end: when, why, how long; the lease is released."""
+        self.ended_at, self.ended_by = ended_at, ended_by
+        self.duration_ms = round((ended_at - self.started_at).total_seconds() * 1000, 1)
+        self.lease_until = None
+
 
 class ConversationItem(Base):
     __tablename__ = "conversation_items"
