@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || need_apt+=(sox)
+command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)      # SIP peer (tests/sip)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)    # dashboard browser tests
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)      # multi-node harness balancer
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq

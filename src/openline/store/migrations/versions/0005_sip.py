@@ -1,0 +1,21 @@
+"""sip (reserved: filled in by the work that needs it; a no-op until then)
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-01 19:00:00
+"""
+
+from __future__ import annotations
+
+revision = '0005'
+down_revision = '0004'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Nothing yet."""
+
+
+def downgrade() -> None:
+    """Nothing yet."""
