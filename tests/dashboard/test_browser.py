@@ -168,3 +168,4 @@ def test_a_spoken_conversation_from_the_browser(page: Page, server: LiveServer,
     expect(page.locator("#recording")).to_have_count(1)
     expect(page.locator("#latency-chart")).to_have_count(1)
     assert page.locator("#latency-chart rect.stage1").count() >= 1  # STT from stored stages
+    shot(page, "conversation-spoken")

@@ -62,7 +62,10 @@ class AgentVersion:
 class DashboardService:
     """Sessions and the dashboard's read models (workspace-scoped like every service)."""
 
-    def __init__(self, db: Database, auth: AuthService, webhooks: WebhookService) -> None:
+    def __init__(self, db: Database, auth: AuthService,
+                 webhooks: WebhookService | None = None) -> None:
+        """``webhooks`` is needed only to resend deliveries (the CLI makes login links
+        without it)."""
         self.db, self.auth, self.webhooks = db, auth, webhooks
 
     # --- signing in ---------------------------------------------------------------------
@@ -196,6 +199,7 @@ class DashboardService:
     async def resend(self, who: Principal, endpoint_id: str, message_id: str) -> None:
         """Queue a message to its endpoint again (same message id, so receivers that
         de-duplicate on it see one message), whatever became of earlier attempts."""
+        assert self.webhooks is not None, "built without the webhook service"
         await self.webhooks.get(who, endpoint_id)  # 404 outside the workspace
         async with self.db.session() as s:
             payloads = list(await s.scalars(select(tp.Job.payload).where(

@@ -85,8 +85,8 @@ async def login_link(request: Request, token: str = "") -> Response:
     assert services.dashboard is not None
     try:
         signed = await services.dashboard.redeem_link(token)
-    except Unauthorized as exc:
-        return _login_page(request, exc.message, f"{BASE}/agents", 401)
+    except Unauthorized as exc:  # a bad link is a bad request: the sign-in form comes back
+        return _login_page(request, exc.message, f"{BASE}/agents", 400)
     response = RedirectResponse(f"{BASE}/agents", status_code=303)
     set_session_cookie(response, request, signed.token)
     return response
