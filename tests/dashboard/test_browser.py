@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from openline.api.dashboard.web import CSP
+from openline.providers.testing import ScriptedLLM, ScriptedReply
 from tests.conftest import LiveServer
 from tests.dashboard.conftest import (
     REPLY,
@@ -169,3 +171,97 @@ def test_a_spoken_conversation_from_the_browser(page: Page, server: LiveServer,
     expect(page.locator("#latency-chart")).to_have_count(1)
     assert page.locator("#latency-chart rect.stage1").count() >= 1  # STT from stored stages
     shot(page, "conversation-spoken")
+
+
+LONG_REPLY = ("The library opens at nine in the morning on Saturday, and it stays open until "
+              "five in the afternoon, with the reading room on the second floor and the "
+              "children's corner next to the entrance, where there are stories at eleven.")
+
+
+def test_barge_in_stops_playback_and_keeps_what_was_heard(
+        page: Page, context: BrowserContext, server: LiveServer, api: httpx.Client,
+        llm: ScriptedLLM) -> None:
+    """The fake microphone repeats its sentence (the file loops) while a long reply plays:
+    the server hears the user, the page stops its playback at once, marks the reply as
+    interrupted, and the stored reply keeps only what was played. The conversation is
+    on the Live page meanwhile, and Cancel there ends it."""
+    name = unique("talkative")
+    api.post("/agents", json={"name": name, "welcome_message": ""})
+    llm.fallback = ScriptedReply(LONG_REPLY)
+    try:
+        sign_in(page, server.api_key)
+        page.goto(f"/dashboard/agents/{name}/talk")
+        page.click("#talk-start")
+        expect(page.locator("#talk-interruptions")).to_have_text("1", timeout=60_000)
+        played_at_cut = page.evaluate("window.openlineTalk.playedSamples")
+        page.wait_for_timeout(500)
+        # Playback stopped at the barge-in: within 500 ms of the user speaking, at most
+        # one progress report (100 ms of samples) more, not 500 ms of the reply.
+        assert page.evaluate("window.openlineTalk.playedSamples") - played_at_cut <= 1600
+        expect(page.locator("#talk-transcript li.assistant.interrupted")).to_have_count(
+            1, timeout=30_000)
+        cut_text = page.locator("#talk-transcript li.assistant.interrupted span").inner_text()
+        assert cut_text.endswith(" …") and LONG_REPLY.startswith(cut_text[:-2])
+        assert len(cut_text[:-2]) < len(LONG_REPLY)
+        conv_id = page.evaluate("window.openlineTalk.conversationId")
+        # The Live page lists it; Cancel ends it (the socket closes with 4200).
+        live = context.new_page()
+        live.goto("/dashboard/live")
+        row = live.locator("#live-list tr", has=live.locator(
+            f"a[href='/dashboard/conversations/{conv_id}']"))
+        expect(row).to_have_count(1)
+        shot(live, "live")
+        row.locator("button", has_text="Cancel").click()
+        expect(page.locator("#talk-status")).to_contain_text("ended (4200)", timeout=15_000)
+        live.close()
+    finally:
+        llm.fallback = ScriptedReply(REPLY)
+    stored = _stored(api, conv_id)
+    assert stored["ended_by"] == "user_canceled"
+    assert stored["analysis"]["interruptions_count"] >= 1
+    first = next(i for i in stored["items"] if i["role"] == "assistant")
+    assert LONG_REPLY.startswith(first["live_transcript"])
+    assert len(first["live_transcript"]) < len(LONG_REPLY)
+
+
+def _stored(api: httpx.Client, conv_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        stored: dict[str, Any] = api.get(f"/conversations/{conv_id}").json()["conversation"]
+        if stored["ended_at"] is not None or time.monotonic() > deadline:
+            return stored
+        time.sleep(0.2)
+
+
+def test_the_other_pages(page: Page, server: LiveServer, api: httpx.Client) -> None:
+    """Tools, extraction schemas, webhooks, API keys and voices: each page renders under
+    the CSP (the fixture fails on violations), keeps the API's errors next to their
+    fields, and the new key's secret is shown once."""
+    sign_in(page, server.api_key)
+    page.goto("/dashboard/tools/new")
+    page.fill("#in-name", "bad name with spaces")
+    page.click("button.primary")
+    expect(page.locator("#error-name")).not_to_be_empty()
+    shot(page, "tool-form")
+    page.goto("/dashboard/schemas/new")
+    shot(page, "schema-form")
+    page.goto("/dashboard/keys")
+    page.fill("#k-name", "ci")
+    page.click("text=Create key")
+    secret = page.locator("#new-key-secret").inner_text()
+    assert secret.startswith("ol_")
+    assert httpx.get(f"{server.url}/v1/projects",
+                     headers={"Authorization": f"Bearer {secret}"}).status_code == 200
+    page.goto("/dashboard/keys")
+    assert secret not in page.content()
+    shot(page, "keys")
+    page.goto("/dashboard/webhooks")
+    page.fill("#w-url", "not a url")
+    page.click("text=Add endpoint")
+    expect(page.locator(".field.invalid .field-error")).not_to_be_empty()
+    shot(page, "webhooks")
+    page.goto("/dashboard/voices")
+    expect(page.locator("#voice-list audio").first).to_be_visible()
+    src = page.get_attribute("#voice-list audio", "src") or ""
+    assert src.startswith("/v1/voices/") and page.request.get(src).status == 200
+    shot(page, "voices")

@@ -154,6 +154,7 @@ class Talk {
           // Barge-in: stop what is still queued here at once; the server keeps only the
           // words that were played (interrupted_response says which).
           this.player.port.postMessage("clear");
+          this.state.muted = true; // chunks still in flight belong to the cut reply
           this.state.interruptions += 1;
           this.el("talk-interruptions").textContent = String(this.state.interruptions);
         }
@@ -168,10 +169,12 @@ class Talk {
         break;
       case "assistant_started_speaking":
         this.state.assistantSpeaking = true;
+        this.state.muted = false;
         this.state.current = this.line("assistant", "");
         this.status("speaking");
         break;
       case "audio_chunk":
+        if (this.state.muted) break;
         if (msg.timings) this.latencyRow(msg.timings);
         if (this.state.current && msg.text &&
             !this.state.current.textContent.endsWith(msg.text)) {
