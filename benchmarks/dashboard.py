@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 
 from openline.boot.server import create_app
 from openline.domain import ids
@@ -68,6 +68,10 @@ async def seed(database_url: str, secret_key: str, count: int) -> list[str]:
             async with db.session() as s:
                 await s.execute(insert(t.Conversation), convs)
                 await s.execute(insert(t.ConversationItem), items)
+        if not db.is_sqlite:  # what autovacuum does shortly after a bulk load
+            async with db.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text("ANALYZE"))
     finally:
         await db.dispose()
     return conv_ids
