@@ -48,7 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, llm: ScriptedLLM) -> Iterat
     LLM, so the reply is known."""
     data = tmp_path_factory.mktemp("dashboard")
     providers = dataclasses.replace(build_providers(Settings(data_dir=data)), llm=llm)
-    live = start_server(f"sqlite+aiosqlite:///{data / 'dash.db'}", data, providers)
+    # One attempt per webhook message, so a failed delivery stays failed until "Resend".
+    live = start_server(f"sqlite+aiosqlite:///{data / 'dash.db'}", data, providers,
+                        webhook_max_attempts=1, job_poll_s=0.1)
     yield live
     live.stop()
 

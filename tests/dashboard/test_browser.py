@@ -4,12 +4,14 @@ recording, and a spoken conversation from the fake microphone to an agent."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 from playwright.sync_api import BrowserContext, Page, expect
+from websockets.sync.client import connect
 
 from openline.api.dashboard.web import CSP
 from openline.providers.testing import ScriptedLLM, ScriptedReply
@@ -25,6 +27,7 @@ from tests.dashboard.conftest import (
     unique,
     wait_until,
 )
+from tests.postcall.conftest import WebhookReceiver
 from tests.providers.speech_helpers import wer
 
 
@@ -265,3 +268,53 @@ def test_the_other_pages(page: Page, server: LiveServer, api: httpx.Client) -> N
     src = page.get_attribute("#voice-list audio", "src") or ""
     assert src.startswith("/v1/voices/") and page.request.get(src).status == 200
     shot(page, "voices")
+
+
+def test_a_failed_webhook_delivery_is_resent_from_the_dashboard(
+        page: Page, server: LiveServer, api: httpx.Client) -> None:
+    receiver = WebhookReceiver(fail_next=1_000).start()  # a real receiver, failing for now
+    try:
+        sign_in(page, server.api_key)
+        page.goto("/dashboard/webhooks")
+        page.fill("#w-url", receiver.url)
+        page.check("input[name='event_conversation.ended']")
+        page.click("text=Add endpoint")
+        receiver.secret = page.locator("#webhook-secret code").inner_text()
+        endpoint = next(e for e in api.get("/webhook_endpoints").json()["webhook_endpoints"]
+                        if e["url"] == receiver.url)
+        # A real (silent) conversation over the socket: its end sends conversation.ended.
+        with connect(f"{server.ws_url}/v1/sts/ws",
+                     additional_headers={"Authorization": f"Bearer {server.api_key}"}) as ws:
+            ws.send('{"type": "config", "input_format": "pcm_16000", '
+                    '"output_format": "pcm_16000", "welcome_message": ""}')
+            conv_id = json.loads(ws.recv(timeout=30))["conversation_id"]
+        log_url = f"/webhook_endpoints/{endpoint['id']}/deliveries"
+
+        def log() -> list[dict[str, Any]]:
+            return list(api.get(log_url).json()["deliveries"])
+
+        deadline = time.monotonic() + 30
+        while not log():
+            assert time.monotonic() < deadline, "no delivery attempt"
+            time.sleep(0.1)
+        (failed,) = log()
+        assert not failed["success"] and failed["status_code"] == 500
+        page.goto(f"/dashboard/webhooks/{endpoint['id']}")
+        receiver.fail_next = 0
+        page.click("#delivery-log button:has-text('Resend')")
+        expect(page.locator("#resent")).to_be_visible()
+        while not any(d["success"] for d in log()):
+            assert time.monotonic() < deadline + 30, "the resent message never arrived"
+            time.sleep(0.1)
+        ok = next(d for d in log() if d["success"])
+        assert ok["message_id"] == failed["message_id"]  # the same message, sent again
+        delivered = receiver.ok()
+        assert len(delivered) == 1 and delivered[0].valid
+        assert json.loads(delivered[0].body)["data"]["conversation"]["id"] == conv_id
+        page.reload()
+        assert page.locator("#delivery-log button:has-text('Resend')").count() == 0
+        shot(page, "webhook-deliveries")
+        page.goto(f"/dashboard/conversations/{conv_id}")
+        expect(page.locator("#deliveries tbody tr")).to_have_count(2)  # failed, then resent
+    finally:
+        receiver.stop()

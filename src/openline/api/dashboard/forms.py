@@ -9,6 +9,7 @@ services, so the API's ``param_errors`` can be shown next to their fields.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import types
@@ -33,6 +34,8 @@ class Field:
     optional: bool
     choices: tuple[str, ...] = ()
     help: str = ""
+    #: an empty control means ``null`` (the field's default is ``None``)
+    empty_is_null: bool = False
 
 
 def _strip(annotation: Any) -> tuple[Any, bool]:
@@ -53,6 +56,10 @@ def _strip(annotation: Any) -> tuple[Any, bool]:
 
 
 def _field(name: str, info: FieldInfo) -> Field:
+    return dataclasses.replace(_control(name, info), empty_is_null=info.default is None)
+
+
+def _control(name: str, info: FieldInfo) -> Field:
     annotation, optional = _strip(info.annotation)
     optional = optional or info.default is None
     origin = get_origin(annotation)
@@ -103,7 +110,7 @@ def body_from(form: Mapping[str, str], fields: list[Field]) -> tuple[dict[str, A
                 body[f.name] = json.loads(value)
             except ValueError as exc:
                 errors[f.name] = f"not valid JSON: {exc}"
-        elif value == "" and f.optional and f.kind != "textarea":
+        elif value == "" and (f.empty_is_null or (f.optional and f.kind != "textarea")):
             body[f.name] = None
         else:
             # Numbers go as typed: the model converts "0.5" and refuses "abc" with the
