@@ -246,6 +246,19 @@ def test_the_other_pages(page: Page, server: LiveServer, api: httpx.Client) -> N
     page.click("button.primary")
     expect(page.locator("#error-name")).not_to_be_empty()
     shot(page, "tool-form")
+    tool = f"hours_{unique('t').split('-')[1]}"
+    page.fill("#in-name", tool)
+    page.fill("#in-description", "Opening hours of the library")
+    page.select_option("#in-type", "custom_context")
+    page.select_option("#in-execution_mode", "sync")
+    page.select_option("#in-uninterruptible", "true")
+    page.fill("#in-context", "Open 9 to 5, Monday to Saturday.")
+    page.click("button.primary")
+    page.wait_for_url(f"**/dashboard/tools/{tool}")
+    stored = api.get(f"/tools/{tool}").json()["tool"]
+    assert stored["context"] == "Open 9 to 5, Monday to Saturday."
+    assert stored["uninterruptible"] is True and stored["can_run_during_user_speech"] is None
+    expect(page.locator("#in-uninterruptible")).to_have_value("true")
     page.goto("/dashboard/schemas/new")
     shot(page, "schema-form")
     page.goto("/dashboard/keys")

@@ -64,6 +64,8 @@ def _control(name: str, info: FieldInfo) -> Field:
     optional = optional or info.default is None
     origin = get_origin(annotation)
     help_text = info.description or ""
+    if annotation is bool and optional:  # three states: unset, true, false
+        return Field(name, "choice", True, ("true", "false"), help_text)
     if annotation is bool:
         return Field(name, "bool", False, help=help_text)
     if origin is Literal:
@@ -84,6 +86,16 @@ def _control(name: str, info: FieldInfo) -> Field:
 def fields_of(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[Field]:
     """The form controls of every field of ``model``, in the model's order."""
     return [_field(name, info) for name, info in model.model_fields.items() if name not in skip]
+
+
+def defaults_of(model: type[BaseModel]) -> dict[str, Any]:
+    """The documented default of every optional field (what a new form starts with)."""
+    out: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if not info.is_required():
+            value = info.get_default(call_default_factory=True)
+            out[name] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    return out
 
 
 def body_from(form: Mapping[str, str], fields: list[Field]) -> tuple[dict[str, Any],
@@ -130,9 +142,17 @@ def values_from(data: Mapping[str, Any], fields: list[Field]) -> dict[str, Any]:
             out[f.name] = "\n".join(str(v) for v in value or [])
         elif f.kind == "json":
             out[f.name] = "" if value is None else json.dumps(value, indent=2)
+        elif isinstance(value, bool):
+            out[f.name] = json.dumps(value)
         else:
             out[f.name] = "" if value is None else str(value)
     return out
+
+
+def posted_values(form: Mapping[str, str], fields: list[Field]) -> dict[str, Any]:
+    """What the controls show again after a refused submit: what was typed."""
+    return {f.name: (f.name in form) if f.kind == "bool" else form.get(f.name, "")
+            for f in fields}
 
 
 def field_errors(param_errors: Mapping[str, str], fields: list[Field]

@@ -21,8 +21,7 @@ router = APIRouter(prefix=f"{BASE}/agents", route_class=DashboardRoute,
                    include_in_schema=False)
 FIELDS = forms.fields_of(AgentSpec)
 PHONE_MODES = ("", "none", "assign-automatically", "custom")
-_DEFAULTS = forms.values_from({**AgentSpec(name="x").model_dump(mode="json"), "name": ""},
-                              FIELDS)
+_DEFAULTS = forms.values_from(forms.defaults_of(AgentSpec), FIELDS)
 
 
 def _phone_body(form: dict[str, str]) -> dict[str, Any]:
@@ -79,8 +78,8 @@ async def create_agent(page: Checked) -> Response:
     except ValidationFailed as exc:
         errors = {**_errors_without(body, json_errors, phone, page), **json_errors} \
             if json_errors else exc.param_errors
-        return _form_page(page, None, {**_DEFAULTS, **form}, errors or {"": exc.message},
-                          400, form)
+        return _form_page(page, None, forms.posted_values(form, FIELDS),
+                          errors or {"": exc.message}, 400, form)
     return page.redirect(f"/agents/{agent.name}", saved=1)
 
 
@@ -114,7 +113,7 @@ async def update_agent(name: str, page: Checked) -> Response:
         updated = await page.svc.agents.update(
             page.who, schemas.agent_update({**body, **phone}, Key(agent.id, page.project)))
     except ValidationFailed as exc:
-        return _form_page(page, agent, {**forms.values_from({}, FIELDS), **form},
+        return _form_page(page, agent, forms.posted_values(form, FIELDS),
                           exc.param_errors or {"": exc.message}, 400, form)
     return page.redirect(f"/agents/{updated.name}", saved=1)
 

@@ -22,12 +22,6 @@ TOOL_FIELDS = forms.fields_of(ToolSpec)
 SCHEMA_FIELDS = forms.fields_of(ExtractionSchemaSpec)
 
 
-def posted_values(form: dict[str, str], fields: list[forms.Field]) -> dict[str, Any]:
-    """What the controls show again after a refused submit: what was typed."""
-    return {f.name: (f.name in form) if f.kind == "bool" else form.get(f.name, "")
-            for f in fields}
-
-
 def _resource_form(page: Page, kind: str, fields: list[forms.Field], values: dict[str, Any],
                    existing: str | None, errors: dict[str, str] | None = None,
                    status_code: int = 200) -> Response:
@@ -46,7 +40,8 @@ async def tools(page: SignedIn) -> Response:
 
 @router.get("/tools/new")
 async def new_tool(page: SignedIn) -> Response:
-    return _resource_form(page, "tools", TOOL_FIELDS, forms.values_from({}, TOOL_FIELDS), None)
+    return _resource_form(page, "tools", TOOL_FIELDS,
+                          forms.values_from(forms.defaults_of(ToolSpec), TOOL_FIELDS), None)
 
 
 @router.get("/tools/{name}")
@@ -72,7 +67,7 @@ async def save_tool(name: str, page: Checked) -> Response:
             saved = await page.svc.tools.update(
                 page.who, schemas.tool_update(body, Key(existing, page.project)))
     except ValidationFailed as exc:
-        return _resource_form(page, "tools", TOOL_FIELDS, posted_values(form, TOOL_FIELDS),
+        return _resource_form(page, "tools", TOOL_FIELDS, forms.posted_values(form, TOOL_FIELDS),
                               existing, exc.param_errors or {"": exc.message}, 400)
     return page.redirect(f"/tools/{saved.name}")
 
@@ -94,7 +89,8 @@ async def extraction_schemas(page: SignedIn) -> Response:
 @router.get("/schemas/new")
 async def new_schema(page: SignedIn) -> Response:
     return _resource_form(page, "schemas", SCHEMA_FIELDS,
-                          forms.values_from({}, SCHEMA_FIELDS), None)
+                          forms.values_from(forms.defaults_of(ExtractionSchemaSpec),
+                                            SCHEMA_FIELDS), None)
 
 
 @router.get("/schemas/{name}")
@@ -120,7 +116,7 @@ async def save_schema(name: str, page: Checked) -> Response:
                 page.who, schemas.schema_update(body, Key(existing, page.project)))
     except ValidationFailed as exc:
         return _resource_form(page, "schemas", SCHEMA_FIELDS,
-                              posted_values(form, SCHEMA_FIELDS), existing,
+                              forms.posted_values(form, SCHEMA_FIELDS), existing,
                               exc.param_errors or {"": exc.message}, 400)
     return page.redirect(f"/schemas/{saved.name}")
 
