@@ -83,12 +83,15 @@ def test_create_an_agent_with_a_validation_error_then_fix_it(page: Page, server:
     assert name not in [a["name"] for a in api.get("/agents").json()["agents"]]
     shot(page, "agent-validation-error")
     page.fill("#in-audio_speed", "1.2")
+    page.select_option("#in-phone_mode", "assign-automatically")
     page.click("#save-agent")
     page.wait_for_url(f"**/dashboard/agents/{name}?saved=1")
     stored = api.get(f"/agents/{name}").json()["agent"]
     assert stored["audio_speed"] == 1.2
     assert stored["system_prompt"] == "You help people find books."
     assert stored["boosted_keywords"] == ["library", "Saturday"]
+    assert stored["phone_number"].startswith("+")  # a number from the pool
+    expect(page.locator(f"text={stored['phone_number']}")).to_be_visible()
     # An edit makes version 2; the versions page shows what changed.
     page.fill("#in-welcome_message", "Hello from the library.")
     page.click("#save-agent")

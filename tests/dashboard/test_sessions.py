@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -59,6 +60,39 @@ def test_a_workspace_sees_only_its_own_data(live_server: LiveServer, http: httpx
     http.delete(f"/conversations/{conv_id}")
 
 
+def test_conversation_list_filters_and_cursor_paging(live_server: LiveServer,
+                                                      http: httpx.Client) -> None:
+    tag = f"page-{os.getpid()}-{datetime.now(UTC).timestamp():.0f}"
+    base = datetime.now(UTC) - timedelta(days=400)  # older than anything else stored
+    conv_ids = seed_conversations(live_server.database_url, "main", [
+        {"external_id": f"{tag}-{i}", "started_at": base + timedelta(minutes=i),
+         "duration_ms": 1000.0 * (i + 1)} for i in range(25)])
+    newest_first = list(reversed(conv_ids))
+    window = {"started_at_max": (base + timedelta(days=1)).strftime("%Y-%m-%d")}
+    with browser_client(live_server) as client:
+        sign_in(client, live_server.api_key)
+
+        def listed(params: dict[str, str]) -> tuple[list[str], str | None]:
+            html = client.get("/dashboard/conversations", params=params).text
+            found = re.findall(r'href="/dashboard/conversations/(conv_[^"?]+)"', html)
+            older = re.search(r'id="older" href="([^"]+)"', html)
+            return found, older.group(1).replace("&amp;", "&") if older else None
+
+        first, older = listed({**window, "limit": "10"})
+        assert first == newest_first[:10] and older is not None
+        second, _ = listed(dict(httpx.URL(older).params))
+        assert second == newest_first[10:20]
+        long_ones, _ = listed({**window, "duration_min": "20"})  # the API's filter, in s
+        assert long_ones == newest_first[:6]
+        html = client.get("/dashboard/conversations", params={"duration_min": "soon"}).text
+        assert 'class="field invalid"' in html and "must be a whole number" in html
+        html = client.get("/dashboard/conversations",
+                          params={"started_at_min": "yesterday"}).text
+        assert 'class="field invalid"' in html
+    for conv_id in conv_ids:
+        http.delete(f"/conversations/{conv_id}")
+
+
 def test_revoking_the_key_ends_its_sessions_and_tokens_cannot_sign_in(
         live_server: LiveServer, http: httpx.Client) -> None:
     key = http.post("/api_keys", json={"name": "browser"}).json()
@@ -86,6 +120,21 @@ def test_every_response_has_the_security_headers(live_server: LiveServer) -> Non
         stale = client.post("/dashboard/login", data={"api_key": live_server.api_key,
                                                       "csrf_token": "forged"})
         assert stale.status_code == 400 and "ol_session" not in client.cookies
+        plain = sign_in(client, live_server.api_key).headers["set-cookie"]
+        assert "HttpOnly" in plain and "SameSite=lax" in plain and "Secure" not in plain
+    # Behind a TLS proxy on this host (uvicorn trusts X-Forwarded-Proto from 127.0.0.1).
+    with httpx.Client(base_url=live_server.url, headers={"X-Forwarded-Proto": "https"},
+                      follow_redirects=False) as client:
+        form = client.get("/dashboard/login")
+        assert "; Secure" in form.headers["set-cookie"]
+        token = form.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        # (httpx keeps Secure cookies for https only: the browser's part is done by hand)
+        signed = client.post("/dashboard/login", data={"api_key": live_server.api_key,
+                                                       "csrf_token": token},
+                             headers={"Cookie": f"ol_login_csrf={token}"})
+        cookie = signed.headers["set-cookie"]
+        assert signed.status_code == 303 and "ol_session=" in cookie
+        assert "; Secure" in cookie and "HttpOnly" in cookie
 
 
 @pytest.fixture
