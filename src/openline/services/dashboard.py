@@ -9,16 +9,15 @@ adds what the API has no route for.
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, delete, select
+from sqlalchemy import ColumnElement, String, and_, cast, delete, or_, select
 
 from openline.domain.errors import NotFound, Unauthorized
-from openline.domain.events import WebhookDelivery
+from openline.domain.events import EVENT_KINDS, ConversationTransferred, WebhookDelivery
 from openline.services import lookup, mapping
 from openline.services.auth import AuthService, hash_secret
 from openline.services.principal import Principal
@@ -180,20 +179,23 @@ class DashboardService:
             conv = await s.get(t.Conversation, conversation_id)
             if conv is None or conv.workspace_id != who.workspace_id:
                 raise NotFound("Conversation not found")
-            # Webhook jobs carry the rendered body, which names the conversation.
-            message_ids = set(await s.scalars(
-                select(cast(tp.Job.payload, String)).where(
-                    tp.Job.kind == DELIVER_JOB,
-                    cast(tp.Job.payload, String).contains(conversation_id)).limit(MAX_LISTED)))
-            ids = {_message_id(p) for p in message_ids} - {""}
-            if not ids:
+            endpoints = list(await s.scalars(select(tp.WebhookEndpoint.id).where(
+                tp.WebhookEndpoint.workspace_id == who.workspace_id)))
+            if not endpoints:
                 return []
+            payloads = list(await s.scalars(select(tp.Job.payload).where(
+                tp.Job.kind == DELIVER_JOB, _about(endpoints, conversation_id))))
+            message_ids = {str(p.get("message_id")) for p in payloads if isinstance(p, dict)}
+            if not message_ids:
+                return []
+            # Resent messages keep their id, so their attempts are found here too.
             rows = (await s.execute(
                 select(tp.WebhookDelivery, tp.WebhookEndpoint.url)
                 .join(tp.WebhookEndpoint, tp.WebhookEndpoint.id == tp.WebhookDelivery.endpoint_id)
-                .where(tp.WebhookDelivery.message_id.in_(ids),
+                .where(tp.WebhookDelivery.message_id.in_(message_ids),
                        tp.WebhookEndpoint.workspace_id == who.workspace_id)
-                .order_by(tp.WebhookDelivery.created_at))).all()
+                .order_by(tp.WebhookDelivery.created_at)
+                .limit(MAX_LISTED))).all()
         return [(url, mapping.webhook_delivery(d)) for d, url in rows]
 
     async def resend(self, who: Principal, endpoint_id: str, message_id: str) -> None:
@@ -212,9 +214,15 @@ class DashboardService:
                                           max_attempts=self.webhooks.options.max_attempts)
 
 
-def _message_id(payload_text: str) -> str:
-    try:
-        value = json.loads(payload_text)
-    except ValueError:
-        return ""
-    return str(value.get("message_id", "")) if isinstance(value, dict) else ""
+def _about(endpoint_ids: list[str], conversation_id: str) -> ColumnElement[bool]:
+    """Webhook jobs about one conversation, found through their unique ``dedupe_key``
+    (``webhook:<endpoint>:<event>:<occurrence>``, the occurrence starting with the
+    conversation id), so the lookup uses its index instead of reading every payload."""
+    key = tp.Job.dedupe_key
+    exact = [f"webhook:{e}:{kind}:{conversation_id}" for e in endpoint_ids
+             for kind in EVENT_KINDS]
+    # A transfer's occurrence is "<conversation>:<number>:<items>": a range of keys.
+    ranges = [and_(key >= f"webhook:{e}:{ConversationTransferred.kind}:{conversation_id}:",
+                   key < f"webhook:{e}:{ConversationTransferred.kind}:{conversation_id};")
+              for e in endpoint_ids]
+    return or_(key.in_(exact), *ranges)
