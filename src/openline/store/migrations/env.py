@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from openline.store import tables_postcall  # noqa: F401  (registers the post-call tables)
+from openline.store import (
+    tables_phonic,  # noqa: F401  (data protection, storage, JWTs)
+    tables_postcall,  # noqa: F401  (registers the post-call tables)
+)
 from openline.store.tables import Base
 
 connection = context.config.attributes.get("connection")
