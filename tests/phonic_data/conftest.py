@@ -79,11 +79,13 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
 
 
 async def one_turn(client: AsyncPhonic, agent: str, *, speech_ms: int = 700,
-                   keep_open: Callable[[str], Any] | None = None) -> str:
+                   keep_open: Callable[[str], Any] | None = None,
+                   connect_options: Any = None, rest: AsyncPhonic | None = None) -> str:
     """A conversation over the SDK socket: the caller speaks once, the agent answers,
-    the caller hangs up. ``keep_open(conversation_id)`` runs before the hang-up."""
+    the caller hangs up. ``keep_open(conversation_id)`` runs before the hang-up;
+    ``rest`` reads the result when ``client`` holds no API key."""
     seen: list[Any] = []
-    async with client.conversations.connect() as socket:
+    async with client.conversations.connect(request_options=connect_options) as socket:
         await socket.send_config(config(agent=agent))
         await collect(socket, "ready_to_start_conversation", seen)
         await send_pcm(socket, tone(speech_ms))
@@ -93,7 +95,7 @@ async def one_turn(client: AsyncPhonic, agent: str, *, speech_ms: int = 700,
                                if getattr(m, "type", None) == "conversation_created")
         if keep_open is not None:
             await keep_open(conversation_id)
-    await wait_ended(client, conversation_id)
+    await wait_ended(rest or client, conversation_id)
     return str(conversation_id)
 
 
@@ -107,5 +109,15 @@ async def wait_ended(client: AsyncPhonic, conversation_id: str, within: float = 
     raise AssertionError(f"conversation {conversation_id} did not end")
 
 
-__all__ = ["NO_RETRY", "error_of", "PromptLLM", "ServerFactory", "backend", "make_server", "one_turn",
-           "providers", "sdk", "wait_ended"]
+__all__ = [
+    "NO_RETRY",
+    "PromptLLM",
+    "ServerFactory",
+    "backend",
+    "error_of",
+    "make_server",
+    "one_turn",
+    "providers",
+    "sdk",
+    "wait_ended",
+]

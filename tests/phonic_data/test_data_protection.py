@@ -103,7 +103,7 @@ async def test_retention_windows_on_a_virtual_clock(make_server: ServerFactory,
     conv_id = await one_turn(client, "brief")
     row = await _refined(server, conv_id)
     recording = Path(str(row.recording_path))
-    assert recording.exists()
+    assert _exists(recording)
 
     db = Database(server.database_url, secret_key=TEST_SECRET_KEY)
     start = utcnow()
@@ -121,13 +121,22 @@ async def test_retention_windows_on_a_virtual_clock(make_server: ServerFactory,
                            for i in half.items) and half.items
                 assert half.deletion_info.transcripts_deleted_at is not None
                 assert half.deletion_info.audio_recordings_deleted_at is None
-                assert half.audio_url is not None and recording.exists()
+                assert half.audio_url is not None and _exists(recording)
     finally:
         await db.dispose()
     gone = (await client.conversations.get(conv_id)).conversation
-    assert gone.audio_url is None and not recording.exists()
+    assert gone.audio_url is None and not _exists(recording)
     assert gone.deletion_info.audio_recordings_deleted_at is not None
     assert gone.duration_ms and gone.ended_by == "user"  # the metadata stays
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def _recordings(server: LiveServer, conv_id: str) -> list[Path]:
+    """Files of the conversation in the server's recordings folder (tracks included)."""
+    return list((server.data_dir / "recordings").glob(f"{conv_id}*"))
 
 
 async def _refined(server: LiveServer, conv_id: str) -> t.Conversation:
@@ -155,7 +164,7 @@ async def test_zero_data_retention_keeps_only_metadata(
     assert got.summary is None and got.audio_url is None
     assert all(i.live_transcript is None and i.post_call_transcript is None
                for i in got.items)
-    assert not list((server.data_dir / "recordings").glob(f"{conv_id}*"))
+    assert not _recordings(server, conv_id)
     bodies = json.dumps([json.loads(d.body) for d in receiver.ok()])
     assert conv_id in bodies and "555" not in bodies and "I can help" not in bodies
 

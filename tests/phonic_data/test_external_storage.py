@@ -16,10 +16,15 @@ from phonic.errors import BadRequestError, ConflictError, NotFoundError
 from sqlalchemy import text
 
 from openline.store.db import Database
-from tests.conftest import free_port
+from tests.conftest import LiveServer, free_port
 from tests.phonic_data.conftest import NO_RETRY, ServerFactory, one_turn, sdk
 
 KEY_ID, SECRET = "AKIAOPENLINETEST0001", "s3-secret-value-for-tests-only"
+
+
+def _raw(server: LiveServer, path: str) -> str:
+    return httpx.get(f"{server.url}{path}",
+                     headers={"Authorization": f"Bearer {server.api_key}"}).text
 
 
 @pytest.fixture
@@ -55,8 +60,7 @@ async def test_policies_and_delivery(make_server: ServerFactory, backend: str, s
             access_key_id=KEY_ID, secret_access_key=SECRET)
 
     # Credentials: sealed in the database, never in an answer.
-    raw = httpx.get(f"{server.url}/v1/external_storage_policies/archive",
-                    headers={"Authorization": f"Bearer {server.api_key}"}).text
+    raw = _raw(server, "/v1/external_storage_policies/archive")
     assert SECRET not in raw and KEY_ID not in raw
     db = Database(server.database_url)
     try:

@@ -119,8 +119,8 @@ async def test_item_replay_alternatives_and_tool_calls(make_server: ServerFactor
         execution_mode="sync", endpoint_method="POST",
         endpoint_url="https://bookings.example.com/find",
         endpoint_headers={"Authorization": "Bearer secret-value"},
-        parameters=[{"type": "string", "name": "name", "description": "Caller's name", "location": "request_body",
-                     "is_required": True}])
+        parameters=[{"type": "string", "name": "name", "description": "Caller's name",
+                     "location": "request_body", "is_required": True}])
     await client.agents.create(name="host", system_prompt="You are Ann.",
                                tools=["lookup_booking"])
     conv_id = await one_turn(client, "host")
