@@ -281,6 +281,6 @@ def _caller_track(recording_path: str | None) -> npt.NDArray[np.int16]:
                             "or the recording was deleted)")
     samples, rate = read_wav(recording_path)
     caller = samples[:, 0] if samples.ndim == 2 else samples
-    if rate != RATE or caller.size == 0:
-        raise NotReplayable("Cannot replay a conversation without caller audio")
+    if rate != RATE:  # every recording is written at 16 kHz; anything else is not ours
+        raise NotReplayable("Cannot replay this recording (not a 16 kHz recording)")
     return np.ascontiguousarray(caller, dtype=np.int16)
