@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from phonic import AsyncPhonic
 
 from openline.providers.llm.base import ChatMessage, GenerationOptions, ToolCall, ToolSpec
 from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM, ScriptedReply
 from openline.voice.session import Providers
-from tests.conftest import LiveServer, start_server
+from tests.conftest import PG_ADMIN_DSN, LiveServer, start_server
 from tests.ws.conftest import collect, config, sdk, send_pcm, silence, tone
 
 ServerFactory = Callable[..., LiveServer]
@@ -54,11 +56,26 @@ def providers(stt_text: str = "I need a table for two") -> Providers:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database per test: a SQLite file, or the session's PostgreSQL."""
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database per test: a SQLite file, or a new PostgreSQL database (tests of
+    scheduled deletion must not see other tests' conversations). Request it before
+    ``make_server``, so that the servers stop before the database is dropped."""
     if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
-    return str(request.getfixturevalue("pg_database"))
+        yield f"sqlite+aiosqlite:///{tmp_path / 'data.db'}"
+        return
+    name = "openline_pd_" + uuid.uuid4().hex[:12]
+    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    yield f"{base}/{name}"
+    asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
 
 
 @pytest.fixture

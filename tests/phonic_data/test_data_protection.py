@@ -21,6 +21,7 @@ from openline.store.tables import utcnow
 from tests.conftest import TEST_SECRET_KEY, LiveServer
 from tests.phonic_data.conftest import ServerFactory, error_of, one_turn, sdk
 from tests.postcall.conftest import WebhookReceiver, wait_until
+from tests.postcall.seeding import aseed
 from tests.postcall.test_webhooks import _endpoint
 
 PII = ("my number is (415) 555-0132, card 4111 1111 1111 1111, "
@@ -61,7 +62,7 @@ def test_patterns_cover_what_the_module_says() -> None:
 
 
 async def test_redaction_on_the_stored_record_and_the_webhook(
-        make_server: ServerFactory, backend: str, receiver: WebhookReceiver) -> None:
+        backend: str, make_server: ServerFactory, receiver: WebhookReceiver) -> None:
     server = make_server(backend, stt_text=PII, **FAST)
     _endpoint(server, receiver)
     client = sdk(server)
@@ -91,8 +92,8 @@ async def test_redaction_on_the_stored_record_and_the_webhook(
     assert REDACTED in stored and "555" not in stored and "example.com" not in stored
 
 
-async def test_retention_windows_on_a_virtual_clock(make_server: ServerFactory,
-                                                    backend: str) -> None:
+async def test_retention_windows_on_a_virtual_clock(backend: str,
+                                                    make_server: ServerFactory) -> None:
     server = make_server(backend, **FAST)
     client = sdk(server)
     await client.agents.create(name="brief", system_prompt="You are Ann.",
@@ -147,6 +148,30 @@ async def _refined(server: LiveServer, conv_id: str) -> t.Conversation:
             return row
         await asyncio.sleep(0.05)
     raise AssertionError("the post-call transcript never came")
+
+
+async def test_conversations_closed_elsewhere_get_their_deletion_too(
+        make_server: ServerFactory) -> None:
+    # Rows a crashed node's lease reaper closed never passed the end-of-call hook.
+    server = make_server()
+    zero = await aseed(server.database_url,
+                       config={"data_retention_policy": {"zero_data_retention": True}})
+    day = await aseed(server.database_url, config={"data_retention_policy": {
+        "transcripts": {"delete_after_hours": 24}}})
+    plain = await aseed(server.database_url)
+    db = Database(server.database_url, secret_key=TEST_SECRET_KEY)
+    try:
+        swept = await RetentionSweeper(db).sweep()
+        assert (swept.transcripts, swept.audio) == (1, 1)  # the zero-retention one
+        later = await RetentionSweeper(db, clock=lambda: utcnow() + timedelta(hours=25)).sweep()
+        assert (later.transcripts, later.audio) == (1, 0)
+    finally:
+        await db.dispose()
+    client = sdk(server)
+    for conv_id, kept in ((zero, False), (day, False), (plain, True)):
+        conversation = (await client.conversations.get(conv_id)).conversation
+        assert (conversation.live_transcript is not None) is kept, conv_id
+        assert all((i.live_transcript is not None) is kept for i in conversation.items)
 
 
 async def test_zero_data_retention_keeps_only_metadata(

@@ -42,7 +42,8 @@ def s3() -> Iterator[Any]:
     server.stop()
 
 
-async def test_policies_and_delivery(make_server: ServerFactory, backend: str, s3: Any) -> None:
+async def test_policies_and_delivery(backend: str, make_server: ServerFactory,
+                                     s3: Any) -> None:
     server = make_server(backend)
     client = sdk(server)
     created = await client.external_storage_policies.create(

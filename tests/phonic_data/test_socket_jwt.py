@@ -58,7 +58,8 @@ async def _opens(server: LiveServer, token: str) -> bool:
         return False
 
 
-async def test_jwt_accepted_once_then_refused(make_server: ServerFactory, backend: str) -> None:
+async def test_jwt_accepted_once_then_refused(backend: str,
+                                             make_server: ServerFactory) -> None:
     server = make_server(backend)
     client = sdk(server)
     await client.agents.create(name="host", system_prompt="You are Ann.")

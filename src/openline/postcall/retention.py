@@ -20,11 +20,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from openline.store import tables as t
 from openline.store import tables_phonic as tph
@@ -54,7 +55,8 @@ class RetentionSweeper:
         self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> Swept:
-        """Delete everything due now."""
+        """Delete everything due now (after giving due times to conversations without)."""
+        await self.backfill()
         now = self.clock()
         table = tph.ConversationRetention
         async with self.db.session() as s:
@@ -72,6 +74,23 @@ class RetentionSweeper:
                 await _drop_recording(s, row.conversation_id)
                 row.audio_recordings_deleted_at = now
         return Swept(len(transcripts), len(audio))
+
+    async def backfill(self) -> int:
+        """Due times for ended conversations that have none: closed by another node's
+        lease reaper after a crash (zero retention never ran for them), or ended before
+        this release. Counted from the end of the conversation."""
+        c, r = t.Conversation, tph.ConversationRetention
+        try:
+            async with self.db.session() as s:
+                rows = (await s.execute(select(c.id, c.config, c.ended_at).outerjoin(
+                    r, r.conversation_id == c.id).where(
+                    c.ended_at.is_not(None), r.conversation_id.is_(None)).limit(BATCH))).all()
+                for conversation_id, config, ended_at in rows:
+                    s.add(tph.ConversationRetention(conversation_id=conversation_id,
+                                                    **due_times(config or {}, ended_at)))
+        except IntegrityError:  # another node gave them due times at the same moment
+            return 0
+        return len(rows)
 
     def start(self) -> None:
         if self._task is None:
@@ -95,6 +114,22 @@ class RetentionSweeper:
             except Exception:  # the next sweep tries again
                 log.exception("retention sweep failed")
             await asyncio.sleep(self.every_s)
+
+
+def due_times(config: dict[str, Any], ended_at: datetime) -> dict[str, Any]:
+    """When a conversation's transcripts and recording are due, from its configuration
+    snapshot (the agent's ``data_retention_policy``): at its end under zero retention."""
+    policy = config.get("data_retention_policy") or {}
+    if policy.get("zero_data_retention"):
+        return {"is_redacted": bool(config.get("enable_redaction")),
+                "transcripts_due_at": ended_at, "audio_due_at": ended_at}
+
+    def due(key: str) -> datetime | None:
+        hours = (policy.get(key) or {}).get("delete_after_hours")
+        return ended_at + timedelta(hours=hours) if hours else None
+
+    return {"is_redacted": bool(config.get("enable_redaction")),
+            "transcripts_due_at": due("transcripts"), "audio_due_at": due("audio_recordings")}
 
 
 async def _drop_transcripts(s: Any, conversation_id: str) -> None:

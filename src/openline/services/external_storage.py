@@ -243,6 +243,19 @@ def _store(row: tph.ExternalStoragePolicy, *, allow_http: bool) -> S3Store:
         client_options={"allow_http": allow_http, "timeout": "30s"})
 
 
+async def check_policy_exists(s: Any, project_id: str, name: str | None) -> None:
+    """An agent may only name a policy of its own project (400 otherwise)."""
+    if name is None:
+        return
+    found = await s.scalar(select(tph.ExternalStoragePolicy.id).where(
+        tph.ExternalStoragePolicy.project_id == project_id,
+        tph.ExternalStoragePolicy.name == name))
+    if found is None:
+        raise ValidationFailed(f"Unknown external storage policy: {name}", {
+            "external_storage_policy": f"no such external storage policy in this project: "
+                                       f"{name}"})
+
+
 async def _users(s: Any, project_id: str, name: str | None = None) -> dict[str, int]:
     """Policy name -> how many agents of the project refer to it."""
     counts: dict[str, int] = {}

@@ -246,7 +246,8 @@ class PostCallService:
         row = ConversationEval(
             id=ids.new_id(ids.EVAL), conversation_id=cmd.conversation_id,
             project_id=conv.project.id, prompt_id=prompt.id, prompt_name=prompt.name,
-            result=verdict.result, reasoning=verdict.reasoning)
+            result=verdict.result,
+            reasoning=Protection.of(conv.settings).text(verdict.reasoning))
         async with self.db.session() as s:
             await _ensure_results_room(s, ConversationEval.conversation_id,
                                        cmd.conversation_id, "evaluations")
