@@ -166,8 +166,13 @@ class ReplayService:
         task = asyncio.get_running_loop().create_task(
             self.live.run_session(session), name=f"replay-{session.id}")
         self._running[session.id] = task
-        task.add_done_callback(lambda _: self._running.pop(session.id, None))
+        task.add_done_callback(lambda done: self._finished(session.id, done))
         return session.id
+
+    def _finished(self, conversation_id: str, task: asyncio.Task[Any]) -> None:
+        self._running.pop(conversation_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("replay %s failed", conversation_id, exc_info=task.exception())
 
     async def _owned(self, who: Principal, conversation_id: str, missing: str
                      ) -> t.Conversation:
