@@ -108,3 +108,30 @@ async def test_policies_and_delivery(backend: str, make_server: ServerFactory,
     await client.external_storage_policies.delete(created.id)
     with pytest.raises(NotFoundError):
         await client.external_storage_policies.get("archive")
+
+
+async def test_a_failed_delivery_keeps_the_record_and_the_reason(
+        make_server: ServerFactory, s3: Any) -> None:
+    server = make_server()
+    client = sdk(server)
+    await client.external_storage_policies.create(
+        name="nowhere", endpoint_url=s3.endpoint, bucket="no-such-bucket",
+        addressing_style="path", access_key_id=KEY_ID, secret_access_key=SECRET)
+    await client.agents.create(name="lost", system_prompt="You are Ann.",
+                               external_storage_policy="nowhere",
+                               data_retention_policy={"zero_data_retention": True})
+    with pytest.raises(BadRequestError):  # only a policy of the project can be named
+        await client.agents.update("lost", external_storage_policy="missing")
+    conv_id = await one_turn(client, "lost")
+    conversation = (await client.conversations.get(conv_id)).conversation
+    assert conversation.ended_by == "user" and len(conversation.items) == 2
+    assert conversation.audio_url is None  # zero retention holds even so
+    db = Database(server.database_url)
+    try:
+        async with db.session() as s:
+            error = (await s.execute(text(
+                "SELECT delivery_error FROM conversation_retention WHERE conversation_id = :c"),
+                {"c": conv_id})).scalar_one()
+    finally:
+        await db.dispose()
+    assert error is not None and "NoSuchBucket" in error

@@ -9,8 +9,9 @@ the agent's conversations ``deliver`` writes, through ``obstore``:
 * ``{key_prefix}{conversation_id}/recording.wav``: the stereo recording (caller left);
 * ``{key_prefix}{conversation_id}/transcript.json``: the turns as spoken, with the ids.
 
-A failed upload is retried a few times; after that the error is kept on the conversation
-(``conversation_retention.delivery_error``) and zero retention still drops the local copy.
+A failed upload is retried a few times (not a missing bucket or refused credentials); after
+that the error is kept on the conversation (``conversation_retention.delivery_error``) and
+zero retention still drops the local copy.
 """
 
 from __future__ import annotations
@@ -229,6 +230,8 @@ async def _put(store: S3Store, key: str, data: bytes) -> None:
         try:
             await obstore.put_async(store, key, data)
             return
+        except (FileNotFoundError, PermissionError):
+            raise  # no such bucket, or refused credentials: trying again will not help
         except Exception:
             if attempt == UPLOAD_ATTEMPTS:
                 raise
