@@ -84,21 +84,34 @@ class ReplayResponse:
 
 
 class ReplayTransport:
-    """A transport whose caller is a recording: the track goes in at real-time pace."""
+    """A transport whose caller is a recording: the track goes in at real-time pace.
+
+    After the track it hangs up as soon as the agent has nothing left to say: no caller
+    turn waits for its reply and the agent is not speaking.
+    """
 
     def __init__(self, caller: npt.NDArray[np.int16]) -> None:
         self.caller = caller
-        self._speaking = asyncio.Event()  # set while the agent speaks
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self._speaking = False
+        self._awaiting_reply = False
+        self._changed = asyncio.Event()
+
+    @property
+    def settled(self) -> bool:
+        return not (self._speaking or self._awaiting_reply)
 
     async def send_event(self, event: ev.EngineEvent) -> None:
-        if isinstance(event, ev.AssistantStartedSpeaking):
-            self._quiet.clear()
-            self._speaking.set()
+        if isinstance(event, ev.UserStartedSpeaking | ev.UserFinishedSpeaking):
+            self._awaiting_reply = True
+        elif isinstance(event, ev.AssistantStartedSpeaking):
+            self._speaking = True
         elif isinstance(event, ev.AssistantFinishedSpeaking | ev.InterruptedResponse):
-            self._speaking.clear()
-            self._quiet.set()
+            self._speaking = self._awaiting_reply = False
+        elif isinstance(event, ev.InputCancelled | ev.AssistantChoseNotToRespond):
+            self._awaiting_reply = False
+        else:
+            return
+        self._changed.set()
 
     async def clear(self) -> None:
         return None
@@ -120,7 +133,7 @@ class ReplayTransport:
 
     async def serve_input(self, call: Any) -> None:
         """The track in 20 ms frames on a real-time schedule, a short silence so the last
-        turn ends, then the agent's reply to it; then the caller hangs up."""
+        turn ends, then the agent's reply to it (if any); then the caller hangs up."""
         step = RATE * FRAME_MS // 1000
         track = np.concatenate([self.caller, np.zeros(RATE * TAIL_SILENCE_MS // 1000,
                                                       np.int16)])
@@ -132,11 +145,9 @@ class ReplayTransport:
                 await asyncio.sleep(delay)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(TAIL_WAIT_S):
-                # A reply to the last words may still be on its way, then spoken.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(3.0):
-                        await self._speaking.wait()
-                await self._quiet.wait()
+                while not self.settled:
+                    self._changed.clear()
+                    await self._changed.wait()
 
 
 class ReplayService:
