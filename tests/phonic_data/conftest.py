@@ -84,9 +84,10 @@ def make_server(tmp_path: Path) -> Iterator[ServerFactory]:
 
     def make(url: str | None = None, stt_text: str = "I need a table for two",
              **settings: Any) -> LiveServer:
+        chosen = providers(stt_text)
         server = start_server(url or f"sqlite+aiosqlite:///{tmp_path / 'data.db'}",
-                              tmp_path / f"data-{len(servers)}", providers(stt_text),
-                              **settings)
+                              tmp_path / f"data-{len(servers)}", chosen, **settings)
+        server.llm = chosen.llm  # type: ignore[attr-defined]  # what the LLM was asked
         servers.append(server)
         return server
 

@@ -132,6 +132,11 @@ async def test_item_replay_alternatives_and_tool_calls(make_server: ServerFactor
     assert [(r.text, r.tool_calls) for r in same.responses] == [
         ("As You are Ann, I can help.", [])]
 
+    asked = server.llm.requests[-1]  # type: ignore[attr-defined]
+    assert [(m.role, m.content) for m in asked.messages] == [
+        ("system", "You are Ann."), ("user", "I need a table for two")]
+    assert [tool.name for tool in asked.tools] == ["lookup_booking"]  # offered, not run
+
     changed = await client.conversation_items.replay(
         assistant_item.id, system_prompt="You are Cy. USE lookup_booking.", num_responses=3)
     assert len(changed.responses) == 3
@@ -153,3 +158,23 @@ async def test_item_replay_alternatives_and_tool_calls(make_server: ServerFactor
     with pytest.raises(UnprocessableEntityError) as orphan:
         await client.conversation_items.replay(assistant_item.id, request_options=NO_RETRY)
     assert "no associated agent" in error_of(orphan.value)["message"]
+
+
+def test_item_history_keeps_tool_rounds() -> None:
+    from openline.services.replay import _history
+    from openline.store import tables as t
+
+    call = {"id": "tool_call_1", "tool": {"id": "tool_1", "name": "lookup_booking"},
+            "arguments": '{"name": "Dana"}', "response_body": {"found": True},
+            "status": "completed"}
+    items = [t.ConversationItem(item_idx=0, role="user", live_transcript="Find Dana"),
+             t.ConversationItem(item_idx=1, role="assistant", live_transcript="Found it.",
+                                tool_calls=[call]),
+             t.ConversationItem(item_idx=2, role="user", live_transcript="Thanks",
+                                post_call_transcript="Thanks!")]
+    messages = _history(items)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "Find Dana"), ("assistant", ""), ("tool", '{"found": true}'),
+        ("assistant", "Found it."), ("user", "Thanks!")]
+    assert messages[1].tool_calls[0].name == "lookup_booking"
+    assert messages[2].tool_call_id == messages[1].tool_calls[0].id == "tool_call_1"

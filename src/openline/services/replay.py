@@ -29,7 +29,7 @@ from sqlalchemy import select
 from openline.audio.codecs import AudioFormat
 from openline.audio.wav import read_wav
 from openline.domain.errors import Conflict, NotFound, OpenlineError, ValidationFailed
-from openline.providers.llm.base import LLM, ChatMessage, GenerationOptions
+from openline.providers.llm.base import LLM, ChatMessage, GenerationOptions, ToolCall
 from openline.services import tool_loading
 from openline.services.call_setup import StartCall
 from openline.services.live import LiveService
@@ -264,14 +264,34 @@ class ReplayService:
 
 
 def _history(items: list[t.ConversationItem]) -> list[ChatMessage]:
+    """The turns before the replayed one, with their tool rounds (call, then result)."""
     out: list[ChatMessage] = []
     for item in items:
         text = item.post_call_transcript or item.live_transcript or ""
-        if not text:
-            continue
-        out.append(ChatMessage.user(text) if item.role == "user" else
-                   ChatMessage.assistant(text))
+        if text and item.role == "user":
+            out.append(ChatMessage.user(text))
+        calls = [c for c in item.tool_calls or [] if isinstance(c, dict)]
+        if calls:  # the calls and their results, then what was said with them
+            out.append(ChatMessage.assistant("", tuple(
+                ToolCall(_call_id(c, i), str((c.get("tool") or {}).get("name") or "tool"),
+                         str(c.get("arguments") or "{}")) for i, c in enumerate(calls))))
+            out += [ChatMessage.tool(_call_id(c, i), _result(c)) for i, c in enumerate(calls)]
+        if text and item.role == "assistant":
+            out.append(ChatMessage.assistant(text))
     return out
+
+
+def _call_id(call: dict[str, Any], index: int) -> str:
+    return str(call.get("tool_call_id") or call.get("id") or f"call_{index}")
+
+
+def _result(call: dict[str, Any]) -> str:
+    """What the tool answered, as the LLM saw it (JSON), or how it failed."""
+    for key in ("response_body", "output", "context"):
+        if call.get(key) is not None:
+            value = call[key]
+            return value if isinstance(value, str) else json.dumps(value)
+    return json.dumps({"status": call.get("status"), "error": call.get("error_message")})
 
 
 def _tool_call(tool: RuntimeTool | None, name: str, arguments: str) -> ReplayToolCall:
