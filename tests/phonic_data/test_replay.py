@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from phonic import AsyncPhonic
+from phonic.core.api_error import ApiError
 from phonic.errors import (
     BadRequestError,
     ConflictError,
@@ -70,7 +71,7 @@ async def test_replay_against_a_changed_prompt(make_server: ServerFactory) -> No
 
 
 async def test_replay_with_another_agent_and_refusals(make_server: ServerFactory) -> None:
-    server = make_server()
+    server = make_server(max_concurrent_replays=1)
     client = sdk(server)
     await client.agents.create(name="host", system_prompt="You are Ann.")
     await client.agents.create(name="other", system_prompt="You are Zed.")
@@ -106,6 +107,10 @@ async def test_replay_with_another_agent_and_refusals(make_server: ServerFactory
         await client.conversations.replay(no_audio, request_options=NO_RETRY)
 
     await client.conversations.replay(ended, agent="other")
+    with pytest.raises(ApiError) as full:  # one replay at a time here (503: untyped in SDK)
+        await client.conversations.replay(ended, request_options=NO_RETRY)
+    assert full.value.status_code == 503
+    assert error_of(full.value)["code"] == "insufficient_capacity"
     replay = await _replayed(client, ended)
     assert replay.agent.name == "other"
     assert _assistant_turns(replay) == ["As You are Zed, I can help."]
