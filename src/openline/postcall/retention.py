@@ -121,15 +121,13 @@ def due_times(config: dict[str, Any], ended_at: datetime) -> dict[str, Any]:
     snapshot (the agent's ``data_retention_policy``): at its end under zero retention."""
     policy = config.get("data_retention_policy") or {}
     if policy.get("zero_data_retention"):
-        return {"is_redacted": bool(config.get("enable_redaction")),
-                "transcripts_due_at": ended_at, "audio_due_at": ended_at}
+        return {"transcripts_due_at": ended_at, "audio_due_at": ended_at}
 
     def due(key: str) -> datetime | None:
         hours = (policy.get(key) or {}).get("delete_after_hours")
         return ended_at + timedelta(hours=hours) if hours else None
 
-    return {"is_redacted": bool(config.get("enable_redaction")),
-            "transcripts_due_at": due("transcripts"), "audio_due_at": due("audio_recordings")}
+    return {"transcripts_due_at": due("transcripts"), "audio_due_at": due("audio_recordings")}
 
 
 async def _drop_transcripts(s: Any, conversation_id: str) -> None:

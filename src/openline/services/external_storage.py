@@ -314,7 +314,6 @@ class ArtifactKeeper:
             if row is None:
                 row = tph.ConversationRetention(conversation_id=conversation_id)
                 s.add(row)
-            row.is_redacted = protection.redact
             row.transcripts_due_at = _due(now, protection.transcripts_hours)
             row.audio_due_at = _due(now, protection.audio_hours) if recording else None
             row.delivered_at, row.delivery_error = delivered, error

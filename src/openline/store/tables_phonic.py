@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from openline.store.sealed import SealedColumn, SealedString
@@ -20,7 +20,8 @@ class ConversationRetention(Base):
 
     ``*_due_at`` is when the agent's retention policy deletes transcripts or audio (the
     scheduled job in ``postcall/retention.py``); ``*_deleted_at`` when it did (Phonic's
-    ``deletion_info``). ``is_redacted`` marks transcripts stored redacted.
+    ``deletion_info``). Whether transcripts were stored redacted is in the conversation's
+    configuration snapshot (``enable_redaction``).
     """
 
     __tablename__ = "conversation_retention"
@@ -30,7 +31,6 @@ class ConversationRetention(Base):
     )
     conversation_id: Mapped[str] = mapped_column(
         ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
-    is_redacted: Mapped[bool] = mapped_column(Boolean, default=False)
     transcripts_due_at: Mapped[datetime | None] = mapped_column(default=None)
     audio_due_at: Mapped[datetime | None] = mapped_column(default=None)
     transcripts_deleted_at: Mapped[datetime | None] = mapped_column(default=None)

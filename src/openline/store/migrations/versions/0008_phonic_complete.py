@@ -23,7 +23,6 @@ def upgrade() -> None:
     op.create_table(
         'conversation_retention',
         sa.Column('conversation_id', sa.String(length=64), nullable=False),
-        sa.Column('is_redacted', sa.Boolean(), nullable=False),
         sa.Column('transcripts_due_at', _TS, nullable=True),
         sa.Column('audio_due_at', _TS, nullable=True),
         sa.Column('transcripts_deleted_at', _TS, nullable=True),
