@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     twilio_api_key_secret: str | None = None
     #: Twilio's REST API, or any Twilio-compatible one (tests point it at a local fake)
     twilio_api_base: str = "https://api.twilio.com"
+    # --- Phonic dialect, complete: data retention, replay, socket JWTs (issue 14) ---
+    #: how often the scheduled job deletes transcripts and recordings past their retention
+    retention_sweep_s: float = 300.0
+    #: replays running at once on this node (more are answered 503)
+    max_concurrent_replays: int = 4
+    #: the ``aud`` a customer-signed socket JWT must carry unless its key names another
+    socket_jwt_audience: str = "openline"
 
     @property
     def twilio_enabled(self) -> bool:

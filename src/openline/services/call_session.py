@@ -76,6 +76,9 @@ class CallHooks:
     wait_for_peer: Callable[[str, str, float], Awaitable[tb.CallTransport | None]]
     #: after the end is stored, before anyone waiting for the call is released
     stored: Callable[[str], Awaitable[None]]
+    #: the saved recording -> the one to keep (data protection: external storage, zero
+    #: retention); ``None`` keeps it as it is
+    artifacts: Callable[[str, Path | None, ItemWriter], Awaitable[Path | None]] | None = None
 
 
 class CallSession:
@@ -238,6 +241,11 @@ class CallSession:
                 engine.recorder.save, self.recordings_dir / f"{self.id}.wav")
         except Exception:  # a failed recording must not lose the conversation record
             log.exception("could not save the recording of %s", self.id)
+        if self.hooks.artifacts is not None:
+            try:
+                path = await self.hooks.artifacts(self.id, path, self.writer)
+            except Exception:  # the conversation record is stored all the same
+                log.exception("data protection at the end of %s failed", self.id)
         async with self.db.writer() as s:
             row = await s.get(t.Conversation, self.id)
             if row is None:

@@ -9,11 +9,14 @@ from openline.services.agents import AgentService
 from openline.services.auth import AuthService
 from openline.services.conversations import ConversationService
 from openline.services.dashboard import DashboardService
+from openline.services.external_storage import ExternalStorageService
 from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
 from openline.services.recordings import RecordingLinks
+from openline.services.replay import ReplayService
+from openline.services.socket_jwt import SocketJwtService
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioService
 from openline.services.tools import ExtractionSchemaService, ToolService
@@ -41,6 +44,10 @@ class Services:
     twilio: TwilioService | None = None
     #: the web dashboard's sessions and read models (built by ``build``)
     dashboard: DashboardService | None = None
+    # the complete Phonic dialect (issue 14): set by the composition root
+    replay: ReplayService | None = None
+    storage: ExternalStorageService | None = None
+    socket_jwt: SocketJwtService | None = None
 
     @classmethod
     def build(

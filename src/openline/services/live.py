@@ -29,11 +29,13 @@ from openline.services.call_setup import (
     TransferDirectory,
     Voices,
 )
+from openline.services.external_storage import ArtifactKeeper
 from openline.services.item_writer import ItemWriter
 from openline.services.leases import LeaseKeeper
 from openline.services.live_registry import InProcessRegistry, LiveRegistry
 from openline.services.outbound import CallContext, HttpWebhookCaller
 from openline.services.principal import Principal
+from openline.services.redaction import Protection
 from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
 from openline.store.db import Database
@@ -60,6 +62,8 @@ class LiveService:
 
     #: called with a conversation's id once its end is stored (queues post-call work)
     on_ended: Callable[[str], Awaitable[None]] | None = None
+    #: data protection at a call's end (external storage, zero retention, due dates)
+    artifacts: ArtifactKeeper | None = None
 
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
                  voices: Voices, *, http: httpx.AsyncClient | None = None,
@@ -110,9 +114,10 @@ class LiveService:
         """The engine and call session of a prepared conversation, registered as live."""
         cfg = prepared.resolved.session
         cfg.runtime_tools, cfg.built_in_tools = prepared.tools
-        writer = ItemWriter(self.db, prepared.id)
+        writer = ItemWriter(self.db, prepared.id, Protection.of(prepared.resolved.snapshot))
         hooks = CallHooks(set_external_id=self.set_external_id, load_tools=self.load_tools,
-                          wait_for_peer=self.registry.wait_for_peer, stored=self._stored)
+                          wait_for_peer=self.registry.wait_for_peer, stored=self._stored,
+                          artifacts=self._artifacts if self.artifacts else None)
         holder: list[CallSession] = []
 
         async def send(event: Any) -> None:
@@ -134,6 +139,12 @@ class LiveService:
         holder.append(session)
         self.registry.add(session)
         return session
+
+    async def _artifacts(self, conversation_id: str, recording: Path | None,
+                         writer: ItemWriter) -> Path | None:
+        assert self.artifacts is not None
+        return await self.artifacts.finish(conversation_id, writer.protection, recording,
+                                           writer.spoken)
 
     async def end_unstarted(self, conversation_id: str, ended_by: str) -> None:
         """A prepared conversation that never ran (an unanswered phone call): store its

@@ -133,6 +133,17 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
     ("POST", "/v1/conversations/outbound_call"): _K,
+    # replay, external storage policies, socket JWT keys (issue 14)
+    ("POST", f"{_CONV}/replay"): _K,
+    ("POST", "/v1/conversation_items/{item_id}/replay"): _K,
+    ("GET", "/v1/external_storage_policies"): _K,
+    ("POST", "/v1/external_storage_policies"): _K,
+    ("GET", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("PATCH", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("DELETE", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("GET", "/v1/socket_jwt_keys"): _K,
+    ("POST", "/v1/socket_jwt_keys"): _K,
+    ("DELETE", "/v1/socket_jwt_keys/{key_id}"): _K,
     # Twilio's webhooks and media stream: X-Twilio-Signature is the credential
     ("POST", "/twilio/voice"): _S,
     ("POST", "/twilio/calls/{conversation_id}/status"): _S,

@@ -6,6 +6,7 @@ from alembic import context
 
 from openline.store import (
     tables_dashboard,  # noqa: F401  (registers the dashboard tables)
+    tables_phonic,  # noqa: F401  (data protection, storage, JWTs)
     tables_postcall,  # noqa: F401  (registers the post-call tables)
 )
 from openline.store.tables import Base
