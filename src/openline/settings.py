@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     twilio_api_key_secret: str | None = None
     #: Twilio's REST API, or any Twilio-compatible one (tests point it at a local fake)
     twilio_api_base: str = "https://api.twilio.com"
+    # --- Vapi dialect, live calls (server-URL messages) ---
+    #: the org's server URL: ``assistant-request`` for Vapi calls that name no assistant
+    vapi_server_url: str | None = None
+    #: sent with the org server's messages as ``X-Vapi-Secret``
+    vapi_server_secret: str | None = None
+    #: a ``vapi.websocket`` call whose client has not connected by then ends unstarted
+    vapi_socket_wait_s: float = 60.0
 
     @property
     def twilio_enabled(self) -> bool:

@@ -117,6 +117,10 @@ def test_each_credential_gets_403_exactly_where_its_scope_says(kit: Kit) -> None
                 else:
                     assert r.status_code == 403, (where, r.status_code, r.text)
                     body = r.json()
+                    if not path.startswith("/v1/"):  # the Vapi dialect's error shape
+                        assert body["statusCode"] == 403 and body["message"], where
+                        checked += 1
+                        continue
                     assert set(body) == {"error"} and body["error"]["code"] == "forbidden"
                     assert body["error"]["message"], where
                 checked += 1

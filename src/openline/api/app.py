@@ -30,6 +30,9 @@ from openline.api.phonic import (
 )
 from openline.api.phonic.schemas import defs_of
 from openline.api.twilio import routes as twilio_routes
+from openline.api.vapi import calls_create as vapi_calls_create
+from openline.api.vapi import control as vapi_control
+from openline.api.vapi import ws as vapi_ws
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
@@ -52,6 +55,8 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
                    routes_postcall, routes_tts, ws):
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)
+    for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
+        app.include_router(vapi_module.router)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -16,6 +16,7 @@ from openline.services.recordings import RecordingLinks
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioService
 from openline.services.tools import ExtractionSchemaService, ToolService
+from openline.services.vapi.calls_create import VapiCalls
 from openline.services.voices import VoiceService, VoiceSource
 from openline.services.webhooks import WebhookService
 from openline.store.db import Database
@@ -38,6 +39,8 @@ class Services:
     speech: SpeechService
     #: phone calls through Twilio (None unless Twilio is configured)
     twilio: TwilioService | None = None
+    #: Vapi dialect calls: ``POST /call``, their sockets, control URLs, server messages
+    vapi_calls: VapiCalls | None = None
 
     @classmethod
     def build(

@@ -127,6 +127,11 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", _HOOK): _K,
     ("DELETE", _HOOK): _K,
     ("GET", f"{_HOOK}/deliveries"): _K,
+    # Vapi live calls: POST /call takes an API key; the socket and control URLs carry
+    # the call's token (an HMAC the route checks), the credential Vapi hands out
+    ("POST", "/call"): _K,
+    ("POST", "/call/{call_id}/control/{token}"): _S,
+    (WEBSOCKET, "/call/{call_id}/transport/{token}"): _S,
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
     ("POST", "/v1/conversations/outbound_call"): _K,

@@ -258,17 +258,19 @@ class TwilioService:
     # ----- outbound -----------------------------------------------------------------------
     async def place_call(self, start: StartCall, to_number: str, *,
                          detect_voicemail: bool = False, voicemail_message: str | None = None,
-                         dry_run: bool = False) -> str | None:
+                         dry_run: bool = False, from_number: str | None = None) -> str | None:
         """Validate and place an outbound call; the conversation id (None for a dry run).
         Raises the reason it may not be placed (unknown agent, no number to call from,
-        invalid config, Twilio's refusal)."""
+        invalid config, Twilio's refusal). ``from_number``: the caller id to use (a
+        dialect's own phone number), else the agent's Twilio number."""
         try:
             to_number = check_e164(to_number)
         except ValueError as exc:
             raise ValidationFailed(f"Invalid to_phone_number: {exc}",
                                    {"to_phone_number": str(exc)}) from exc
         agent, _, _, _ = await self.live.setup.validate(start)
-        from_number = await calling_number(self.db, agent.id) if agent else None
+        if from_number is None:
+            from_number = await calling_number(self.db, agent.id) if agent else None
         if from_number is None:
             raise ValidationFailed("The agent has no phone number to call from",
                                    {"config.agent": "needs a phone number"})

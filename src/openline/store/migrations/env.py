@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from openline.store import tables_postcall  # noqa: F401  (registers the post-call tables)
+from openline.store import (
+    tables_postcall,  # noqa: F401  (registers the post-call tables)
+    tables_vapi_live,  # noqa: F401  (the Vapi dialect's live calls)
+)
 from openline.store.tables import Base
 
 connection = context.config.attributes.get("connection")

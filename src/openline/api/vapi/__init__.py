@@ -1,0 +1,1 @@
+"""The Vapi dialect: ``vapi-server-sdk`` against Openline."""

@@ -1,0 +1,32 @@
+"""Builds the Vapi dialect's live calls from settings: ``POST /call``, server messages."""
+
+from __future__ import annotations
+
+from openline.boot.postcall import PostCallRuntime
+from openline.domain.conversation import Conversation
+from openline.services.live import LiveService
+from openline.services.recordings import RecordingLinks
+from openline.services.telephony.service import TwilioService
+from openline.services.vapi.calls_create import VapiCalls, VapiLiveOptions
+from openline.services.vapi.server_messages import JOB, ServerMessages, ServerTarget
+from openline.settings import Settings
+
+
+def build_vapi_calls(settings: Settings, live: LiveService, postcall: PostCallRuntime,
+                     twilio: TwilioService | None, links: RecordingLinks) -> VapiCalls:
+    """The calls service, its retries on the post-call worker and its end-of-call hook."""
+    messages = ServerMessages(live.db, live.http, postcall.queue,
+                              allow_private=settings.allow_private_urls,
+                              max_attempts=settings.webhook_max_attempts)
+    org = ServerTarget(settings.vapi_server_url, secret=settings.vapi_server_secret) \
+        if settings.vapi_server_url else None
+
+    def recording_url(conversation: Conversation) -> str | None:
+        return links.url(conversation.id, "wav") if conversation.has_recording else None
+
+    calls = VapiCalls(live, messages, VapiLiveOptions(
+        settings.effective_public_url(), settings.effective_secret_key(), org,
+        settings.vapi_socket_wait_s), twilio=twilio, recording_url=recording_url)
+    postcall.worker.handlers[JOB] = messages.run_job
+    postcall.webhooks.listeners.append(calls.on_domain_event)
+    return calls

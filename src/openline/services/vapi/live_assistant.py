@@ -1,0 +1,258 @@
+"""A Vapi assistant as one call runs it: overrides, variables, tools, server, endings.
+
+What ``POST /call`` (and an ``assistant-request`` reply) may carry is translated here into
+Openline's per-call vocabulary (``config`` keys for ``overrides_from_config``), plus what
+only the Vapi dialect knows: the server URL and its credential, the inline function tools
+whose ``tool-calls`` go to a server, and which messages the server and client want.
+
+Keys of the assistant this call translates (the others are kept, echoed, and change
+nothing here; the stored assistant ↔ agent mapping decides what they mean there):
+
+* ``firstMessage`` / ``firstMessageMode`` / ``firstMessageInterruptionsEnabled`` ->
+  ``welcome_message``, ``generate_welcome_message``, ``is_welcome_message_interruptible``;
+* ``model.messages`` (system) -> ``system_prompt``; ``voice.voiceId`` -> ``voice_id``;
+* ``silenceTimeoutSeconds`` (legacy) -> ``no_input_end_conversation_sec``;
+* ``variableValues`` -> ``template_variables`` (``{{name}}`` in prompt and greeting);
+* ``model.tools`` (``function`` with a ``server``; ``endCall``) and the legacy
+  ``model.functions`` -> tools; ``server`` / ``serverUrl`` + ``serverUrlSecret`` -> where
+  server messages go; ``serverMessages`` / ``clientMessages`` -> which are sent.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from openline.domain.errors import ValidationFailed
+from openline.services.vapi.server_messages import (
+    ASSISTANT_REQUEST_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    ServerTarget,
+)
+from openline.voice.tools import RuntimeTool
+
+#: spec section 5.5: what an assistant sends by default
+DEFAULT_SERVER_MESSAGES = frozenset({
+    "conversation-update", "end-of-call-report", "function-call", "hang", "speech-update",
+    "status-update", "tool-calls", "transfer-destination-request",
+    "handoff-destination-request", "user-interrupted", "assistant.started"})
+DEFAULT_CLIENT_MESSAGES = frozenset({
+    "conversation-update", "function-call", "hang", "model-output", "speech-update",
+    "status-update", "transfer-update", "transcript", "tool-calls", "user-interrupted",
+    "voice-input", "workflow.node.started", "assistant.started"})
+#: the final-only transcript subscription (a literal name in ``serverMessages``)
+FINAL_TRANSCRIPT = 'transcript[transcriptType="final"]'
+
+#: the engine's ``ended_by`` -> Vapi's ``endedReason`` (section 5.2)
+ENDED_REASONS = {
+    "user": "customer-ended-call",
+    "assistant": "assistant-ended-call",
+    "assistant_silence_limit_reached": "silence-timed-out",
+    "user_canceled": "manually-canceled",
+    "voicemail": "voicemail",
+    "transferred": "assistant-forwarded-call",
+    "call_busy": "customer-busy",
+    "call_no_answer": "customer-did-not-answer",
+    "call_failed": "twilio-failed-to-connect-call",
+    "call_canceled": "manually-canceled",
+    "configuration_endpoint_error": "assistant-request-failed",
+    "configuration_endpoint_timed_out": "assistant-request-failed",
+    "configuration_endpoint_invalid_response": "assistant-request-returned-invalid-assistant",
+    "error": "call.in-progress.error-vapifault-worker-died",
+}
+
+
+def ended_reason(ended_by: str | None) -> str | None:
+    return None if ended_by is None else ENDED_REASONS.get(ended_by, ended_by)
+
+
+def merge_overrides(assistant: Mapping[str, Any], overrides: Mapping[str, Any] | None
+                    ) -> dict[str, Any]:
+    """``assistantOverrides`` on top of an assistant: keys replace (``model`` merges one
+    level), ``variableValues`` merge, ``"tools:append"`` adds to ``model.tools``."""
+    out = copy.deepcopy(dict(assistant))
+    for key, value in (overrides or {}).items():
+        if key == "variableValues" and isinstance(value, dict):
+            out["variableValues"] = {**(out.get("variableValues") or {}), **value}
+        elif key == "tools:append" and isinstance(value, list):
+            model = dict(out.get("model") or {})
+            model["tools"] = [*(model.get("tools") or []), *value]
+            out["model"] = model
+        elif key == "model" and isinstance(value, dict) and isinstance(out.get("model"), dict):
+            out["model"] = {**out["model"], **value}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _system_prompt(model: Mapping[str, Any]) -> str | None:
+    messages = model.get("messages")
+    if not isinstance(messages, list):
+        return None
+    parts = [m["content"] for m in messages if isinstance(m, dict)
+             and m.get("role") == "system" and isinstance(m.get("content"), str)]
+    return "\n\n".join(parts) if parts else None
+
+
+def _first_message(assistant: Mapping[str, Any], config: dict[str, Any]) -> None:
+    mode = assistant.get("firstMessageMode")
+    if mode == "assistant-waits-for-user":
+        config["welcome_message"] = ""
+    elif mode == "assistant-speaks-first-with-model-generated-message":
+        config["welcome_message"], config["generate_welcome_message"] = "", True
+    elif isinstance(assistant.get("firstMessage"), str):
+        config["welcome_message"] = assistant["firstMessage"]
+    if "firstMessageInterruptionsEnabled" in assistant:
+        config["is_welcome_message_interruptible"] = \
+            assistant["firstMessageInterruptionsEnabled"] is True
+
+
+def session_config(assistant: Mapping[str, Any]) -> dict[str, Any]:
+    """The Openline ``config`` keys the assistant sets (only those it gives)."""
+    config: dict[str, Any] = {}
+    _first_message(assistant, config)
+    model = assistant.get("model")
+    if isinstance(model, dict) and (prompt := _system_prompt(model)) is not None:
+        config["system_prompt"] = prompt
+    voice = assistant.get("voice")
+    if isinstance(voice, dict) and isinstance(voice.get("voiceId"), str):
+        config["voice_id"] = voice["voiceId"]
+    silence = assistant.get("silenceTimeoutSeconds")
+    if isinstance(silence, int | float) and not isinstance(silence, bool):
+        config["no_input_end_conversation_sec"] = max(1, int(silence))
+    values = assistant.get("variableValues")
+    if values is not None:
+        if not isinstance(values, dict):
+            raise ValidationFailed("variableValues must be an object",
+                                   {"assistantOverrides.variableValues": "must be an object"})
+        config["template_variables"] = {
+            str(k): v if isinstance(v, str) else _text(v) for k, v in values.items()}
+    return config
+
+
+def _text(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def server_target(assistant: Mapping[str, Any], *, request: bool = False
+                  ) -> ServerTarget | None:
+    """Where the assistant's server messages go, with their credential.
+
+    ``server.credentialId`` names a webhook credential among the assistant's
+    ``credentials`` (by ``id`` or ``name``); the legacy ``serverUrl`` / ``serverUrlSecret``
+    and ``server.secret`` are sent as ``X-Vapi-Secret``."""
+    server = assistant.get("server")
+    if isinstance(server, dict) and isinstance(server.get("url"), str):
+        return target_of(server, assistant.get("credentials"), request=request)
+    if isinstance(assistant.get("serverUrl"), str):
+        return ServerTarget(assistant["serverUrl"], secret=assistant.get("serverUrlSecret"))
+    return None
+
+
+def target_of(server: Mapping[str, Any], credentials: Any = None, *, request: bool = False
+              ) -> ServerTarget:
+    """A ``Server`` object (spec section 5.4) as a target."""
+    timeout = server.get("timeoutSeconds", DEFAULT_TIMEOUT_S)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) \
+            or not 1 <= timeout <= 300:
+        raise ValidationFailed("server.timeoutSeconds must be a number from 1 to 300",
+                               {"server.timeoutSeconds": "1-300"})
+    if request:
+        timeout = min(float(timeout), ASSISTANT_REQUEST_TIMEOUT_S)
+    headers = server.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise ValidationFailed("server.headers must be an object",
+                               {"server.headers": "must map names to values"})
+    auth = None
+    credential_id = server.get("credentialId")
+    if credential_id is not None:
+        auth = _credential(credential_id, credentials)
+    return ServerTarget(str(server["url"]), float(timeout),
+                        {str(k): str(v) for k, v in headers.items()},
+                        server.get("secret") if isinstance(server.get("secret"), str) else None,
+                        auth)
+
+
+def _credential(credential_id: Any, credentials: Any) -> dict[str, Any]:
+    for cred in credentials if isinstance(credentials, list) else []:
+        if isinstance(cred, dict) and cred.get("provider") == "webhook" \
+                and credential_id in (cred.get("id"), cred.get("name")):
+            plan = cred.get("authenticationPlan")
+            if isinstance(plan, dict) and plan.get("type") in ("bearer", "hmac"):
+                return plan
+            raise ValidationFailed(
+                "webhook credentials support authenticationPlan types bearer and hmac",
+                {"credentials.authenticationPlan.type": "bearer or hmac"})
+    raise ValidationFailed(
+        f"server.credentialId {credential_id!r} names no webhook credential of the "
+        "assistant (give it in the assistant's credentials)",
+        {"server.credentialId": "unknown credential"})
+
+
+def wanted(assistant: Mapping[str, Any], key: str, default: frozenset[str]) -> frozenset[str]:
+    value = assistant.get(key)
+    return frozenset(v for v in value if isinstance(v, str)) \
+        if isinstance(value, list) else default
+
+
+def runtime_tools(assistant: Mapping[str, Any]) -> tuple[list[RuntimeTool], list[str]]:
+    """The assistant's inline tools: function tools the server runs (``tool-calls``, or
+    ``function-call`` for the legacy ``model.functions``), and the built-ins they name."""
+    model = assistant.get("model") if isinstance(assistant.get("model"), dict) else {}
+    assert isinstance(model, dict)
+    tools: list[RuntimeTool] = []
+    built_ins: list[str] = []
+    for i, tool in enumerate(model.get("tools") or []):
+        if not isinstance(tool, dict):
+            raise ValidationFailed("model.tools items must be objects",
+                                   {f"model.tools.{i}": "must be an object"})
+        if tool.get("type") == "endCall":
+            built_ins.append("natural_conversation_ending")
+        elif tool.get("type") == "function":
+            tools.append(_function_tool(tool.get("function"), tool, f"model.tools.{i}",
+                                        assistant.get("credentials")))
+        else:
+            raise ValidationFailed(
+                f"model.tools.{i}: inline tools of type {tool.get('type')!r} are not run on "
+                "calls; use function or endCall", {f"model.tools.{i}.type": "unsupported"})
+    for i, fn in enumerate(model.get("functions") or []):
+        tools.append(_function_tool(fn, {"legacy": True}, f"model.functions.{i}"))
+    if model.get("toolIds"):
+        raise ValidationFailed("model.toolIds are not resolved on inline assistants; "
+                               "give the tools inline", {"model.toolIds": "unsupported here"})
+    return tools, built_ins
+
+
+def _function_tool(fn: Any, tool: Mapping[str, Any], path: str, credentials: Any = None
+                   ) -> RuntimeTool:
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise ValidationFailed(f"{path}.function.name is required",
+                               {f"{path}.function.name": "required"})
+    params = fn.get("parameters") or {"type": "object", "properties": {}}
+    if not isinstance(params, dict) or params.get("type", "object") != "object":
+        raise ValidationFailed(f"{path}.function.parameters must be a JSON Schema object",
+                               {f"{path}.function.parameters": "must be an object schema"})
+    server = tool.get("server")
+    if server is not None and not (isinstance(server, dict) and isinstance(server.get("url"),
+                                                                           str)):
+        raise ValidationFailed(f"{path}.server.url is required",
+                               {f"{path}.server.url": "required"})
+    target = target_of(server, credentials) if server is not None else None
+    return RuntimeTool(fn["name"], str(fn.get("description") or ""), "webhook",
+                       {"type": "object", **params}, None,
+                       "async" if tool.get("async") is True else "sync",
+                       int((target.timeout_s if target else DEFAULT_TIMEOUT_S) * 1000),
+                       config={"vapi_tool": _without_secrets(tool),
+                               "vapi_target": target.to_json() if target else None})
+
+
+def _without_secrets(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """The tool as ``toolWithToolCallList`` shows it: its server's URL, not its secrets."""
+    out = dict(tool)
+    if isinstance(out.get("server"), dict):
+        out["server"] = {k: v for k, v in out["server"].items()
+                         if k not in ("secret", "headers", "credentialId")}
+    return out
