@@ -223,8 +223,7 @@ class VapiLiveCall:
                              "secondsFromStart": round(seconds, 3), "toolCalls": [{
                                  "id": call_id, "type": "function",
                                  "function": {"name": name, "arguments": args}}]})
-        result = stored.get("error_message") or _result_text(
-            (stored.get("webhook") or {}).get("response_body"))
+        result = stored.get("error_message") or _result_text(stored.get("response_body"))
         self.history.append({"role": "tool_call_result", "toolCallId": call_id, "name": name,
                              "result": result, "time": time_ms,
                              "secondsFromStart": round(seconds, 3)})
