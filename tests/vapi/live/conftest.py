@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from vapi import AsyncVapi
 
 from tests.conftest import LiveServer, free_port
+from vapi import AsyncVapi
 
 Answer = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -145,7 +145,9 @@ class CallSocket:
 
     async def wait_audio(self, min_bytes: int, within: float = 15.0) -> None:
         async with asyncio.timeout(within):
-            while len(self.audio) < min_bytes:
+            while True:
+                if len(self.audio) >= min_bytes:
+                    return
                 await asyncio.sleep(0.05)
 
     async def wait_message(self, kind: str, within: float = 15.0,
