@@ -30,6 +30,7 @@ from openline.api.phonic import (
 )
 from openline.api.phonic.schemas import defs_of
 from openline.api.twilio import routes as twilio_routes
+from openline.api.vapi import app as vapi_app
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
@@ -52,6 +53,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
                    routes_postcall, routes_tts, ws):
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)
+    vapi_app.install(app, services)  # the Vapi dialect, at the root (/assistant, /call...)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -25,10 +25,12 @@ from sqlalchemy.ext.asyncio import (
 from openline.store import sealed
 from openline.store import tables as _tables
 from openline.store import tables_postcall as _tables_postcall
+from openline.store import tables_vapi as _tables_vapi
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Every column holding secrets, for sealing what older releases left in plaintext.
-SEALED_COLUMNS = (*_tables.SEALED_COLUMNS, *_tables_postcall.SEALED_COLUMNS)
+SEALED_COLUMNS = (*_tables.SEALED_COLUMNS, *_tables_postcall.SEALED_COLUMNS,
+                  *_tables_vapi.SEALED_COLUMNS)
 
 
 def sqlite_url(data_dir: Path) -> str:

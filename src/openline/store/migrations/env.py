@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from alembic import context
 
-from openline.store import tables_postcall  # noqa: F401  (registers the post-call tables)
+from openline.store import (
+    tables_postcall,  # noqa: F401  (registers the post-call tables)
+    tables_vapi,  # noqa: F401  (registers the Vapi tables)
+)
 from openline.store.tables import Base
 
 connection = context.config.attributes.get("connection")
