@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from vapi import AsyncVapi, Vapi
 
 from tests.conftest import LiveServer
+from vapi import AsyncVapi, Vapi
 
 
 @pytest.fixture
