@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from openline.api.vapi import routes_assistants, routes_calls
+from openline.api.vapi import (
+    routes_assistants,
+    routes_calls,
+    routes_files,
+    routes_insights,
+    routes_resources,
+)
 from openline.services.hub import Services
 from openline.services.vapi.hub import VapiServices
 
-ROUTERS: list[APIRouter] = [routes_assistants.router, routes_calls.router]
+ROUTERS: list[APIRouter] = [routes_assistants.router, routes_calls.router,
+                            routes_resources.router, routes_files.router,
+                            routes_insights.router]
 
 
 def install(app: FastAPI, services: Services) -> None:

@@ -8,12 +8,22 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
-from openline.api.phonic.deps import Who
+from openline.api.phonic.deps import get_principal
 from openline.domain.errors import ValidationFailed
+from openline.services.principal import Principal
 from openline.services.vapi.docs import MAX_LIMIT, ListQuery, TimeFilter
 from openline.services.vapi.hub import VapiServices
 
 __all__ = ["Body", "Filters", "Vapi", "Who"]
+
+
+async def vapi_principal(
+    request: Request, who: Annotated[Principal, Depends(get_principal)]
+) -> Principal:
+    """The caller (same keys and scopes as the Phonic dialect), kept on the request so the
+    route class can log the request under the caller's workspace."""
+    request.state.vapi_principal = who
+    return who
 
 
 def get_vapi(request: Request) -> VapiServices:
@@ -88,5 +98,6 @@ def list_filters(
 
 
 Vapi = Annotated[VapiServices, Depends(get_vapi)]
+Who = Annotated[Principal, Depends(vapi_principal)]
 Body = Annotated[dict[str, Any], Depends(json_body)]
 Filters = Annotated[ListQuery, Depends(list_filters)]

@@ -63,12 +63,19 @@ def iso(value: datetime | None) -> str | None:
 
 def call_type(c: Conversation, doc: Mapping[str, Any]) -> str:
     """``inboundPhoneCall`` | ``outboundPhoneCall`` | ``webCall`` | ``vapi.websocketCall``."""
+    return type_for(c.origin, c.call_info, doc)
+
+
+def type_for(origin: str, call_info: Mapping[str, Any] | None,
+             doc: Mapping[str, Any]) -> str:
+    """A call's type: as its document says, else from the conversation's origin (a Twilio
+    call whose SID was known at the start came in; one dialled out learns it later)."""
     if isinstance(doc.get("type"), str):
         return str(doc["type"])
-    if c.origin in ("twilio", "sip"):
-        inbound = bool((c.call_info or {}).get("twilio_call_sid")) or c.origin == "sip"
+    if origin in ("twilio", "sip"):
+        inbound = bool((call_info or {}).get("twilio_call_sid")) or origin == "sip"
         return "inboundPhoneCall" if inbound else "outboundPhoneCall"
-    if c.origin == "browser":
+    if origin == "browser":
         return "webCall"
     return "vapi.websocketCall"
 
