@@ -113,7 +113,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         allow_private_urls=settings.allow_private_urls,
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
-    services.vapi_calls = build_vapi_calls(settings, live, postcall, services.twilio, links)
+    services.vapi_calls = build_vapi_calls(settings, services, postcall)
     return Runtime(settings, db, providers, services, postcall)
 
 

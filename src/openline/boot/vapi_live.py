@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from openline.boot.postcall import PostCallRuntime
 from openline.domain.conversation import Conversation
-from openline.services.live import LiveService
-from openline.services.recordings import RecordingLinks
-from openline.services.telephony.service import TwilioService
+from openline.services.hub import Services
+from openline.services.vapi.assistants import AssistantService
+from openline.services.vapi.calls import CallService
 from openline.services.vapi.calls_create import VapiCalls, VapiLiveOptions
+from openline.services.vapi.docs import VapiDocs
+from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import JOB, ServerMessages, ServerTarget
 from openline.settings import Settings
 
 
-def build_vapi_calls(settings: Settings, live: LiveService, postcall: PostCallRuntime,
-                     twilio: TwilioService | None, links: RecordingLinks) -> VapiCalls:
+def build_vapi_calls(settings: Settings, services: Services,
+                     postcall: PostCallRuntime) -> VapiCalls:
     """The calls service, its retries on the post-call worker and its end-of-call hook."""
+    live, links = services.live, services.links
     messages = ServerMessages(live.db, live.http, postcall.queue,
                               allow_private=settings.allow_private_urls,
                               max_attempts=settings.webhook_max_attempts)
@@ -24,9 +27,15 @@ def build_vapi_calls(settings: Settings, live: LiveService, postcall: PostCallRu
     def recording_url(conversation: Conversation) -> str | None:
         return links.url(conversation.id, "wav") if conversation.has_recording else None
 
-    calls = VapiCalls(live, messages, VapiLiveOptions(
-        settings.effective_public_url(), settings.effective_secret_key(), org,
-        settings.vapi_socket_wait_s), twilio=twilio, recording_url=recording_url)
+    docs = VapiDocs(live.db)
+    calls = VapiCalls(
+        live, messages, VapiLiveOptions(settings.effective_public_url(),
+                                        settings.effective_secret_key(), org,
+                                        settings.vapi_socket_wait_s),
+        assistants=AssistantService(live.db, services.agents, docs),
+        numbers=VapiNumberService(live.db, docs, services.agents, services.agents.pool),
+        docs=docs, calls=CallService(live.db, docs, links), twilio=services.twilio,
+        recording_url=recording_url)
     postcall.worker.handlers[JOB] = messages.run_job
     postcall.webhooks.listeners.append(calls.on_domain_event)
     return calls

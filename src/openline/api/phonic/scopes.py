@@ -25,6 +25,7 @@ from weakref import WeakKeyDictionary
 from fastapi import FastAPI, Request
 from fastapi import routing as fastapi_routing
 
+from openline.api.vapi import paths as vapi_paths
 from openline.domain.errors import Forbidden, NotFound
 from openline.services.hub import Services
 from openline.services.principal import Principal
@@ -142,6 +143,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/twilio/calls/{conversation_id}/dial"): _S,
     ("POST", "/twilio/calls/{conversation_id}/transfer"): _S,
     (WEBSOCKET, "/twilio/stream"): _S,
+    **{route: _K for route in vapi_paths.API_KEY_ROUTES},  # the Vapi dialect (api/vapi)
 }
 
 _REFUSED = {

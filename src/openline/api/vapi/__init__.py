@@ -1,1 +1,1 @@
-"""The Vapi dialect: ``vapi-server-sdk`` against Openline."""
+"""The Vapi dialect: ``/assistant``, ``/call``, ``/squad``, ... at the API root, camelCase."""

@@ -3,24 +3,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter
 
-from openline.api.phonic.deps import Svc, json_body
-from openline.api.vapi.live_errors import vapi_error
-from openline.domain.errors import NotFound, OpenlineError
+from openline.api.phonic.deps import Svc
+from openline.api.vapi.deps import Body
+from openline.api.vapi.routing import VapiRoute
+from openline.domain.errors import NotFound
 
-router = APIRouter(tags=["vapi"])
+router = APIRouter(tags=["vapi: calls"], route_class=VapiRoute)
 
 
-@router.post("/call/{call_id}/control/{token}", response_model=None)
-async def control(call_id: str, token: str, svc: Svc, request: Request) -> JSONResponse:
+@router.post("/call/{call_id}/control/{token}")
+async def control(call_id: str, token: str, svc: Svc, body: Body) -> dict[str, str]:
     calls = svc.vapi_calls
-    try:
-        if calls is None or not calls.token_valid(call_id, token):
-            raise NotFound("Unknown call")
-        message = await json_body(request)
-        await calls.control(call_id, message)
-    except OpenlineError as exc:
-        return vapi_error(exc)
-    return JSONResponse({"status": "ok", "type": message.get("type")})
+    if calls is None or not calls.token_valid(call_id, token):
+        raise NotFound("Call not found")
+    await calls.control(call_id, body)
+    return {"status": "ok", "type": str(body.get("type"))}

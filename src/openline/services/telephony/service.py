@@ -33,7 +33,7 @@ from openline.audio.codecs import WIRE_FORMATS
 from openline.domain.errors import OpenlineError, ValidationFailed
 from openline.domain.validation import check_e164
 from openline.services.call_session import CallSession
-from openline.services.call_setup import CallInfo, StartCall
+from openline.services.call_setup import CallInfo, PreparedCall, StartCall
 from openline.services.live import LiveService
 from openline.services.principal import Principal
 from openline.services.session_config import overrides_from_config
@@ -258,11 +258,13 @@ class TwilioService:
     # ----- outbound -----------------------------------------------------------------------
     async def place_call(self, start: StartCall, to_number: str, *,
                          detect_voicemail: bool = False, voicemail_message: str | None = None,
-                         dry_run: bool = False, from_number: str | None = None) -> str | None:
+                         dry_run: bool = False, from_number: str | None = None,
+                         prepared: Callable[[PreparedCall], None] | None = None) -> str | None:
         """Validate and place an outbound call; the conversation id (None for a dry run).
         Raises the reason it may not be placed (unknown agent, no number to call from,
         invalid config, Twilio's refusal). ``from_number``: the caller id to use (a
-        dialect's own phone number), else the agent's Twilio number."""
+        dialect's own phone number), else the agent's Twilio number; ``prepared`` is told
+        of the conversation before the call is placed (its stream may come at once)."""
         try:
             to_number = check_e164(to_number)
         except ValueError as exc:
@@ -280,6 +282,8 @@ class TwilioService:
         call = PhoneCall(await self.live.setup.prepare(start), "outbound", from_number,
                          to_number, detect_voicemail=detect_voicemail,
                          voicemail_message=voicemail_message)
+        if prepared is not None:
+            prepared(call.prepared)
         self._track(call)
         conv = call.conversation_id
         try:

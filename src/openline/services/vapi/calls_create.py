@@ -27,10 +27,8 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-from sqlalchemy import select
 
 from openline.domain.conversation import Conversation
 from openline.domain.errors import NotFound, ValidationFailed
@@ -39,17 +37,19 @@ from openline.services.call_session import CallSession
 from openline.services.call_setup import PreparedCall, StartCall
 from openline.services.live import LiveService
 from openline.services.principal import Principal
-from openline.services.session_config import overrides_from_config
 from openline.services.telephony.service import TwilioService
+from openline.services.vapi import call_view
 from openline.services.vapi import live_assistant as la
+from openline.services.vapi.assistants import AssistantService
+from openline.services.vapi.calls import CallService
+from openline.services.vapi.docs import VapiDocs
 from openline.services.vapi.live_call import CallFacts, VapiLiveCall
-from openline.services.vapi.live_requests import (
-    AssistantChoice,
-    ask_for_assistant,
-    end_of_call_report,
-)
+from openline.services.vapi.live_choice import AssistantResolver, CallStart
+from openline.services.vapi.live_requests import end_of_call_report
+from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import ServerMessages, ServerTarget, encode
-from openline.store import tables as t
+from openline.store.tables import utcnow
+from openline.store.tables_vapi import VapiResource
 from openline.store.tables_vapi_live import VapiCall
 from openline.transports import base as tb
 from openline.transports.vapi_ws import (
@@ -67,18 +67,10 @@ WEBSOCKET, OUTBOUND = "vapi.websocketCall", "outboundPhoneCall"
 #: body keys that start a call with something this dialect does not run here
 UNSUPPORTED_TARGETS = ("squadId", "squad", "workflowId", "workflow", "customers")
 SIP_PROVIDERS = ("vapi", "byo-phone-number", "telnyx", "vonage")
-
-
-class PhoneNumbers(Protocol):
-    """The Vapi phone numbers of a workspace (the REST half of the dialect stores them)."""
-
-    async def get(self, workspace_id: str, phone_number_id: str) -> dict[str, Any] | None: ...
-
-
-class Assistants(Protocol):
-    """Stored Vapi assistants as documents (an assistant is an agent)."""
-
-    async def get(self, workspace_id: str, assistant_id: str) -> dict[str, Any] | None: ...
+CALL_KIND = "call"
+#: create-body keys the call's document keeps (and the call view echoes)
+ECHOED = ("assistant", "assistantOverrides", "customer", "name", "phoneNumberId",
+          "metadata", "phoneNumber")
 
 
 class SipDialer(Protocol):
@@ -105,27 +97,11 @@ class CallPlan:
     facts: CallFacts
     tools: list[RuntimeTool] = field(default_factory=list)
     built_ins: tuple[str, ...] = ()
+    #: the ``Call`` as ``POST /call`` answered
+    view: dict[str, Any] = field(default_factory=dict)
     prepared: PreparedCall | None = None
     live: VapiLiveCall | None = None
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class AgentAssistants:
-    """``Assistants`` until the stored-assistant mapping is wired in: the agent's id and
-    name, plus the Vapi document it keeps under ``spec["vapi"]`` if any."""
-
-    def __init__(self, live: LiveService) -> None:
-        self.live = live
-
-    async def get(self, workspace_id: str, assistant_id: str) -> dict[str, Any] | None:
-        async with self.live.db.session() as s:
-            agent = await s.get(t.Agent, assistant_id)
-            project = await s.get(t.Project, agent.project_id) if agent else None
-        if agent is None or project is None or project.workspace_id != workspace_id:
-            return None
-        stored = agent.spec.get("vapi")
-        return {**(stored if isinstance(stored, dict) else {}), "id": agent.id,
-                "name": agent.name}
 
 
 class PendingSocket:
@@ -153,12 +129,14 @@ class VapiCalls:
     """Creates Vapi calls, runs their sockets and control URLs, reports their end."""
 
     def __init__(self, live: LiveService, messages: ServerMessages, options: VapiLiveOptions,
-                 *, twilio: TwilioService | None = None, phone_numbers: PhoneNumbers | None = None,
-                 assistants: Assistants | None = None, sip_dialer: SipDialer | None = None,
+                 *, assistants: AssistantService, numbers: VapiNumberService, docs: VapiDocs,
+                 calls: CallService, twilio: TwilioService | None = None,
+                 sip_dialer: SipDialer | None = None,
                  recording_url: Callable[[Conversation], str | None] | None = None) -> None:
         self.live, self.messages, self.options = live, messages, options
-        self.twilio, self.phone_numbers, self.sip_dialer = twilio, phone_numbers, sip_dialer
-        self.assistants: Assistants = assistants or AgentAssistants(live)
+        self.numbers, self.docs, self.calls = numbers, docs, calls
+        self.resolver = AssistantResolver(assistants, docs, messages, options.org_server)
+        self.twilio, self.sip_dialer = twilio, sip_dialer
         self.recording_url = recording_url
         self.plans: dict[str, CallPlan] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -202,58 +180,6 @@ class VapiCalls:
         raise ValidationFailed("Give transport {provider: 'vapi.websocket'} or customer.number",
                                {"customer.number": "required for a phone call"})
 
-    async def _assistant(self, who: Principal, body: dict[str, Any], call: dict[str, Any]
-                         ) -> AssistantChoice:
-        """Which assistant runs the call, with its overrides merged."""
-        overrides = body.get("assistantOverrides")
-        if overrides is not None and not isinstance(overrides, dict):
-            raise ValidationFailed("assistantOverrides must be an object",
-                                   {"assistantOverrides": "must be an object"})
-        if body.get("assistantId") and body.get("assistant"):
-            raise ValidationFailed("Give assistantId or assistant, not both",
-                                   {"assistant": "conflicts with assistantId"})
-        if body.get("assistantId"):
-            return await self._stored(who, str(body["assistantId"]), overrides)
-        if isinstance(body.get("assistant"), dict):
-            return AssistantChoice(None, la.merge_overrides(body["assistant"], overrides))
-        if body.get("assistant") is not None:
-            raise ValidationFailed("assistant must be an object", {"assistant": "object"})
-        if self.options.org_server is None:
-            raise ValidationFailed(
-                "The call names no assistant and no server URL is set to ask for one "
-                "(call-start-error-neither-assistant-nor-server-set)",
-                {"assistantId": "required"},
-                code="call-start-error-neither-assistant-nor-server-set")
-        choice = await ask_for_assistant(self.messages, self.options.org_server,
-                                         {"type": "assistant-request", "call": call,
-                                          **({"customer": body["customer"]}
-                                             if body.get("customer") else {})})
-        if choice.assistant_id:
-            stored = await self._stored(who, choice.assistant_id, choice.assistant)
-            return replace(stored, server=self.options.org_server)
-        return replace(choice, server=self.options.org_server)
-
-    async def _stored(self, who: Principal, assistant_id: str,
-                      overrides: dict[str, Any] | None) -> AssistantChoice:
-        document = await self.assistants.get(who.workspace_id, assistant_id)
-        if document is None:
-            raise NotFound(f"Couldn't find assistant {assistant_id!r}")
-        return AssistantChoice(assistant_id, la.merge_overrides(document, overrides))
-
-    def _start(self, who: Principal, choice: AssistantChoice, formats: dict[str, str],
-               origin: str) -> tuple[StartCall, list[RuntimeTool], tuple[str, ...]]:
-        config = {**la.session_config(choice.assistant), **formats}
-        tools, built_ins = la.runtime_tools(choice.assistant)
-        start = StartCall(who, agent=choice.assistant_id, overrides=overrides_from_config(config),
-                          origin=origin)
-        return start, tools, tuple(built_ins)
-
-    def _facts(self, who: Principal, call: dict[str, Any], choice: AssistantChoice,
-               body: dict[str, Any]) -> CallFacts:
-        server = choice.server or la.server_target(choice.assistant)
-        return CallFacts(call, _public(choice.assistant), body.get("customer"),
-                         _public(body.get("phoneNumber") or {}) or None, server)
-
     async def _websocket_call(self, who: Principal, body: dict[str, Any],
                               transport: dict[str, Any]) -> dict[str, Any]:
         if body.get("phoneNumberId") or body.get("phoneNumber"):
@@ -263,101 +189,119 @@ class VapiCalls:
             fmt = wire_format(transport.get("audioFormat"))
         except InvalidAudioFormat as exc:
             raise ValidationFailed(str(exc), {exc.field: str(exc)}) from exc
-        call = _call_stub(who, WEBSOCKET, body)
-        choice = await self._assistant(who, body, call)
-        start, tools, built_ins = self._start(
-            who, choice, {"input_format": fmt.name, "output_format": fmt.name}, "vapi.websocket")
-        self._check_tools(tools)
-        prepared = await self.live.setup.prepare(start)
-        call = {**call, "id": prepared.id}
-        plan = CallPlan(self._facts(who, call, choice, body), tools, built_ins, prepared)
-        plan.facts.call = self.view(call, choice, body)
-        await self._store(who, prepared.id, WEBSOCKET, body, plan.facts.server)
-        self.plans[prepared.id] = plan
+        resolved = await self.resolver.resolve(
+            who, body, _call_stub(who, WEBSOCKET), {"input_format": fmt.name,
+                                                    "output_format": fmt.name},
+            "vapi.websocket")
+        prepared = await self.live.setup.prepare(resolved.start)
+        plan = self._new_plan(prepared.id, body, resolved)
+        ws_url, _ = self.urls(prepared.id)
+        doc = {**self._doc(body, resolved, WEBSOCKET, prepared.id),
+               "transport": {**transport, "websocketCallUrl": ws_url}}
+        await self._store(who, plan, doc, body)
+        plan.prepared = prepared
         self.live.registry.add(PendingSocket(plan, self))
         self.spawn(self._expire(prepared.id))
-        return plan.facts.call
-
-    def _check_tools(self, tools: list[RuntimeTool]) -> None:
-        names = [tool.name for tool in tools]
-        if len(set(names)) != len(names):
-            raise ValidationFailed("Tool names must be unique", {"model.tools": "duplicates"})
+        return plan.view
 
     async def _phone_call(self, who: Principal, body: dict[str, Any],
                           customer: dict[str, Any]) -> dict[str, Any]:
         number = await self._phone_number(who, body)
-        call = _call_stub(who, OUTBOUND, body)
-        choice = await self._assistant(who, body, call)
-        formats = {"input_format": "mulaw_8000", "output_format": "mulaw_8000"}
         provider = number.get("provider")
-        start, tools, built_ins = self._start(who, choice, formats, "twilio")
-        self._check_tools(tools)
+        resolved = await self.resolver.resolve(
+            who, body, _call_stub(who, OUTBOUND), {"input_format": "mulaw_8000",
+                                                   "output_format": "mulaw_8000"},
+            "twilio" if provider == "twilio" else "sip")
         if provider in SIP_PROVIDERS:
+            # The SIP path (the phone number's provider picks it) plugs in here.
             if self.sip_dialer is None:
                 raise ValidationFailed(f"Phone numbers of provider {provider!r} call through "
                                        "SIP, which this server does not offer yet",
                                        {"phoneNumber.provider": "SIP calls unavailable"})
-            call_id = await self.sip_dialer.place_call(start, str(customer["number"]), number)
+            call_id = await self.sip_dialer.place_call(resolved.start, str(customer["number"]),
+                                                       number)
         elif provider == "twilio":
-            call_id = await self._twilio_call(start, str(customer["number"]), number)
+            call_id = await self._twilio_call(resolved, body, str(customer["number"]), number)
         else:
             raise ValidationFailed(f"Unknown phone number provider {provider!r}",
                                    {"phoneNumber.provider": "unknown"})
-        call = {**call, "id": call_id, "phoneCallProvider": "twilio" if provider == "twilio"
-                else "vapi", "phoneCallTransport": "pstn" if provider == "twilio" else "sip"}
-        plan = CallPlan(self._facts(who, call, choice, body), tools, built_ins)
-        plan.facts.call = self.view(call, choice, body)
-        await self._store(who, call_id, OUTBOUND, body, plan.facts.server)
-        self.plans[call_id] = plan
-        return plan.facts.call
+        plan = self.plans.get(call_id) or self._new_plan(call_id, body, resolved)
+        await self._store(who, plan, self._doc(body, resolved, OUTBOUND, call_id), body)
+        return plan.view
 
-    async def _twilio_call(self, start: StartCall, to: str, number: dict[str, Any]) -> str:
+    async def _twilio_call(self, resolved: CallStart, body: dict[str, Any], to: str,
+                           number: dict[str, Any]) -> str:
         if self.twilio is None:
             raise ValidationFailed("Twilio phone calls need OPENLINE_TWILIO_ACCOUNT_SID and "
                                    "OPENLINE_TWILIO_AUTH_TOKEN", code="telephony_not_configured")
         sid = number.get("twilioAccountSid")
         if sid and sid != self.twilio.options.account_sid:
-            raise ValidationFailed("phoneNumber.twilioAccountSid is not this server's Twilio "
-                                   "account", {"phoneNumber.twilioAccountSid": "unknown account"})
-        conversation_id = await self.twilio.place_call(start, to, from_number=str(number["number"]))
+            raise ValidationFailed("The phone number's twilioAccountSid is not this server's "
+                                   "Twilio account", {"twilioAccountSid": "unknown account"})
+        # The plan is known before Twilio is asked: the call's stream may start at once.
+        placed: list[str] = []
+
+        def prepared(call: PreparedCall) -> None:
+            placed.append(call.id)
+            self._new_plan(call.id, body, resolved)
+
+        try:
+            conversation_id = await self.twilio.place_call(
+                resolved.start, to, from_number=str(number["number"]), prepared=prepared)
+        except Exception:
+            for call_id in placed:
+                self.plans.pop(call_id, None)
+            raise
         assert conversation_id is not None
         return conversation_id
 
     async def _phone_number(self, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
         """The phone number the call is made from (``provider``, ``number``)."""
         if body.get("phoneNumberId"):
-            found = await self.phone_numbers.get(who.workspace_id, str(body["phoneNumberId"])) \
-                if self.phone_numbers else None
-            if found is None:
-                raise NotFound(f"Couldn't find phone number {body['phoneNumberId']!r}")
-            return found
+            found = await self.numbers.get(who, str(body["phoneNumberId"]))
+            return {**found.doc, "id": found.id}
         transient = body.get("phoneNumber")
         if isinstance(transient, dict) and transient.get("twilioPhoneNumber"):
             return {**transient, "provider": "twilio", "number": transient["twilioPhoneNumber"]}
         raise ValidationFailed("A phone call needs phoneNumberId (or a transient phoneNumber)",
                                {"phoneNumberId": "required for a phone call"})
 
-    async def _store(self, who: Principal, call_id: str, call_type: str, body: dict[str, Any],
-                     server: ServerTarget | None) -> None:
-        async with self.live.db.session() as s:
-            s.add(VapiCall(id=call_id, workspace_id=who.workspace_id, call_type=call_type,
-                           request=_public(body),
-                           server=json.dumps(server.to_json()) if server else None))
+    def _doc(self, body: dict[str, Any], resolved: CallStart, call_type: str,
+             call_id: str) -> dict[str, Any]:
+        """The call's Vapi document: what the client sent (no secrets) and what is known
+        before it runs; the call view computes the rest."""
+        _, control_url = self.urls(call_id)
+        doc = {k: la.public(v) for k, v in body.items() if k in ECHOED}
+        doc.update(type=call_type, status="queued", monitor={"controlUrl": control_url})
+        if resolved.choice.assistant_id:
+            doc["assistantId"] = resolved.choice.assistant_id
+        return doc
 
-    def view(self, call: dict[str, Any], choice: AssistantChoice, body: dict[str, Any]
-             ) -> dict[str, Any]:
-        """The Vapi ``Call`` as ``POST /call`` answers it."""
-        ws_url, control_url = self.urls(call["id"])
-        out = {**call, "status": "queued", "cost": 0, "monitor": {"controlUrl": control_url}}
-        if choice.assistant_id:
-            out["assistantId"] = choice.assistant_id
-        for key in ("assistant", "assistantOverrides", "customer", "name", "phoneNumberId",
-                    "metadata"):
-            if body.get(key) is not None:
-                out[key] = _public(body[key])
-        if call["type"] == WEBSOCKET:
-            out["transport"] = {**body["transport"], "websocketCallUrl": ws_url}
-        return out
+    def _new_plan(self, call_id: str, body: dict[str, Any], resolved: CallStart
+                  ) -> CallPlan:
+        """The plan the call's live call is built from (registered before it can run)."""
+        phone = body.get("phoneNumber")
+        facts = CallFacts({"id": call_id, **_call_stub(resolved.start.principal, "")},
+                          la.public(resolved.choice.assistant), body.get("customer"),
+                          la.public(phone) if isinstance(phone, dict) else None,
+                          resolved.server)
+        plan = CallPlan(facts, resolved.tools, resolved.built_ins)
+        self.plans[call_id] = plan
+        return plan
+
+    async def _store(self, who: Principal, plan: CallPlan, doc: dict[str, Any],
+                     body: dict[str, Any]) -> None:
+        """Store the call's documents; the plan gets the ``Call`` as answered."""
+        call_id, server = str(plan.facts.call["id"]), plan.facts.server
+        async with self.live.db.session() as s:
+            await self.docs.insert(s, who, CALL_KIND, doc, doc_id=call_id,
+                                   link_id=body.get("phoneNumberId"))
+            s.add(VapiCall(id=call_id, workspace_id=who.workspace_id, call_type=doc["type"],
+                           request=la.public(body),
+                           server=json.dumps(server.to_json()) if server else None))
+        plan.view = (await self.calls.get(who, call_id)).json()
+        plan.facts.call = {k: v for k, v in plan.view.items()
+                           if k not in ("messages", "artifact", "analysis", "transcript")}
 
     # ----- running ----------------------------------------------------------------------------
     def extension(self, prepared: PreparedCall) -> VapiLiveCall | None:
@@ -369,7 +313,7 @@ class VapiCalls:
         prepared.tools = ([*plan.tools, *loaded], tuple(dict.fromkeys((*built_ins,
                                                                          *plan.built_ins))))
         plan.live = VapiLiveCall(plan.facts, self.messages, self.spawn, self.end_call,
-                                 on_finished=self._finished)
+                                 on_finished=self._finished, on_started=self._started)
         return plan.live
 
     async def serve_socket(self, call_id: str, socket: BinarySocket) -> bool:
@@ -434,6 +378,15 @@ class VapiCalls:
         await asyncio.sleep(self.options.pending_s)
         await self.end_pending(call_id, "error")
 
+    async def _started(self, call_id: str) -> None:
+        """The call's media started: it is no longer ``queued`` (the view says
+        ``in-progress`` while it runs)."""
+        async with self.live.db.session() as s:
+            doc = await s.get(VapiResource, call_id)
+            if doc is not None and doc.kind == CALL_KIND:
+                doc.doc = {k: v for k, v in (doc.doc or {}).items() if k != "status"}
+                doc.updated_at = utcnow()
+
     def _finished(self, call_id: str) -> None:
         self.plans.pop(call_id, None)
 
@@ -444,10 +397,12 @@ class VapiCalls:
             return
         conv = event.conversation
         async with self.live.db.session() as s:
-            row = await s.scalar(select(VapiCall).where(VapiCall.id == conv.id))
+            row = await s.get(VapiCall, conv.id)
+            doc = await s.get(VapiResource, conv.id)
         if row is None or not row.server:
             return
-        report = end_of_call_report(conv, row, self.recording_url)
+        url = self.recording_url(conv) if self.recording_url else None
+        report = end_of_call_report(conv, row, dict(doc.doc or {}) if doc else {}, url)
         await self.messages.enqueue(conv.id, encode(report), f"vapi:end-of-call:{conv.id}")
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -462,23 +417,8 @@ class VapiCalls:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _call_stub(who: Principal, call_type: str, body: dict[str, Any]) -> dict[str, Any]:
-    from openline.store.tables import utcnow
-
-    now = utcnow().isoformat().replace("+00:00", "Z")
-    return {"id": "", "orgId": who.workspace_id, "type": call_type, "createdAt": now,
-            "updatedAt": now}
-
-
-SECRET_KEYS = frozenset({"secret", "serverUrlSecret", "headers", "credentials", "token",
-                         "secretKey", "twilioAuthToken", "twilioApiSecret", "password",
-                         "clientSecret"})
-
-
-def _public(value: Any) -> Any:
-    """A document without its secrets (what is echoed and stored in the clear)."""
-    if isinstance(value, dict):
-        return {k: _public(v) for k, v in value.items() if k not in SECRET_KEYS}
-    if isinstance(value, list):
-        return [_public(v) for v in value]
-    return value
+def _call_stub(who: Principal, call_type: str) -> dict[str, Any]:
+    """The ``call`` an ``assistant-request`` describes (before the call exists)."""
+    now = call_view.iso(utcnow())
+    return {"orgId": who.workspace_id, "type": call_type, "status": "queued",
+            "createdAt": now, "updatedAt": now}

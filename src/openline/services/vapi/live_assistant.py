@@ -1,21 +1,16 @@
 """A Vapi assistant as one call runs it: overrides, variables, tools, server, endings.
 
-What ``POST /call`` (and an ``assistant-request`` reply) may carry is translated here into
-Openline's per-call vocabulary (``config`` keys for ``overrides_from_config``), plus what
-only the Vapi dialect knows: the server URL and its credential, the inline function tools
-whose ``tool-calls`` go to a server, and which messages the server and client want.
+The agent fields an assistant sets are the assistant mapping's (``assistant_map``); this
+module adds what only a running Vapi call needs:
 
-Keys of the assistant this call translates (the others are kept, echoed, and change
-nothing here; the stored assistant ↔ agent mapping decides what they mean there):
-
-* ``firstMessage`` / ``firstMessageMode`` / ``firstMessageInterruptionsEnabled`` ->
-  ``welcome_message``, ``generate_welcome_message``, ``is_welcome_message_interruptible``;
-* ``model.messages`` (system) -> ``system_prompt``; ``voice.voiceId`` -> ``voice_id``;
-* ``silenceTimeoutSeconds`` (legacy) -> ``no_input_end_conversation_sec``;
-* ``variableValues`` -> ``template_variables`` (``{{name}}`` in prompt and greeting);
-* ``model.tools`` (``function`` with a ``server``; ``endCall``) and the legacy
-  ``model.functions`` -> tools; ``server`` / ``serverUrl`` + ``serverUrlSecret`` -> where
-  server messages go; ``serverMessages`` / ``clientMessages`` -> which are sent.
+* ``variableValues`` -> the call's ``template_variables`` (``{{name}}`` in prompt and
+  greeting);
+* ``model.tools`` (``function``, whose ``tool-calls`` go to the tool's server or the
+  assistant's; ``endCall``) and the legacy ``model.functions`` (``function-call``) ->
+  runtime tools;
+* ``server`` (or the legacy ``serverUrl`` + ``serverUrlSecret``) with its credential ->
+  where server messages go; ``serverMessages`` / ``clientMessages`` -> which are sent;
+* ``assistantOverrides`` merged onto an assistant (``"tools:append"`` included).
 """
 
 from __future__ import annotations
@@ -44,29 +39,6 @@ DEFAULT_CLIENT_MESSAGES = frozenset({
 #: the final-only transcript subscription (a literal name in ``serverMessages``)
 FINAL_TRANSCRIPT = 'transcript[transcriptType="final"]'
 
-#: the engine's ``ended_by`` -> Vapi's ``endedReason`` (section 5.2)
-ENDED_REASONS = {
-    "user": "customer-ended-call",
-    "assistant": "assistant-ended-call",
-    "assistant_silence_limit_reached": "silence-timed-out",
-    "user_canceled": "manually-canceled",
-    "voicemail": "voicemail",
-    "transferred": "assistant-forwarded-call",
-    "call_busy": "customer-busy",
-    "call_no_answer": "customer-did-not-answer",
-    "call_failed": "twilio-failed-to-connect-call",
-    "call_canceled": "manually-canceled",
-    "configuration_endpoint_error": "assistant-request-failed",
-    "configuration_endpoint_timed_out": "assistant-request-failed",
-    "configuration_endpoint_invalid_response": "assistant-request-returned-invalid-assistant",
-    "error": "call.in-progress.error-vapifault-worker-died",
-}
-
-
-def ended_reason(ended_by: str | None) -> str | None:
-    return None if ended_by is None else ENDED_REASONS.get(ended_by, ended_by)
-
-
 def merge_overrides(assistant: Mapping[str, Any], overrides: Mapping[str, Any] | None
                     ) -> dict[str, Any]:
     """``assistantOverrides`` on top of an assistant: keys replace (``model`` merges one
@@ -86,49 +58,31 @@ def merge_overrides(assistant: Mapping[str, Any], overrides: Mapping[str, Any] |
     return out
 
 
-def _system_prompt(model: Mapping[str, Any]) -> str | None:
-    messages = model.get("messages")
-    if not isinstance(messages, list):
-        return None
-    parts = [m["content"] for m in messages if isinstance(m, dict)
-             and m.get("role") == "system" and isinstance(m.get("content"), str)]
-    return "\n\n".join(parts) if parts else None
-
-
-def _first_message(assistant: Mapping[str, Any], config: dict[str, Any]) -> None:
-    mode = assistant.get("firstMessageMode")
-    if mode == "assistant-waits-for-user":
-        config["welcome_message"] = ""
-    elif mode == "assistant-speaks-first-with-model-generated-message":
-        config["welcome_message"], config["generate_welcome_message"] = "", True
-    elif isinstance(assistant.get("firstMessage"), str):
-        config["welcome_message"] = assistant["firstMessage"]
-    if "firstMessageInterruptionsEnabled" in assistant:
-        config["is_welcome_message_interruptible"] = \
-            assistant["firstMessageInterruptionsEnabled"] is True
-
-
-def session_config(assistant: Mapping[str, Any]) -> dict[str, Any]:
-    """The Openline ``config`` keys the assistant sets (only those it gives)."""
-    config: dict[str, Any] = {}
-    _first_message(assistant, config)
-    model = assistant.get("model")
-    if isinstance(model, dict) and (prompt := _system_prompt(model)) is not None:
-        config["system_prompt"] = prompt
-    voice = assistant.get("voice")
-    if isinstance(voice, dict) and isinstance(voice.get("voiceId"), str):
-        config["voice_id"] = voice["voiceId"]
-    silence = assistant.get("silenceTimeoutSeconds")
-    if isinstance(silence, int | float) and not isinstance(silence, bool):
-        config["no_input_end_conversation_sec"] = max(1, int(silence))
+def variable_config(assistant: Mapping[str, Any]) -> dict[str, Any]:
+    """``variableValues`` as the call's ``template_variables`` (``{{name}}`` in the prompt,
+    the first message and the other texts the agent renders)."""
     values = assistant.get("variableValues")
-    if values is not None:
-        if not isinstance(values, dict):
-            raise ValidationFailed("variableValues must be an object",
-                                   {"assistantOverrides.variableValues": "must be an object"})
-        config["template_variables"] = {
-            str(k): v if isinstance(v, str) else _text(v) for k, v in values.items()}
-    return config
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ValidationFailed("variableValues must be an object",
+                               {"assistantOverrides.variableValues": "must be an object"})
+    return {"template_variables": {str(k): v if isinstance(v, str) else _text(v)
+                                   for k, v in values.items()}}
+
+
+SECRET_KEYS = frozenset({"secret", "serverUrlSecret", "headers", "credentials", "token",
+                         "secretKey", "twilioAuthToken", "twilioApiSecret", "password",
+                         "clientSecret"})
+
+
+def public(value: Any) -> Any:
+    """A document without its secrets (what is echoed, sent and stored in the clear)."""
+    if isinstance(value, dict):
+        return {k: public(v) for k, v in value.items() if k not in SECRET_KEYS}
+    if isinstance(value, list):
+        return [public(v) for v in value]
+    return value
 
 
 def _text(value: Any) -> str:
@@ -212,21 +166,21 @@ def runtime_tools(assistant: Mapping[str, Any]) -> tuple[list[RuntimeTool], list
         if tool.get("type") == "endCall":
             built_ins.append("natural_conversation_ending")
         elif tool.get("type") == "function":
-            tools.append(_function_tool(tool.get("function"), tool, f"model.tools.{i}",
+            tools.append(function_tool(tool.get("function"), tool, f"model.tools.{i}",
                                         assistant.get("credentials")))
         else:
             raise ValidationFailed(
                 f"model.tools.{i}: inline tools of type {tool.get('type')!r} are not run on "
                 "calls; use function or endCall", {f"model.tools.{i}.type": "unsupported"})
     for i, fn in enumerate(model.get("functions") or []):
-        tools.append(_function_tool(fn, {"legacy": True}, f"model.functions.{i}"))
+        tools.append(function_tool(fn, {"legacy": True}, f"model.functions.{i}"))
     if model.get("toolIds"):
         raise ValidationFailed("model.toolIds are not resolved on inline assistants; "
                                "give the tools inline", {"model.toolIds": "unsupported here"})
     return tools, built_ins
 
 
-def _function_tool(fn: Any, tool: Mapping[str, Any], path: str, credentials: Any = None
+def function_tool(fn: Any, tool: Mapping[str, Any], path: str, credentials: Any = None
                    ) -> RuntimeTool:
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise ValidationFailed(f"{path}.function.name is required",

@@ -33,6 +33,7 @@ from typing import Any
 
 from openline.audio.codecs import AudioFormat
 from openline.domain.tool_call import ToolCallRecord
+from openline.services.vapi import call_view
 from openline.services.vapi import live_assistant as la
 from openline.services.vapi.server_messages import ServerError, ServerMessages, ServerTarget
 from openline.transports import base as tb
@@ -67,9 +68,10 @@ class VapiLiveCall:
     """The Vapi dialect's extension of one call (see the module docstring)."""
 
     def __init__(self, facts: CallFacts, messages: ServerMessages, spawn: Spawn,
-                 end_call: EndCall, on_finished: Callable[[str], None] | None = None) -> None:
+                 end_call: EndCall, on_finished: Callable[[str], None] | None = None,
+                 on_started: Callable[[str], Coroutine[Any, Any, None]] | None = None) -> None:
         self.facts, self.messages, self.spawn, self.end_call = facts, messages, spawn, end_call
-        self.on_finished = on_finished
+        self.on_finished, self.on_started = on_finished, on_started
         assistant = facts.assistant
         self.server_wants = la.wanted(assistant, "serverMessages", la.DEFAULT_SERVER_MESSAGES)
         self.client_wants = la.wanted(assistant, "clientMessages", la.DEFAULT_CLIENT_MESSAGES)
@@ -155,13 +157,18 @@ class VapiLiveCall:
     # ----- what happens on the call -----------------------------------------------------
     async def started(self) -> None:
         self.facts.started_at = time.time()
+        self.facts.call = {**self.facts.call, "status": "in-progress"}
+        if self.on_started is not None:
+            self.spawn(self.on_started(self.id))
         await self.emit("status-update", status="in-progress")
 
     async def ended(self, ended_by: str) -> None:
         if self._ended:
             return
         self._ended = True
-        reason = self.reason or la.ended_reason(ended_by)
+        phone = self.facts.call.get("type") != "vapi.websocketCall"
+        reason = self.reason or call_view.ended_reason(ended_by, "twilio" if phone else "")
+        self.facts.call = {**self.facts.call, "status": "ended", "endedReason": reason}
         await self.emit("status-update", status="ended", endedReason=reason)
         self.spawn(self._finish())
 

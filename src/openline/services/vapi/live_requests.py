@@ -4,12 +4,12 @@ post-call work is stored."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from openline.domain.conversation import Conversation
 from openline.domain.errors import ValidationFailed
+from openline.services.vapi import call_view
 from openline.services.vapi import live_assistant as la
 from openline.services.vapi.server_messages import ServerError, ServerMessages, ServerTarget
 from openline.store.tables_vapi_live import VapiCall
@@ -68,66 +68,27 @@ async def ask_for_assistant(messages: ServerMessages, target: ServerTarget,
                                  "assistant-request-returned-no-assistant")
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
-
-
-def artifact(conv: Conversation, recording_url: str | None,
-             variables: dict[str, Any] | None) -> dict[str, Any]:
-    """The call's ``artifact`` from its stored conversation (refined transcripts when the
-    post-call work has them)."""
-    messages: list[dict[str, Any]] = []
-    openai: list[dict[str, Any]] = []
-    lines: list[str] = []
-    for item in conv.items:
-        text = item.text
-        if not text:
-            continue
-        role = "user" if item.role == "user" else "bot"
-        at = item.started_at or conv.started_at
-        seconds = (at - conv.started_at).total_seconds()
-        duration = int(item.duration_ms or 0)
-        time_ms = int(at.timestamp() * 1000)
-        messages.append({"role": role, "message": text, "time": time_ms,
-                         "endTime": time_ms + duration, "secondsFromStart": round(seconds, 3),
-                         "duration": duration})
-        openai.append({"role": "user" if role == "user" else "assistant", "content": text})
-        lines.append(f"{'User' if role == 'user' else 'AI'}: {text}")
-    out: dict[str, Any] = {"messages": messages, "messagesOpenAIFormatted": openai,
-                           "transcript": "\n".join(lines)}
-    if recording_url:
-        out["recordingUrl"] = recording_url
-        out["recording"] = {"mono": {"combinedUrl": recording_url}}
-    if variables:
-        out["variableValues"] = variables
-    return out
-
-
-def end_of_call_report(conv: Conversation, row: VapiCall,
-                       recording_url: Callable[[Conversation], str | None] | None
-                       ) -> dict[str, Any]:
-    """The ``end-of-call-report`` message of an ended call."""
-    request = row.request or {}
-    reason = row.ended_reason or la.ended_reason(conv.ended_by)
-    url = recording_url(conv) if recording_url else None
-    overrides = request.get("assistantOverrides") or {}
-    inline = request.get("assistant") or {}
-    variables = {**(inline.get("variableValues") or {}),
-                 **(overrides.get("variableValues") or {})}
+def end_of_call_report(conv: Conversation, row: VapiCall, doc: dict[str, Any],
+                       recording_url: str | None) -> dict[str, Any]:
+    """The ``end-of-call-report`` of an ended call: the call as ``GET /call`` shows it, its
+    ``artifact`` (transcript, messages, recording) and ``analysis`` (the summary)."""
+    call = call_view.call_json(conv, doc, recording_url=recording_url)
+    reason = row.ended_reason or call.get("endedReason")
+    if row.ended_reason:
+        call["endedReason"] = row.ended_reason
     duration_ms = conv.duration_ms or 0.0
-    call = {"id": conv.id, "orgId": conv.workspace.id, "type": row.call_type,
-            "status": "ended", "endedReason": reason, "createdAt": _iso(row.created_at),
-            "startedAt": _iso(conv.started_at), "endedAt": _iso(conv.ended_at)}
-    if conv.agent is not None:
-        call["assistantId"] = conv.agent.id
     message: dict[str, Any] = {
-        "type": "end-of-call-report", "call": call, "endedReason": reason, "cost": 0,
-        "costs": [], "artifact": artifact(conv, url, variables),
-        "analysis": {"summary": conv.summary} if conv.summary else {},
-        "startedAt": _iso(conv.started_at), "endedAt": _iso(conv.ended_at),
+        "type": "end-of-call-report", "endedReason": reason, "cost": 0, "costs": [],
+        "artifact": call.pop("artifact"), "analysis": call.pop("analysis"),
+        "startedAt": call.get("startedAt"), "endedAt": call.get("endedAt"),
         "durationMs": duration_ms, "durationSeconds": round(duration_ms / 1000, 3)}
-    if url:
-        message["recordingUrl"] = url
-    if request.get("customer"):
-        message["customer"] = request["customer"]
+    for key in ("messages", "transcript", "summary", "recordingUrl"):
+        call.pop(key, None)  # they are in the artifact
+    message["call"] = call
+    if recording_url:
+        message["recordingUrl"] = recording_url
+    if isinstance(doc.get("customer"), dict):
+        message["customer"] = doc["customer"]
+    if isinstance((row.request or {}).get("assistant"), dict):
+        message["assistant"] = row.request["assistant"]
     return message

@@ -6,6 +6,7 @@ from alembic import context
 
 from openline.store import (
     tables_postcall,  # noqa: F401  (registers the post-call tables)
+    tables_vapi,  # noqa: F401  (registers the Vapi tables)
     tables_vapi_live,  # noqa: F401  (the Vapi dialect's live calls)
 )
 from openline.store.tables import Base
