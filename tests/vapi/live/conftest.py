@@ -93,7 +93,7 @@ def server_url() -> Iterator[ServerUrl]:
     hook.stop()
 
 
-def vapi(server: LiveServer) -> AsyncVapi:
+def sdk(server: LiveServer) -> AsyncVapi:
     """The official SDK pointed at Openline (``base_url``), as users configure it."""
     return AsyncVapi(token=server.api_key, base_url=server.url)
 

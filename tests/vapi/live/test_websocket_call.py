@@ -15,7 +15,7 @@ import pytest
 
 from openline.providers.testing import FakeSTT, ScriptedLLM, ScriptedReply
 from tests.conftest import LiveServer, fake_providers, start_server
-from tests.vapi.live.conftest import ServerUrl, tone_pcm16, vapi
+from tests.vapi.live.conftest import ServerUrl, sdk, tone_pcm16
 
 HMAC_KEY = "hmac-key-for-tools"
 QUESTION = "What is the weather in Paris?"
@@ -62,7 +62,7 @@ async def test_a_websocket_call_runs_tools_through_the_server_url(
         "toolCallId": m["toolCallList"][0]["id"], "name": "get_weather",
         "result": "Sunny, 21 degrees"}]}
     server_url.fail_next["status-update"] = 1  # the first event is retried from the queue
-    call = await vapi(server).calls.create(
+    call = await sdk(server).calls.create(
         transport={"provider": "vapi.websocket",
                    "audioFormat": {"format": "pcm_s16le", "container": "raw",
                                    "sampleRate": 16000}},

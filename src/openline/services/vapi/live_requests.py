@@ -30,7 +30,7 @@ class AssistantRequestFailed(ValidationFailed):
     """The server did not choose an assistant; ``code`` is Vapi's ``endedReason``."""
 
     def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message, {"assistant": reason}, code=reason)
+        super().__init__(f"{message} ({reason})", {"assistant": reason}, code=reason)
 
 
 async def ask_for_assistant(messages: ServerMessages, target: ServerTarget,
