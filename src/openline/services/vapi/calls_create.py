@@ -212,6 +212,10 @@ class VapiCalls:
             who, body, _call_stub(who, OUTBOUND), {"input_format": "mulaw_8000",
                                                    "output_format": "mulaw_8000"},
             "twilio" if provider == "twilio" else "sip")
+        if resolved.server is None and isinstance(number.get("server"), dict):
+            # precedence: the assistant's server, then the phone number's, then the org's
+            resolved.server = la.target_of(number["server"])
+        resolved.server = resolved.server or self.resolver.org_server
         if provider in SIP_PROVIDERS:
             # The SIP path (the phone number's provider picks it) plugs in here.
             if self.sip_dialer is None:
