@@ -5,7 +5,6 @@ refusals of ``POST /call`` that change nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,17 +19,34 @@ WS = {"provider": "vapi.websocket",
       "audioFormat": {"format": "pcm_s16le", "container": "raw", "sampleRate": 16000}}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def tts() -> FakeTTS:
     return FakeTTS(ms_per_char=20)
 
 
+@pytest.fixture(scope="module")
+def org_server() -> Iterator[ServerUrl]:
+    hook = ServerUrl().start()
+    yield hook
+    hook.stop()
+
+
 @pytest.fixture
-def server(tmp_path: Path, server_url: ServerUrl, tts: FakeTTS) -> Iterator[LiveServer]:
+def server_url(org_server: ServerUrl) -> ServerUrl:
+    """The org's server URL, fresh for each test (one server for the module)."""
+    org_server.answers.clear()
+    org_server.received.clear()
+    return org_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, org_server: ServerUrl,
+           tts: FakeTTS) -> Iterator[LiveServer]:
     providers = fake_providers(ScriptedLLM())
     providers.tts = tts
-    live = start_server(f"sqlite+aiosqlite:///{tmp_path / 'vapi.db'}", tmp_path, providers,
-                        vapi_server_url=f"{server_url.url}/org", vapi_server_secret="org-secret",
+    data = tmp_path_factory.mktemp("vapi-control")
+    live = start_server(f"sqlite+aiosqlite:///{data / 'vapi.db'}", data, providers,
+                        vapi_server_url=f"{org_server.url}/org", vapi_server_secret="org-secret",
                         job_poll_s=0.1)
     yield live
     live.stop()
