@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     vapi_server_secret: str | None = None
     #: a ``vapi.websocket`` call whose client has not connected by then ends unstarted
     vapi_socket_wait_s: float = 60.0
+    #: a tool's server still silent after this long gets a ``hang`` message out
+    vapi_hang_after_s: float = 5.0
 
     @property
     def twilio_enabled(self) -> bool:

@@ -42,6 +42,8 @@ class ServerUrl:
 
     answers: dict[str, Answer] = field(default_factory=dict)
     fail_next: dict[str, int] = field(default_factory=dict)
+    #: answer messages of this type only after so many seconds
+    delay_s: dict[str, float] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _server: uvicorn.Server | None = None
@@ -54,6 +56,8 @@ class ServerUrl:
         if self.fail_next.get(kind):
             self.fail_next[kind] -= 1
             return JSONResponse({"error": "try again"}, status_code=503)
+        if self.delay_s.get(kind):
+            await asyncio.sleep(self.delay_s[kind])
         answer = self.answers.get(kind)
         return JSONResponse(answer(message) if answer else {})
 

@@ -27,11 +27,14 @@ def llm() -> ScriptedLLM:
                         "It is sunny in Paris."])
 
 
-@pytest.fixture
-def server(tmp_path: Path, llm: ScriptedLLM, server_url: ServerUrl) -> Iterator[LiveServer]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, llm: ScriptedLLM
+           ) -> Iterator[LiveServer]:
+    """A server per storage backend (the PostgreSQL one on the session's database)."""
     providers = fake_providers(llm, FakeSTT([QUESTION, QUESTION]))  # live, then post-call
-    live = start_server(f"sqlite+aiosqlite:///{tmp_path / 'vapi.db'}", tmp_path, providers,
-                        job_poll_s=0.1, job_retry_base_s=0.2)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'vapi.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("pg_database")
+    live = start_server(url, tmp_path, providers, job_poll_s=0.1, job_retry_base_s=0.2)
     yield live
     live.stop()
 

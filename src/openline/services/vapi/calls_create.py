@@ -88,6 +88,8 @@ class VapiLiveOptions:
     org_server: ServerTarget | None = None
     #: a WebSocket call whose client has not connected after this long ends unstarted
     pending_s: float = 60.0
+    #: a tool's server still silent after this long: ``hang`` goes out
+    hang_after_s: float = 5.0
 
 
 @dataclass
@@ -318,6 +320,7 @@ class VapiCalls:
                                                                          *plan.built_ins))))
         plan.live = VapiLiveCall(plan.facts, self.messages, self.spawn, self.end_call,
                                  on_finished=self._finished, on_started=self._started)
+        plan.live.hang_after_s = self.options.hang_after_s
         return plan.live
 
     async def serve_socket(self, call_id: str, socket: BinarySocket) -> bool:

@@ -87,6 +87,7 @@ class VapiLiveCall:
         self._ended = False
         #: Vapi's ``endedReason`` when the engine's ``ended_by`` says less
         self.reason: str | None = None
+        self.hang_after_s = HANG_AFTER_S
 
     @property
     def id(self) -> str:
@@ -347,7 +348,7 @@ class VapiToolCaller:
         result = WebhookResult("POST", target.url, now, request_body=message,
                                headers={k: "***" for k in target.headers})
         hang = asyncio.get_running_loop().call_later(
-            HANG_AFTER_S, lambda: self.live.spawn(self.live.emit("hang")))
+            self.live.hang_after_s, lambda: self.live.spawn(self.live.emit("hang")))
         try:
             reply = await self.live.messages.request(target, message)
         except ServerError as exc:
