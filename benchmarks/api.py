@@ -14,6 +14,9 @@ A script, not a timed test. For each storage backend it:
    page, and a paginated walk with ``after=next_cursor``, at each concurrency level,
    after a warm-up; it reports requests/s and p50/p95/p99.
 
+With ``--dialect vapi`` (or ``both``) the Vapi dialect's ``assistants.get`` and
+``calls.list`` are measured on the same data (``benchmarks/vapi_api.py``).
+
 Usage::
 
     .venv/bin/python benchmarks/api.py --backend both --write-docs
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import vapi_api
 from _common import bench_server
 from phonic import AsyncPhonic
 from phonic.environment import PhonicEnvironment
@@ -469,12 +473,26 @@ async def load(backend: str, url: str, flt: ListFilter, deep: tuple[int, str],
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         for client in clients:
             api: Api = (SdkApi if client == "sdk" else HttpxApi)(url, http, flt)
-            for scenario in scenarios(api, opts.walk_pages, deep):
+            chosen = scenarios(api, opts.walk_pages, deep) if opts.dialect != "vapi" else []
+            if opts.dialect != "phonic":
+                chosen += await vapi_scenarios(url, http, client, flt)
+            for scenario in chosen:
                 for concurrency in opts.concurrency:
                     result = await measure(backend, client, scenario, opts, concurrency)
                     log(markdown_table([result]).splitlines()[-1])
                     results.append(result)
     return results
+
+
+async def vapi_scenarios(url: str, http: httpx.AsyncClient, client: str,
+                         flt: ListFilter) -> list[Scenario]:
+    """The Vapi dialect's operations on the same server and data."""
+    agent_id = await vapi_api.agent_id_of(url, API_KEY, AGENT_NAME)
+    since = datetime.fromisoformat(flt.started_at_min).replace(tzinfo=UTC).isoformat()
+    cls = vapi_api.VapiSdkApi if client == "sdk" else vapi_api.VapiHttpxApi
+    api = cls(url, API_KEY, http, agent_id, since, flt.limit)
+    return [Scenario(name, lambda call=call: call)
+            for name, call in vapi_api.operations(api, flt.limit)]
 
 
 def log(message: str) -> None:
@@ -499,7 +517,8 @@ def command_line(opts: argparse.Namespace) -> str:
     conc = ",".join(str(c) for c in opts.concurrency)
     return (f".venv/bin/python benchmarks/api.py --backend {opts.backend} "
             f"--conversations {opts.conversations} --requests {opts.requests} "
-            f"--concurrency {conc} --client {opts.client} --write-docs")
+            f"--concurrency {conc} --client {opts.client} --dialect {opts.dialect} "
+            f"--write-docs")
 
 
 def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
@@ -555,6 +574,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="pages followed with after=next_cursor before restarting")
     parser.add_argument("--client", choices=("sdk", "httpx", "both"), default="both",
                         help="phonic SDK (parses into models), raw httpx, or both")
+    parser.add_argument("--dialect", choices=("phonic", "vapi", "both"), default="both",
+                        help="which dialect's operations to measure (benchmarks/vapi_api.py)")
     parser.add_argument("--deep-offset", type=int, default=10_000,
                         help="row of the filtered order whose ID is the deep-page cursor")
     parser.add_argument("--batch", type=int, default=2000, help="conversations per insert")
