@@ -65,6 +65,9 @@ SERVER_START_S = 60.0
 NO_RETRY: dict[str, Any] = {"max_retries": 0}
 SECTION = "## REST API (benchmarks/api.py)"
 BEGIN, END = "<!-- api-bench:begin -->", "<!-- api-bench:end -->"
+#: ``--dialect vapi`` runs write their own block (the Phonic table stays as it is)
+VAPI_SECTION = "## REST API, Vapi dialect (benchmarks/api.py --dialect vapi)"
+VAPI_BEGIN, VAPI_END = "<!-- api-bench-vapi:begin -->", "<!-- api-bench-vapi:end -->"
 
 PROMPT = ("You are the front desk of Harbor Dental. Greet the caller, find out whether they "
           "want to book, move or cancel an appointment, confirm their name and date of birth, "
@@ -526,8 +529,9 @@ def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
     seeds = "; ".join(f"{r.backend}: {r.seed.conversations:,} conversations + "
                       f"{r.seed.items:,} items seeded in {r.seed.seconds:.0f} s" for r in runs)
     flt = list_filter(runs[0].seed)
+    begin, end = (VAPI_BEGIN, VAPI_END) if opts.dialect == "vapi" else (BEGIN, END)
     return "\n".join([
-        BEGIN,
+        begin,
         f"Date: {datetime.now(UTC).date().isoformat()}. Machine: {machine()}. "
         f"Python {sys.version.split()[0]}, client: {opts.client}.",
         "",
@@ -542,18 +546,21 @@ def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
         f"{opts.requests} measured requests per row after {opts.warmup} warm-up requests.",
         "",
         markdown_table([res for run in runs for res in run.results]),
-        END,
+        end,
     ])
 
 
 def write_docs(block: str, path: Path = DOCS) -> None:
     """Replace the generated block of the section (creating file or section if missing)."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        updated = head + block + rest.split(END, 1)[1]
+    vapi = block.startswith(VAPI_BEGIN)
+    begin, end = (VAPI_BEGIN, VAPI_END) if vapi else (BEGIN, END)
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        updated = head + block + rest.split(end, 1)[1]
     else:
-        updated = current.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+        section = VAPI_SECTION if vapi else SECTION
+        updated = current.rstrip("\n") + f"\n\n{section}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(updated)
 

@@ -2,9 +2,10 @@
 
 The same seeded server (100,000 conversations of ``bench-agent`` in project ``main``) is read
 through the Vapi dialect: ``GET /assistant/{id}`` (the agent as an assistant) and a plain
-``GET /call`` list page (``createdAtGe`` = the Phonic list's ``started_at_min``, ``limit`` as
-the Phonic page, newest first), each with the official ``vapi-server-sdk`` (``AsyncVapi``,
-which parses into its models) and with plain ``httpx`` (the server's share).
+``GET /call`` list page (``createdAtGe`` = the Phonic list's ``started_at_min``; ``limit`` as
+the Phonic page, and Vapi's default 100; newest first), each with the official
+``vapi-server-sdk`` (``AsyncVapi``, which parses into its models) and with plain ``httpx``
+(the server's share).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 import httpx
 
 NO_RETRY: dict[str, Any] = {"max_retries": 0}
+#: Vapi's default page size of plain lists
+DEFAULT_LIMIT = 100
 
 
 class VapiSdkApi:
@@ -31,13 +34,13 @@ class VapiSdkApi:
         got = await self.client.assistants.get(self.agent_id, request_options=NO_RETRY)
         assert got.id == self.agent_id
 
-    async def calls_list(self) -> None:
+    async def calls_list(self, limit: int) -> None:
         from datetime import datetime
 
         calls = await self.client.calls.list(
-            limit=float(self.limit), created_at_ge=datetime.fromisoformat(self.since),
+            limit=float(limit), created_at_ge=datetime.fromisoformat(self.since),
             request_options=NO_RETRY)
-        assert len(calls) == self.limit
+        assert len(calls) == limit
 
 
 class VapiHttpxApi:
@@ -55,18 +58,24 @@ class VapiHttpxApi:
         resp.raise_for_status()
         assert resp.json()["id"] == self.agent_id
 
-    async def calls_list(self) -> None:
+    async def calls_list(self, limit: int) -> None:
         resp = await self.http.get(f"{self.url}/call", headers=self.headers, params={
-            "limit": f"{self.limit}.0", "createdAtGe": self.since})
+            "limit": f"{limit}.0", "createdAtGe": self.since})
         resp.raise_for_status()
-        assert len(resp.json()) == self.limit
+        assert len(resp.json()) == limit
 
 
 def operations(api: VapiSdkApi | VapiHttpxApi,
                limit: int) -> Sequence[tuple[str, Callable[[], Any]]]:
-    """(name, call) of each measured Vapi operation."""
+    """(name, call) of each measured Vapi operation: the list at the Phonic page's size and
+    at Vapi's default ``limit`` (100)."""
+
+    def listing(size: int) -> Callable[[], Any]:
+        return lambda: api.calls_list(size)
+
     return [("vapi assistants.get", api.assistant_get),
-            (f"vapi calls.list (createdAtGe, limit={limit})", api.calls_list)]
+            *[(f"vapi calls.list (createdAtGe, limit={size})", listing(size))
+              for size in dict.fromkeys((limit, DEFAULT_LIMIT))]]
 
 
 async def agent_id_of(url: str, key: str, name: str) -> str:
