@@ -58,7 +58,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
     app.include_router(twilio_routes.router)
     vapi_app.install(app, services)  # the Vapi dialect, at the root (/assistant, /call...)
     for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
-        app.include_router(vapi_module.router)
+        app.include_router(vapi_module.router, include_in_schema=False)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -28,4 +28,6 @@ def install(app: FastAPI, services: Services) -> None:
     """Serve the Vapi dialect on ``app``."""
     app.state.vapi = VapiServices.build(services)
     for router in ROUTERS:
-        app.include_router(router)
+        # Not in Openline's OpenAPI document, which describes the Phonic dialect: the Vapi
+        # dialect's reference is Vapi's own spec (``vapi-openapi.json``).
+        app.include_router(router, include_in_schema=False)

@@ -58,6 +58,8 @@ def _alias(op: Mapping[str, Any]) -> str:
 def check_queries(body: Mapping[str, Any]) -> list[dict[str, Any]]:
     queries = body.get("queries")
     errors: dict[str, str] = {}
+    if isinstance(queries, list):
+        queries = [dict(q) if isinstance(q, dict) else q for q in queries]
     if not isinstance(queries, list) or not queries:
         raise ValidationFailed("queries must be a non-empty list", {"queries": "required"})
     if len(queries) > _MAX_QUERIES:
@@ -67,6 +69,7 @@ def check_queries(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(q, dict):
             errors[where] = "must be an object"
             continue
+        q.setdefault("table", "call")  # older SDKs send no table: calls are the default
         if q.get("table") not in ("call", "subscription"):
             errors[f"{where}.table"] = "table must be call or subscription"
         if not isinstance(q.get("name"), str) or not q["name"]:
@@ -87,7 +90,7 @@ def check_queries(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         errors.update(_range_errors(q.get("timeRange"), where))
     if errors:
         raise ValidationFailed(first_error_message(errors), errors)
-    return [dict(q) for q in queries]
+    return queries
 
 
 def _range_errors(time_range: Any, where: str) -> dict[str, str]:

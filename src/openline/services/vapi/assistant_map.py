@@ -39,7 +39,7 @@ def slug_for(name: str | None, fallback: str) -> str:
     return (slug or fallback)[:MAX_NAME_CHARS - 9].strip("-") or fallback
 
 
-def check_body(body: Mapping[str, Any], *, partial: bool) -> None:
+def check_body(body: Mapping[str, Any]) -> None:
     """400 for assistant keys whose type or range Vapi itself refuses (nothing is stored)."""
     errors: dict[str, str] = {}
     name = body.get("name")

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from openline.domain.agent import Agent, AgentSpec
+from openline.domain.agent import Agent
 from openline.domain.errors import Conflict, NotFound
 from openline.services import lookup, mapping
 from openline.services import phone_numbers as phones
@@ -79,7 +79,7 @@ class AssistantService:
         return out
 
     async def create(self, who: Principal, body: dict[str, Any]) -> Assistant:
-        amap.check_body(body, partial=False)
+        amap.check_body(body)
         tools = await self.tool_names(who, body)
         base = amap.slug_for(body.get("name"), "assistant")
         name = base
@@ -129,7 +129,7 @@ class AssistantService:
 
     async def update(self, who: Principal, assistant_id: str, body: dict[str, Any]) -> Assistant:
         """A partial update: the keys sent replace the document's, and set the agent."""
-        amap.check_body(body, partial=True)
+        amap.check_body(body)
         current = await self.get(who, assistant_id)
         tools = await self.tool_names(who, body)
         changes = amap.changes_for(body, tools)
@@ -156,6 +156,3 @@ class AssistantService:
             if row is not None:
                 await s.delete(row)
         return gone
-
-    async def spec_of(self, who: Principal, assistant_id: str) -> AgentSpec:
-        return (await self.get(who, assistant_id)).agent.spec

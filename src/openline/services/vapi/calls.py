@@ -47,10 +47,13 @@ class Call:
     conversation: Conversation
     doc: dict[str, Any]
     recording_url: str | None
+    #: the assistant's document (its ``artifactPlan`` labels the transcript)
+    assistant: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> dict[str, Any]:
         return call_view.call_json(self.conversation, self.doc,
-                                   recording_url=self.recording_url)
+                                   recording_url=self.recording_url,
+                                   assistant=self.assistant)
 
 
 class CallService:
@@ -92,12 +95,15 @@ class CallService:
         ):
             items[item.conversation_id].append(item)
         docs = await self.docs.many_in(s, who, KIND, conv_ids)
+        agents = sorted({r.agent_id for r in rows if r.agent_id})
+        assistants = await self.docs.many_in(s, who, "assistant", agents) if agents else {}
         workspace = Ref(who.workspace_id, who.workspace_name)
         out = []
         for r in rows:
             conv = mapping.conversation(r, workspace, proj, items[r.id], False)
             url = self.links.url(r.id, "wav") if r.recording_path else None
-            out.append(Call(conv, docs[r.id].doc if r.id in docs else {}, url))
+            assistant = assistants[r.agent_id].doc if r.agent_id in assistants else {}
+            out.append(Call(conv, docs[r.id].doc if r.id in docs else {}, url, assistant))
         return out
 
     async def _owned(self, s: AsyncSession, who: Principal,

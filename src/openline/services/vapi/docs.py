@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
@@ -34,16 +34,31 @@ class TimeFilter:
     le: datetime | None = None
 
     def clauses(self, column: Any) -> list[ColumnElement[bool]]:
+        """The bounds on ``column`` as clients see it: to the millisecond, as every
+        ``createdAt`` is written, so that a time read from a resource selects it exactly
+        (the column keeps microseconds; the bounds are moved to whole milliseconds)."""
         out: list[ColumnElement[bool]] = []
         if self.gt is not None:
-            out.append(column > self.gt)
+            out.append(column >= _floor_ms(self.gt) + _MS)
         if self.lt is not None:
-            out.append(column < self.lt)
+            out.append(column < _ceil_ms(self.lt))
         if self.ge is not None:
-            out.append(column >= self.ge)
+            out.append(column >= _ceil_ms(self.ge))
         if self.le is not None:
-            out.append(column <= self.le)
+            out.append(column < _floor_ms(self.le) + _MS)
         return out
+
+
+_MS = timedelta(milliseconds=1)
+
+
+def _floor_ms(value: datetime) -> datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _ceil_ms(value: datetime) -> datetime:
+    floor = _floor_ms(value)
+    return floor if floor == value else floor + _MS
 
 
 @dataclass(frozen=True)
