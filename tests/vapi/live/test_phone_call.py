@@ -11,7 +11,7 @@ import httpx
 import pytest
 from vapi.errors import BadRequestError
 
-from openline.providers.testing import FakeSTT, ScriptedLLM
+from openline.providers.testing import FakeSTT, ScriptedLLM, ScriptedReply
 from tests.conftest import LiveServer, fake_providers, start_server
 from tests.telephony.conftest import AGENT_NUMBER, tone_mulaw
 from tests.telephony.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio, until
@@ -19,6 +19,7 @@ from tests.vapi.live.conftest import ServerUrl, sdk
 
 CALLEE = "+15558880202"
 GREETING = "Hello, this is the clinic calling."
+BILLING = "+15559990000"
 
 
 @pytest.fixture
@@ -30,9 +31,14 @@ async def fake_twilio() -> Any:
 
 
 @pytest.fixture
-def server(tmp_path: Path, fake_twilio: FakeTwilio) -> Iterator[LiveServer]:
-    providers = fake_providers(ScriptedLLM(["Great, see you then."]),
-                               FakeSTT(["yes that works"] * 2))
+def replies() -> list[ScriptedReply | str]:
+    return ["Great, see you then."]
+
+
+@pytest.fixture
+def server(tmp_path: Path, fake_twilio: FakeTwilio, replies: list[ScriptedReply | str]
+           ) -> Iterator[LiveServer]:
+    providers = fake_providers(ScriptedLLM(replies), FakeSTT(["yes that works"] * 2))
     live = start_server(f"sqlite+aiosqlite:///{tmp_path / 'phone.db'}", tmp_path, providers,
                         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
                         twilio_api_base=fake_twilio.url, job_poll_s=0.1)
@@ -98,3 +104,28 @@ async def test_a_sip_number_is_refused_until_the_sip_path_exists(server: LiveSer
                                   assistant={"firstMessage": GREETING})
     assert "SIP" in str(refused.value.body)
     assert len(await client.calls.list()) == before
+
+
+@pytest.mark.parametrize("replies", [[ScriptedReply.call("transferCall")]])
+async def test_transfer_destination_request_names_the_number(
+        server: LiveServer, fake_twilio: FakeTwilio, server_url: ServerUrl) -> None:
+    number_id = await _number(server, {"provider": "twilio", "number": AGENT_NUMBER,
+                                       "twilioAccountSid": ACCOUNT_SID,
+                                       "twilioAuthToken": AUTH_TOKEN})
+    server_url.answers["transfer-destination-request"] = lambda m: {
+        "destination": {"type": "number", "number": BILLING}}
+    call = await sdk(server).calls.create(
+        phone_number_id=number_id, customer={"number": CALLEE},
+        assistant={"firstMessage": GREETING, "model": {
+            "provider": "openai", "model": "gpt-4o", "tools": [{"type": "transferCall"}]},
+            "server": {"url": f"{server_url.url}/events"}})
+    placed = await fake_twilio.next_call()
+    stream = await placed.stream()
+    await stream.wait_quiet()
+    await stream.say(tone_mulaw(600))
+    await until(lambda: bool(placed.dials), within=15)
+    assert placed.dials[0]["number"] == BILLING
+    asked = server_url.of("transfer-destination-request")
+    assert len(asked) == 1 and asked[0].message["call"]["id"] == call.id
+    report = await server_url.wait_for("end-of-call-report", within=20)
+    assert report.message["endedReason"] == "assistant-forwarded-call"

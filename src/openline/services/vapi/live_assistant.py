@@ -168,10 +168,13 @@ def runtime_tools(assistant: Mapping[str, Any]) -> tuple[list[RuntimeTool], list
         elif tool.get("type") == "function":
             tools.append(function_tool(tool.get("function"), tool, f"model.tools.{i}",
                                         assistant.get("credentials")))
+        elif tool.get("type") == "transferCall":
+            tools.append(transfer_tool(tool, f"model.tools.{i}"))
         else:
             raise ValidationFailed(
                 f"model.tools.{i}: inline tools of type {tool.get('type')!r} are not run on "
-                "calls; use function or endCall", {f"model.tools.{i}.type": "unsupported"})
+                "calls; use function, transferCall or endCall",
+                {f"model.tools.{i}.type": "unsupported"})
     for i, fn in enumerate(model.get("functions") or []):
         tools.append(function_tool(fn, {"legacy": True}, f"model.functions.{i}"))
     if model.get("toolIds"):
@@ -201,6 +204,27 @@ def function_tool(fn: Any, tool: Mapping[str, Any], path: str, credentials: Any 
                        int((target.timeout_s if target else DEFAULT_TIMEOUT_S) * 1000),
                        config={"vapi_tool": _without_secrets(tool),
                                "vapi_target": target.to_json() if target else None})
+
+
+def transfer_tool(tool: Mapping[str, Any], path: str) -> RuntimeTool:
+    """A ``transferCall`` tool: to its first ``number`` destination, or (with none) to the
+    one the server names in its reply to ``transfer-destination-request``."""
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else {}
+    name = str((fn or {}).get("name") or "transferCall")
+    description = str((fn or {}).get("description") or "Transfer the call to a person")
+    destinations = [d for d in tool.get("destinations") or [] if isinstance(d, dict)]
+    numbers = [d for d in destinations if d.get("type") == "number" and d.get("number")]
+    if destinations and not numbers:
+        raise ValidationFailed(f"{path}: inline transferCall destinations must be numbers "
+                               "(assistant destinations are squad members)",
+                               {f"{path}.destinations": "number destinations only"})
+    config = {"vapi_tool": _without_secrets(tool), "vapi_transfer": True}
+    if numbers:
+        config["phone_number"] = str(numbers[0]["number"])
+        return RuntimeTool(name, description, "transfer_phone", id=None,
+                           uninterruptible=True, config=config)
+    return RuntimeTool(name, description, "webhook", config=config,
+                       timeout_ms=int(DEFAULT_TIMEOUT_S * 1000))
 
 
 def _without_secrets(tool: Mapping[str, Any]) -> dict[str, Any]:

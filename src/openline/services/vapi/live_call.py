@@ -76,6 +76,7 @@ class VapiLiveCall:
         self.server_wants = la.wanted(assistant, "serverMessages", la.DEFAULT_SERVER_MESSAGES)
         self.client_wants = la.wanted(assistant, "clientMessages", la.DEFAULT_CLIENT_MESSAGES)
         self.client: VapiWsTransport | None = None
+        self.tapped: TappedTransport | None = None
         self.history: list[dict[str, Any]] = []
         self.openai: list[dict[str, Any]] = []
         self.turn = {"user": 0, "assistant": 0}
@@ -98,7 +99,8 @@ class VapiLiveCall:
         if isinstance(inner, VapiWsTransport):
             self.client = inner
             inner.run_command = self.run_command
-        return TappedTransport(inner, self)
+        self.tapped = TappedTransport(inner, self)
+        return self.tapped
 
     def observer(self, inner: ConversationObserver) -> ConversationObserver:
         return TappedObserver(inner, self)
@@ -337,6 +339,8 @@ class VapiToolCaller:
         return self.live.facts.server
 
     async def call(self, tool: RuntimeTool, arguments: dict[str, Any]) -> WebhookResult:
+        if tool.config.get("vapi_transfer"):
+            return await self._transfer(tool)
         target = self._target(tool)
         now = datetime.now(UTC)
         if target is None:
@@ -360,6 +364,36 @@ class VapiToolCaller:
         result.error = _reply_error(reply, legacy)
         if result.error is None:
             result.body = _reply_result(reply, legacy)
+        return result
+
+    async def _transfer(self, tool: RuntimeTool) -> WebhookResult:
+        """``transferCall`` with no destination: ``transfer-destination-request`` asks the
+        server where to; a ``number`` destination is dialled (``{"error"}`` refuses)."""
+        target = self.live.facts.server
+        result = WebhookResult("POST", target.url if target else "", datetime.now(UTC))
+        if target is None:
+            result.error = "no server URL to ask for the transfer destination"
+            return result
+        message = self.live.common("transfer-destination-request")
+        try:
+            reply = await self.live.messages.request(target, message)
+        except ServerError as exc:
+            result.timed_out, result.error = exc.timed_out, str(exc)
+            return result
+        destination = reply.get("destination")
+        if reply.get("error") is not None or not isinstance(destination, dict):
+            result.error = str(reply.get("error") or "the server named no destination")
+            return result
+        number = destination.get("number")
+        if destination.get("type") != "number" or not isinstance(number, str):
+            result.error = "only number destinations can be dialled on this call"
+            return result
+        tapped = self.live.tapped
+        placed = tapped is not None and await tapped.transfer(
+            PhoneTransfer(number, tool_name=tool.name))
+        result.status_code, result.body = 200, {"transferring_to": number} if placed else None
+        if not placed:
+            result.error = "this call has no phone line to transfer"
         return result
 
     def _tool_calls(self, tool: RuntimeTool, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,9 @@ class AssistantResolver:
         tools = [la.function_tool(d.doc.get("function"), d.doc, f"model.toolIds.{d.id}",
                                   credentials)
                  for d in found.values() if d.doc.get("type") == "function"]
+        # a transferCall with no destination asks the server (the mapping made no tool)
+        tools += [la.transfer_tool(d.doc, f"model.toolIds.{d.id}") for d in found.values()
+                  if d.doc.get("type") == "transferCall" and not d.doc.get("destinations")]
         inline = [t for t in (model or {}).get("tools") or []
                   if isinstance(t, dict) and t.get("type") == "function"]
         tools += [la.function_tool(t.get("function"), t, f"model.tools.{i}", credentials)
