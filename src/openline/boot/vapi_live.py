@@ -38,5 +38,7 @@ def build_vapi_calls(settings: Settings, services: Services,
         docs=docs, calls=CallService(live.db, docs, links), twilio=services.twilio,
         recording_url=recording_url)
     postcall.worker.handlers[JOB] = messages.run_job
+    if services.twilio is not None:
+        services.twilio.unassigned = calls.inbound
     postcall.webhooks.listeners.append(calls.on_domain_event)
     return calls

@@ -129,3 +129,44 @@ async def test_transfer_destination_request_names_the_number(
     assert len(asked) == 1 and asked[0].message["call"]["id"] == call.id
     report = await server_url.wait_for("end-of-call-report", within=20)
     assert report.message["endedReason"] == "assistant-forwarded-call"
+
+
+async def test_an_inbound_call_to_a_number_without_assistant_asks_the_server(
+        server: LiveServer, fake_twilio: FakeTwilio, server_url: ServerUrl) -> None:
+    number_id = await _number(server, {
+        "provider": "twilio", "number": AGENT_NUMBER, "twilioAccountSid": ACCOUNT_SID,
+        "twilioAuthToken": AUTH_TOKEN,
+        "server": {"url": f"{server_url.url}/inbound", "secret": "in-secret"}})
+    server_url.answers["assistant-request"] = lambda m: {
+        "assistant": {"firstMessage": "Thanks for calling {{shop}}.",
+                      "serverMessages": ["status-update", "end-of-call-report"]},
+        "assistantOverrides": {"variableValues": {"shop": "Acme"}}}
+    placed, twiml = await fake_twilio.inbound(f"{server.url}/twilio/voice", CALLEE,
+                                              AGENT_NUMBER)
+    assert "<Stream" in twiml.text
+    stream = await placed.stream()
+    await stream.wait_quiet()
+    assert stream.played  # the chosen assistant's greeting
+    await fake_twilio.hang_up(placed)
+    report = await server_url.wait_for("end-of-call-report", within=20)
+    [asked] = server_url.of("assistant-request")
+    assert asked.headers["x-vapi-secret"] == "in-secret"
+    assert asked.message["customer"] == {"number": CALLEE}
+    assert asked.message["phoneNumber"]["id"] == number_id
+    assert "twilioAuthToken" not in asked.message["phoneNumber"]
+    assert asked.message["call"]["type"] == "inboundPhoneCall"
+    assert report.message["call"]["type"] == "inboundPhoneCall"
+    assert report.message["artifact"]["transcript"].startswith("AI: Thanks for calling Acme.")
+    calls = await sdk(server).calls.list(phone_number_id=number_id)
+    assert [c.type for c in calls] == ["inboundPhoneCall"]
+
+
+async def test_an_assistant_request_error_is_said_to_the_caller(
+        server: LiveServer, fake_twilio: FakeTwilio, server_url: ServerUrl) -> None:
+    await _number(server, {"provider": "twilio", "number": AGENT_NUMBER,
+                           "twilioAccountSid": ACCOUNT_SID, "twilioAuthToken": AUTH_TOKEN,
+                           "server": {"url": f"{server_url.url}/inbound"}})
+    server_url.answers["assistant-request"] = lambda m: {"error": "We are closed today."}
+    _, twiml = await fake_twilio.inbound(f"{server.url}/twilio/voice", CALLEE, AGENT_NUMBER)
+    assert "We are closed today." in twiml.text and "<Hangup" in twiml.text
+    assert await sdk(server).calls.list() == []

@@ -58,6 +58,12 @@ MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_
 TRANSFER_RETRIES = 2
 
 
+#: (CallSid, To, From) -> the call to start and a hook for its prepared conversation, or
+#: text to say and hang up, or None
+Unassigned = Callable[[str, str, str], Awaitable[
+    "tuple[StartCall, Callable[[PreparedCall], Awaitable[None]]] | str | None"]]
+
+
 @dataclass(frozen=True)
 class TwilioOptions:
     """The Twilio account and where Twilio reaches this server."""
@@ -96,6 +102,10 @@ class TwilioService:
             options.account_sid, options.api_key_sid or options.account_sid,
             options.api_key_secret or options.auth_token, api_base=options.api_base)
         self.transferred, self.rng = transferred, rng
+        #: a dialect answering calls to numbers no agent holds (the Vapi dialect's
+        #: ``assistant-request``): the call to start and what to do once it is prepared,
+        #: or text to say before hanging up, or None (not in service)
+        self.unassigned: Unassigned | None = None
         self.calls: dict[str, PhoneCall] = {}  # by conversation id
         self.by_sid: dict[str, PhoneCall] = {}
         self.tokens = StreamTokens()
@@ -123,7 +133,7 @@ class TwilioService:
             return self._stream_twiml(known)
         owner = await owner_of(self.db, to)
         if owner is None:
-            return twiml.say_and_hang_up(NOT_IN_SERVICE)
+            return await self._unassigned(sid, to, caller_number(form.get("From")))
         if owner.agent.is_disabled:
             return twiml.say_and_hang_up(UNAVAILABLE)
         spec = owner.agent.spec
@@ -144,6 +154,23 @@ class TwilioService:
             log.warning("inbound call %s to %s refused: %s", sid, to, exc)
             return twiml.say_and_hang_up(BUSY if exc.code == "concurrency_limit_reached"
                                          else UNAVAILABLE)
+        call = PhoneCall(prepared, "inbound", to, caller, call_sid=sid)
+        self._track(call)
+        self._expire_later(call, self.options.stream_token_s)
+        return self._stream_twiml(call)
+
+    async def _unassigned(self, sid: str, to: str, caller: str) -> str:
+        """A number no agent holds: a dialect may still answer it (``unassigned``)."""
+        answer = await self.unassigned(sid, to, caller) if self.unassigned else None
+        if answer is None or isinstance(answer, str):
+            return twiml.say_and_hang_up(answer or NOT_IN_SERVICE)
+        start, prepared_hook = answer
+        try:
+            prepared = await self.live.setup.prepare(start)
+        except OpenlineError as exc:
+            log.warning("inbound call %s to %s refused: %s", sid, to, exc)
+            return twiml.say_and_hang_up(UNAVAILABLE)
+        await prepared_hook(prepared)
         call = PhoneCall(prepared, "inbound", to, caller, call_sid=sid)
         self._track(call)
         self._expire_later(call, self.options.stream_token_s)

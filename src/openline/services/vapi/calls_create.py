@@ -26,15 +26,17 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from sqlalchemy import select
+
 from openline.domain.conversation import Conversation
-from openline.domain.errors import NotFound, ValidationFailed
+from openline.domain.errors import NotFound, OpenlineError, ValidationFailed
 from openline.domain.events import ConversationEnded, DomainEvent
 from openline.services.call_session import CallSession
-from openline.services.call_setup import PreparedCall, StartCall
+from openline.services.call_setup import CallInfo, PreparedCall, StartCall
 from openline.services.live import LiveService
 from openline.services.principal import Principal
 from openline.services.telephony.service import TwilioService
@@ -45,10 +47,10 @@ from openline.services.vapi.calls import CallService
 from openline.services.vapi.docs import VapiDocs
 from openline.services.vapi.live_call import CallFacts, VapiLiveCall
 from openline.services.vapi.live_choice import AssistantResolver, CallStart
-from openline.services.vapi.live_requests import end_of_call_report
+from openline.services.vapi.live_requests import AssistantRequestFailed, end_of_call_report
 from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import ServerMessages, ServerTarget, encode
-from openline.store.tables import utcnow
+from openline.store.tables import Workspace, utcnow
 from openline.store.tables_vapi import VapiResource
 from openline.store.tables_vapi_live import VapiCall
 from openline.transports import base as tb
@@ -63,7 +65,7 @@ from openline.transports.vapi_ws import (
 from openline.voice.tools import RuntimeTool
 
 log = logging.getLogger(__name__)
-WEBSOCKET, OUTBOUND = "vapi.websocketCall", "outboundPhoneCall"
+WEBSOCKET, OUTBOUND, INBOUND = "vapi.websocketCall", "outboundPhoneCall", "inboundPhoneCall"
 #: body keys that start a call with something this dialect does not run here
 UNSUPPORTED_TARGETS = ("squadId", "squad", "workflowId", "workflow", "customers")
 SIP_PROVIDERS = ("vapi", "byo-phone-number", "telnyx", "vonage")
@@ -308,6 +310,56 @@ class VapiCalls:
         plan.view = (await self.calls.get(who, call_id)).json()
         plan.facts.call = {k: v for k, v in plan.view.items()
                            if k not in ("messages", "artifact", "analysis", "transcript")}
+
+    # ----- inbound calls to numbers no assistant holds ---------------------------------------
+    async def inbound(self, sid: str, to: str, caller: str
+                      ) -> tuple[StartCall, Callable[[PreparedCall], Awaitable[None]]] | str | None:
+        """The Twilio service's ``unassigned``: a Vapi number with no assistant asks its
+        server (else the org's) with ``assistant-request``; an ``error`` reply is said to
+        the caller. None: no Vapi number, or no server to ask (not in service)."""
+        found = await self._number_for(to)
+        if found is None:
+            return None
+        who, number = found
+        ask = la.target_of(number["server"], request=True) \
+            if isinstance(number.get("server"), dict) else self.resolver.org_server
+        if ask is None:
+            return None
+        body = {"phoneNumberId": number["id"], "phoneNumber": number,
+                "customer": {"number": caller}}
+        stub = {**_call_stub(who, INBOUND), "phoneNumberId": number["id"],
+                "phoneCallProvider": "twilio", "phoneCallProviderId": sid}
+        try:
+            resolved = await self.resolver.resolve(
+                who, body, stub, {"input_format": "mulaw_8000", "output_format": "mulaw_8000"},
+                "twilio", ask)
+        except AssistantRequestFailed as exc:
+            log.warning("assistant-request for %s failed: %s", to, exc.message)
+            return exc.spoken or None
+        except OpenlineError as exc:
+            log.warning("assistant-request for %s: %s", to, exc.message)
+            return None
+        resolved.server = resolved.server or ask
+        start = replace(resolved.start, call_info=CallInfo(caller, to, sid))
+
+        async def prepared(call: PreparedCall) -> None:
+            plan = self._new_plan(call.id, body, resolved)
+            await self._store(who, plan, self._doc(body, resolved, INBOUND, call.id), body)
+
+        return start, prepared
+
+    async def _number_for(self, number: str) -> tuple[Principal, dict[str, Any]] | None:
+        """The Vapi phone number ``number`` with no assistant, and its workspace."""
+        async with self.live.db.session() as s:
+            rows = list(await s.scalars(select(VapiResource).where(
+                VapiResource.kind == "phone-number").order_by(VapiResource.created_at)))
+            for row in rows:
+                doc = dict(row.doc or {})
+                if doc.get("number") == number and not doc.get("assistantId"):
+                    workspace = await s.get(Workspace, row.workspace_id)
+                    if workspace is not None:
+                        return Principal(workspace.id, workspace.name), {**doc, "id": row.id}
+        return None
 
     # ----- running ----------------------------------------------------------------------------
     def extension(self, prepared: PreparedCall) -> VapiLiveCall | None:

@@ -48,9 +48,11 @@ class AssistantResolver:
         self.org_server = org_server
 
     async def resolve(self, who: Principal, body: dict[str, Any], call: dict[str, Any],
-                      formats: dict[str, str], origin: str) -> CallStart:
-        """The call's start; raises ``ValidationFailed`` / ``NotFound`` (nothing stored)."""
-        choice = await self.choose(who, body, call)
+                      formats: dict[str, str], origin: str, ask: ServerTarget | None = None
+                      ) -> CallStart:
+        """The call's start; raises ``ValidationFailed`` / ``NotFound`` (nothing stored).
+        ``ask``: the server an ``assistant-request`` goes to (default: the org's)."""
+        choice = await self.choose(who, body, call, ask)
         tools, built_ins = la.runtime_tools(choice.assistant) if choice.assistant_id is None \
             else (await self._stored_tools(who, choice.assistant), [])
         names = [tool.name for tool in tools]
@@ -72,8 +74,8 @@ class AssistantResolver:
         fields.pop("tools", None)  # tools are the agent's, or given to the call set-up
         return {**fields, **la.variable_config(assistant)}
 
-    async def choose(self, who: Principal, body: dict[str, Any], call: dict[str, Any]
-                     ) -> AssistantChoice:
+    async def choose(self, who: Principal, body: dict[str, Any], call: dict[str, Any],
+                     ask: ServerTarget | None = None) -> AssistantChoice:
         """Which assistant runs the call, with its overrides merged."""
         overrides = body.get("assistantOverrides")
         if overrides is not None and not isinstance(overrides, dict):
@@ -88,17 +90,19 @@ class AssistantResolver:
             return AssistantChoice(None, la.merge_overrides(body["assistant"], overrides))
         if body.get("assistant") is not None:
             raise ValidationFailed("assistant must be an object", {"assistant": "object"})
-        if self.org_server is None:
+        ask = ask or self.org_server
+        if ask is None:
             raise ValidationFailed(
                 f"The call names no assistant and no server URL is set to ask for one "
                 f"({NO_ASSISTANT})", {"assistantId": "required"}, code=NO_ASSISTANT)
         request: dict[str, Any] = {"type": "assistant-request", "call": call}
-        if body.get("customer"):
-            request["customer"] = body["customer"]
-        chosen = await ask_for_assistant(self.messages, self.org_server, request)
+        for key in ("customer", "phoneNumber"):
+            if body.get(key):
+                request[key] = la.public(body[key])
+        chosen = await ask_for_assistant(self.messages, ask, request)
         if chosen.assistant_id:
             chosen = await self.stored(who, chosen.assistant_id, chosen.assistant)
-        return replace(chosen, server=self.org_server)
+        return replace(chosen, server=ask)
 
     async def stored(self, who: Principal, assistant_id: str,
                      overrides: dict[str, Any] | None) -> AssistantChoice:

@@ -29,8 +29,10 @@ class AssistantChoice:
 class AssistantRequestFailed(ValidationFailed):
     """The server did not choose an assistant; ``code`` is Vapi's ``endedReason``."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(self, message: str, reason: str, spoken: str | None = None) -> None:
         super().__init__(f"{message} ({reason})", {"assistant": reason}, code=reason)
+        #: what a phone caller is told (the reply's ``error``, meant to be spoken)
+        self.spoken = spoken
 
 
 async def ask_for_assistant(messages: ServerMessages, target: ServerTarget,
@@ -46,7 +48,7 @@ async def ask_for_assistant(messages: ServerMessages, target: ServerTarget,
                                      "assistant-request-failed") from exc
     if reply.get("error") is not None:
         raise AssistantRequestFailed(f"assistant-request returned an error: {reply['error']}",
-                                     "assistant-request-returned-error")
+                                     "assistant-request-returned-error", str(reply["error"]))
     overrides = reply.get("assistantOverrides")
     if overrides is not None and not isinstance(overrides, dict):
         raise AssistantRequestFailed("assistant-request: assistantOverrides must be an object",
