@@ -50,7 +50,9 @@ class ServerUrl:
 
     async def _handle(self, request: Request) -> JSONResponse:
         raw = await request.body()
-        message = json.loads(raw)["message"]
+        body = json.loads(raw)
+        # a plain request (an apiRequest tool) is kept as the pseudo-type "http"
+        message = body.get("message", {"type": "http", "body": body})
         kind = message["type"]
         self.received.append(Received(request.url.path, dict(request.headers), raw, message))
         if self.fail_next.get(kind):

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from openline.providers.testing import FakeSTT, ScriptedLLM, ScriptedReply
@@ -81,6 +82,46 @@ async def test_a_slow_tool_server_hangs_then_times_out(
     assert socket.of("hang"), [m["type"] for m in socket.messages]
     tool = [m for m in llm.requests[1].messages if m.role == "tool"]
     assert tool and "no reply within 1 s" in tool[0].content
+
+
+async def test_stored_tools_run_their_own_way(server: LiveServer, server_url: ServerUrl,
+                                              llm: ScriptedLLM, dial: Any) -> None:
+    """A stored assistant's tools: an ``apiRequest`` tool is a plain HTTP request (not a
+    Vapi envelope); a stored ``function`` tool goes to the server as ``tool-calls``."""
+    llm.replies[1:1] = [ScriptedReply.call("check", '{"sku": "B2"}')]
+    server_url.answers["http"] = lambda m: {"in_stock": True}
+    server_url.answers["tool-calls"] = lambda m: {"results": [{
+        "toolCallId": m["toolCallList"][0]["id"], "result": "tracking 123"}]}
+    async with httpx.AsyncClient(base_url=server.url, headers={
+            "Authorization": f"Bearer {server.api_key}"}) as http:
+        api = (await http.post("/tool", json={
+            "type": "apiRequest", "name": "check", "method": "POST",
+            "url": f"{server_url.url}/api", "body": {"type": "object", "properties": {
+                "sku": {"type": "string"}}}})).json()
+        fn = (await http.post("/tool", json={
+            "type": "function", "function": {"name": "lookup", "parameters": {
+                "type": "object", "properties": {"order": {"type": "string"}}}},
+            "server": {"url": f"{server_url.url}/fn"}})).json()
+        assistant = (await http.post("/assistant", json={
+            "name": "shop", "firstMessageMode": "assistant-waits-for-user",
+            "model": {"provider": "openai", "model": "gpt-4o",
+                      "toolIds": [api["id"], fn["id"]]}})).json()
+    call = await sdk(server).calls.create(transport=WS, assistant_id=assistant["id"])
+    socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
+    await socket.wait_message("status-update")
+    await socket.send_audio(tone_pcm16(500))
+    await socket.silence(1200)
+    await socket.wait_message("transcript", within=20, where=lambda m: (
+        m["role"], m["transcript"]) == ("assistant", "Done."))
+    await socket.send_json({"type": "end-call"})
+    await socket.closed.wait()
+    [plain] = server_url.of("http")
+    assert plain.path == "/api" and plain.message["body"]["sku"] == "B2"
+    [vapi_call] = server_url.of("tool-calls")
+    assert vapi_call.path == "/fn"
+    assert vapi_call.message["toolCallList"][0]["function"]["name"] == "lookup"
+    results = [m.content for m in llm.requests[-1].messages if m.role == "tool"]
+    assert results == ["tracking 123", '{"in_stock": true}']
 
 
 async def test_server_urls_go_through_the_ssrf_guard() -> None:

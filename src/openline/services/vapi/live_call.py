@@ -106,7 +106,7 @@ class VapiLiveCall:
         return TappedObserver(inner, self)
 
     def webhooks(self, default: WebhookCaller) -> WebhookCaller:
-        return VapiToolCaller(self)
+        return VapiToolCaller(self, default)
 
     # ----- messages ---------------------------------------------------------------------
     def common(self, kind: str) -> dict[str, Any]:
@@ -324,23 +324,23 @@ class TappedObserver:
 
 
 class VapiToolCaller:
-    """Runs a call's webhook tools as Vapi does: ``tool-calls`` to the tool's server (else
-    the assistant's), the reply's ``result`` (or ``error``) for the model."""
+    """Runs a call's Vapi function tools as Vapi does: ``tool-calls`` to the tool's server
+    (else the assistant's), the reply's ``result`` (or ``error``) for the model. Openline
+    webhook tools (an ``apiRequest`` tool is one) are plain HTTP requests: ``default``."""
 
-    def __init__(self, live: VapiLiveCall) -> None:
-        self.live = live
+    def __init__(self, live: VapiLiveCall, default: WebhookCaller) -> None:
+        self.live, self.default = live, default
 
     def _target(self, tool: RuntimeTool) -> ServerTarget | None:
         if isinstance(tool.config.get("vapi_target"), dict):  # the tool's own server
             return ServerTarget.from_json(tool.config["vapi_target"])
-        if isinstance(tool.config.get("endpoint_url"), str):  # a stored Openline tool
-            return ServerTarget(tool.config["endpoint_url"], tool.timeout_ms / 1000,
-                                dict(tool.config.get("endpoint_headers") or {}))
         return self.live.facts.server
 
     async def call(self, tool: RuntimeTool, arguments: dict[str, Any]) -> WebhookResult:
         if tool.config.get("vapi_transfer"):
             return await self._transfer(tool)
+        if "vapi_tool" not in tool.config:
+            return await self.default.call(tool, arguments)
         target = self._target(tool)
         now = datetime.now(UTC)
         if target is None:
