@@ -11,6 +11,8 @@ from openline.services.vapi.calls_create import VapiCalls, VapiLiveOptions
 from openline.services.vapi.docs import VapiDocs
 from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import JOB, ServerMessages, ServerTarget
+from openline.services.vapi.squads import SquadService
+from openline.services.vapi.tools import VapiToolService
 from openline.settings import Settings
 
 
@@ -28,12 +30,15 @@ def build_vapi_calls(settings: Settings, services: Services,
         return links.url(conversation.id, "wav") if conversation.has_recording else None
 
     docs = VapiDocs(live.db)
+    assistants = AssistantService(live.db, services.agents, docs)
+    squads = SquadService(docs, assistants, services.agents, services.tools,
+                          VapiToolService(live.db, docs, services.tools))
     calls = VapiCalls(
         live, messages, VapiLiveOptions(settings.effective_public_url(),
                                         settings.effective_secret_key(), org,
                                         settings.vapi_socket_wait_s,
                                         settings.vapi_hang_after_s),
-        assistants=AssistantService(live.db, services.agents, docs),
+        assistants=assistants, squads=squads,
         numbers=VapiNumberService(live.db, docs, services.agents, services.agents.pool),
         docs=docs, calls=CallService(live.db, docs, links), twilio=services.twilio,
         recording_url=recording_url)

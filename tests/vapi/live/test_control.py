@@ -167,7 +167,7 @@ async def test_assistant_request_refusals_start_nothing(
      "function.name"),
     ({"transport": WS, "assistant": {"server": {"url": "http://x", "credentialId": "nope"}}},
      "credentialId"),
-    ({"transport": WS, "squadId": "s"}, "squadId"),
+    ({"transport": WS, "squad": {"members": [{"assistantId": "a"}]}}, "squadId"),
     ({"assistant": {}}, "customer.number"),
 ])
 async def test_invalid_creates_are_refused_and_change_nothing(
@@ -181,3 +181,24 @@ async def test_invalid_creates_are_refused_and_change_nothing(
         assert error["statusCode"] == 400 and error["error"] == "Bad Request"
         assert field in error["message"], error
         assert len((await http.get("/call")).json()) == before
+
+
+async def test_a_squad_call_starts_with_its_first_member(server: LiveServer, dial: Any) -> None:
+    front = await _assistant(server, {"name": "front", "firstMessage": "Front desk here."})
+    back = await _assistant(server, {"name": "back", "firstMessage": "Back office."})
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {server.api_key}"}) as h:
+        squad = (await h.post(f"{server.url}/squad", json={"members": [
+            {"assistantId": front["id"],
+             "assistantDestinations": [{"type": "assistant", "assistantName": "back"}]},
+            {"assistantId": back["id"]}]})).json()
+    client = sdk(server)
+    call = await client.calls.create(squad_id=squad["id"], transport=WS)
+    socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
+    await socket.wait_message("transcript",
+                              where=lambda m: m["transcript"] == "Front desk here.")
+    await socket.send_json({"type": "end-call"})
+    await socket.closed.wait()
+    assert (await _ended(server, call.id)).assistant_id == front["id"]
+    with pytest.raises(ApiError) as missing:
+        await client.calls.create(squad_id="no-such-squad", transport=WS)
+    assert missing.value.status_code == 404

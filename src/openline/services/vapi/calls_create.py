@@ -50,6 +50,7 @@ from openline.services.vapi.live_choice import AssistantResolver, CallStart
 from openline.services.vapi.live_requests import AssistantRequestFailed, end_of_call_report
 from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import ServerMessages, ServerTarget, encode
+from openline.services.vapi.squads import SquadService
 from openline.store.tables import Workspace, utcnow
 from openline.store.tables_vapi import VapiResource
 from openline.store.tables_vapi_live import VapiCall
@@ -67,7 +68,7 @@ from openline.voice.tools import RuntimeTool
 log = logging.getLogger(__name__)
 WEBSOCKET, OUTBOUND, INBOUND = "vapi.websocketCall", "outboundPhoneCall", "inboundPhoneCall"
 #: body keys that start a call with something this dialect does not run here
-UNSUPPORTED_TARGETS = ("squadId", "squad", "workflowId", "workflow", "customers")
+UNSUPPORTED_TARGETS = ("squad", "workflowId", "workflow", "customers")
 SIP_PROVIDERS = ("vapi", "byo-phone-number", "telnyx", "vonage")
 CALL_KIND = "call"
 #: create-body keys the call's document keeps (and the call view echoes)
@@ -134,12 +135,14 @@ class VapiCalls:
 
     def __init__(self, live: LiveService, messages: ServerMessages, options: VapiLiveOptions,
                  *, assistants: AssistantService, numbers: VapiNumberService, docs: VapiDocs,
-                 calls: CallService, twilio: TwilioService | None = None,
+                 calls: CallService, squads: SquadService | None = None,
+                 twilio: TwilioService | None = None,
                  sip_dialer: SipDialer | None = None,
                  recording_url: Callable[[Conversation], str | None] | None = None) -> None:
         self.live, self.messages, self.options = live, messages, options
         self.numbers, self.docs, self.calls = numbers, docs, calls
-        self.resolver = AssistantResolver(assistants, docs, messages, options.org_server)
+        self.resolver = AssistantResolver(assistants, docs, messages, options.org_server,
+                                          squads)
         self.twilio, self.sip_dialer = twilio, sip_dialer
         self.recording_url = recording_url
         self.plans: dict[str, CallPlan] = {}
@@ -168,8 +171,9 @@ class VapiCalls:
         ``ValidationFailed`` (400) or ``NotFound`` and change nothing."""
         for key in UNSUPPORTED_TARGETS:
             if body.get(key) is not None:
-                raise ValidationFailed(f"{key} is not supported on this server's calls",
-                                       {key: "unsupported"})
+                raise ValidationFailed(f"{key} is not supported on this server's calls"
+                                       + (" (create the squad, then give squadId)"
+                                          if key == "squad" else ""), {key: "unsupported"})
         transport = body.get("transport")
         if transport is not None and not isinstance(transport, dict):
             raise ValidationFailed("transport must be an object", {"transport": "object"})

@@ -22,6 +22,7 @@ from openline.services.vapi.assistants import AssistantService
 from openline.services.vapi.docs import VapiDocs
 from openline.services.vapi.live_requests import AssistantChoice, ask_for_assistant
 from openline.services.vapi.server_messages import ServerMessages, ServerTarget
+from openline.services.vapi.squads import SquadService
 from openline.voice.tools import RuntimeTool
 
 NO_ASSISTANT = "call-start-error-neither-assistant-nor-server-set"
@@ -43,9 +44,9 @@ class AssistantResolver:
     """See the module docstring."""
 
     def __init__(self, assistants: AssistantService, docs: VapiDocs, messages: ServerMessages,
-                 org_server: ServerTarget | None) -> None:
+                 org_server: ServerTarget | None, squads: SquadService | None = None) -> None:
         self.assistants, self.docs, self.messages = assistants, docs, messages
-        self.org_server = org_server
+        self.org_server, self.squads = org_server, squads
 
     async def resolve(self, who: Principal, body: dict[str, Any], call: dict[str, Any],
                       formats: dict[str, str], origin: str, ask: ServerTarget | None = None
@@ -86,6 +87,13 @@ class AssistantResolver:
                                    {"assistant": "conflicts with assistantId"})
         if body.get("assistantId"):
             return await self.stored(who, str(body["assistantId"]), overrides)
+        if body.get("squadId") and self.squads is not None:
+            # A squad's call starts with members[0]; its members transfer to each other
+            # through the transfer tools the squad put on their agents.
+            first = await self.squads.first_member(who, str(body["squadId"]))
+            squad = body.get("squadOverrides")
+            return await self.stored(who, first, la.merge_overrides(
+                squad if isinstance(squad, dict) else {}, overrides))
         if isinstance(body.get("assistant"), dict):
             return AssistantChoice(None, la.merge_overrides(body["assistant"], overrides))
         if body.get("assistant") is not None:
