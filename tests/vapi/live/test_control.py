@@ -40,9 +40,14 @@ def server_url(org_server: ServerUrl) -> ServerUrl:
 
 
 @pytest.fixture(scope="module")
+def llm() -> ScriptedLLM:
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, org_server: ServerUrl,
-           tts: FakeTTS) -> Iterator[LiveServer]:
-    providers = fake_providers(ScriptedLLM())
+           tts: FakeTTS, llm: ScriptedLLM) -> Iterator[LiveServer]:
+    providers = fake_providers(llm)
     providers.tts = tts
     data = tmp_path_factory.mktemp("vapi-control")
     live = start_server(f"sqlite+aiosqlite:///{data / 'vapi.db'}", data, providers,
@@ -202,3 +207,26 @@ async def test_a_squad_call_starts_with_its_first_member(server: LiveServer, dia
     with pytest.raises(ApiError) as missing:
         await client.calls.create(squad_id="no-such-squad", transport=WS)
     assert missing.value.status_code == 404
+
+
+async def test_add_message_reaches_the_model(server: LiveServer, llm: ScriptedLLM,
+                                             dial: Any) -> None:
+    call = await sdk(server).calls.create(transport=WS, assistant={
+        "firstMessageMode": "assistant-waits-for-user"})
+    socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
+    await socket.wait_message("status-update")
+    asked = len(llm.requests)
+    async with httpx.AsyncClient() as http:
+        r = await http.post(call.monitor.control_url, json={  # type: ignore[union-attr]
+            "type": "add-message", "message": {"role": "system",
+                                               "content": "The caller is a VIP."}})
+        assert r.status_code == 200
+    await socket.wait_message("transcript", where=lambda m: m["role"] == "assistant")
+    assert any(m.role == "system" and "The caller is a VIP." in m.content
+               for m in llm.requests[asked].messages)
+    await socket.send_json({"type": "add-message", "triggerResponseEnabled": False,
+                            "message": {"role": "user", "content": "hi"}})
+    refused = await socket.wait_message("error")
+    assert "triggerResponseEnabled" in refused["error"]
+    await socket.send_json({"type": "end-call"})
+    await socket.closed.wait()
