@@ -3,13 +3,16 @@ databases: what maps onto Openline tools, transfers and numbers does; the rest i
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
 import pytest
+from sqlalchemy import text
 from vapi.core.api_error import ApiError
 from vapi.phone_numbers import CreatePhoneNumbersRequest_Vapi
 
+from openline.store.db import Database
 from vapi import AsyncVapi, SquadMemberDto, Vapi
 
 
@@ -140,6 +143,8 @@ async def test_phone_numbers(avapi: AsyncVapi, live_server: object) -> None:
         "twilioAuthToken": "secret-token", "assistantId": assistant.id, "name": "Main line"})
     assert twilio.provider == "twilio" and twilio.number == "+15557654321"
     assert getattr(twilio, "twilio_auth_token", None) is None  # never echoed
+    stored = await _stored_doc(live_server, twilio.id)
+    assert "secret-token" not in stored and "sealed:v1:" in stored  # sealed at rest
     # the seed reference's example (PhoneNumbersCreateRequest_Vapi, renamed in 3.0.0)
     pool = await avapi.phone_numbers.create(request=CreatePhoneNumbersRequest_Vapi(
         sip_uri="string"))
@@ -177,6 +182,18 @@ async def test_phone_numbers(avapi: AsyncVapi, live_server: object) -> None:
         await avapi.phone_numbers.get(twilio.id)
     assert missing.value.status_code == 404
     await avapi.assistants.delete(assistant.id)
+
+
+async def _stored_doc(server: object, doc_id: str) -> str:
+    """The document column as the database holds it (no key: sealed values stay sealed)."""
+    db = Database(server.database_url)  # type: ignore[attr-defined]
+    try:
+        async with db.engine.connect() as conn:
+            raw = await conn.scalar(text("SELECT doc FROM vapi_resources WHERE id = :id"),
+                                    {"id": doc_id})
+    finally:
+        await db.dispose()
+    return raw if isinstance(raw, str) else json.dumps(raw)
 
 
 def _http(server: object) -> httpx.AsyncClient:
