@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from openline import __version__
+from openline.api.dashboard import router as dashboard_router
 from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
     errors,
@@ -59,6 +60,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
     vapi_app.install(app, services)  # the Vapi dialect, at the root (/assistant, /call...)
     for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
         app.include_router(vapi_module.router, include_in_schema=False)
+    app.include_router(dashboard_router)  # the web dashboard at / (api/dashboard)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -24,6 +24,7 @@ from openline.services.item_writer import ItemWriter
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
+from openline.store.tables_dashboard import ConversationStageTimings
 from openline.transports import base as tb
 from openline.voice import events as ev
 from openline.voice.session import Conversation, ConversationResult
@@ -245,5 +246,8 @@ class CallSession:
                       result.ended_by if result else (engine.lifecycle.ended_by or "error"))
             row.latencies_ms = list(engine.latencies_ms)
             row.interruptions_count = engine.interruptions
+            if result is not None and result.stage_timings:  # the dashboard's latency chart
+                await s.merge(ConversationStageTimings(conversation_id=self.id,
+                                                       turns=list(result.stage_timings)))
             row.recording_path = str(path) if path else None
             row.live_transcript = self.writer.transcript

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from openline.services.agents import AgentService
 from openline.services.auth import AuthService
 from openline.services.conversations import ConversationService
+from openline.services.dashboard import DashboardService
 from openline.services.live import LiveService
 from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.postcall import PostCallService
@@ -41,6 +42,8 @@ class Services:
     twilio: TwilioService | None = None
     #: Vapi dialect calls: ``POST /call``, their sockets, control URLs, server messages
     vapi_calls: VapiCalls | None = None
+    #: the web dashboard's sessions and read models (built by ``build``)
+    dashboard: DashboardService | None = None
 
     @classmethod
     def build(
@@ -50,9 +53,10 @@ class Services:
         allow_private_urls: bool = False,
     ) -> Services:
         """Wire the services of one process around its database."""
+        auth = AuthService(db, static_keys)
         return cls(
             db=db,
-            auth=AuthService(db, static_keys),
+            auth=auth,
             projects=ProjectService(db),
             agents=AgentService(db, phone_pool),
             tools=ToolService(db, allow_private_urls=allow_private_urls),
@@ -64,4 +68,5 @@ class Services:
             webhooks=webhooks,
             postcall=postcall,
             speech=speech,
+            dashboard=DashboardService(db, auth, webhooks),
         )

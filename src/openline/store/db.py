@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 
 from openline.store import sealed
 from openline.store import tables as _tables
+from openline.store import tables_dashboard as _tables_dashboard  # noqa: F401  (registers them)
 from openline.store import tables_postcall as _tables_postcall
 from openline.store import tables_vapi as _tables_vapi
 from openline.store import tables_vapi_live as _tables_vapi_live

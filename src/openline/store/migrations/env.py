@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from openline.store import (
+    tables_dashboard,  # noqa: F401  (registers the dashboard tables)
     tables_postcall,  # noqa: F401  (registers the post-call tables)
     tables_vapi,  # noqa: F401  (registers the Vapi tables)
     tables_vapi_live,  # noqa: F401  (the Vapi dialect's live calls)
