@@ -125,6 +125,18 @@ async def test_a_websocket_call_runs_tools_through_the_server_url(
     assert artifact["variableValues"] == {"name": "Ada"}
     assert report.message["analysis"]["summary"]
 
+    if server.database_url.startswith("sqlite"):  # credentials never at rest in the clear
+        import sqlite3
+
+        with sqlite3.connect(str(server.data_dir / "vapi.db")) as raw:
+            [(stored,)] = raw.execute("SELECT server FROM vapi_calls").fetchall()
+            jobs = raw.execute("SELECT kind, payload FROM jobs").fetchall()
+            docs = " ".join(d for (d,) in raw.execute("SELECT doc FROM vapi_resources"))
+        assert stored.startswith("sealed:v1:") and "s3cret" not in stored
+        assert "vapi.server_message" in [kind for kind, _ in jobs]  # the retry, the report
+        payloads = " ".join(payload for _, payload in jobs)
+        assert all(secret not in payloads + docs for secret in ("s3cret", HMAC_KEY))
+
     # The client heard the same conversation as messages on its socket.
     assert socket.of("status-update")[0]["status"] == "in-progress"
     assert any(m["role"] == "user" for m in socket.of("transcript"))
