@@ -105,7 +105,9 @@ async def test_stored_tools_run_their_own_way(server: LiveServer, server_url: Se
         assistant = (await http.post("/assistant", json={
             "name": "shop", "firstMessageMode": "assistant-waits-for-user",
             "model": {"provider": "openai", "model": "gpt-4o",
-                      "toolIds": [api["id"], fn["id"]]}})).json()
+                      "toolIds": [api["id"], fn["id"]]},
+            "server": {"url": f"{server_url.url}/events", "secret": "stored-secret"},
+            "serverMessages": ["status-update"]})).json()
     call = await sdk(server).calls.create(transport=WS, assistant_id=assistant["id"])
     socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
     await socket.wait_message("status-update")
@@ -122,6 +124,8 @@ async def test_stored_tools_run_their_own_way(server: LiveServer, server_url: Se
     assert vapi_call.message["toolCallList"][0]["function"]["name"] == "lookup"
     results = [m.content for m in llm.requests[-1].messages if m.role == "tool"]
     assert results == ["tracking 123", '{"in_stock": true}']
+    ended = await server_url.wait_for("status-update", where=lambda m: m["status"] == "ended")
+    assert ended.path == "/events" and ended.headers["x-vapi-secret"] == "stored-secret"
 
 
 async def test_server_urls_go_through_the_ssrf_guard() -> None:

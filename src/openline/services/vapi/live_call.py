@@ -83,7 +83,7 @@ class VapiLiveCall:
         self.assistant_speaking = False
         self._spoke = asyncio.Event()
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._drain: asyncio.Task[None] | None = None
+        self._draining = False
         self._drained = asyncio.Event()
         self._ended = False
         #: Vapi's ``endedReason`` when the engine's ``ended_by`` says less
@@ -131,9 +131,9 @@ class VapiLiveCall:
             await self.client.send_message(client)
 
     def _queue(self, message: dict[str, Any]) -> None:
-        if self._drain is None:
-            self._drain = asyncio.get_running_loop().create_task(
-                self._deliver_all(), name=f"vapi-messages-{self.id}")
+        if not self._draining:  # one sender per call, owned by the calls service
+            self._draining = True
+            self.spawn(self._deliver_all())
         self._outbox.put_nowait(message)
 
     async def _deliver_all(self) -> None:
@@ -151,7 +151,7 @@ class VapiLiveCall:
 
     async def flush(self) -> None:
         """The queued server messages are out (or ``FLUSH_S`` passed)."""
-        if self._drain is None:
+        if not self._draining:
             return
         self._outbox.put_nowait(None)
         with contextlib.suppress(TimeoutError):

@@ -26,6 +26,8 @@ from openline.services.vapi.squads import SquadService
 from openline.voice.tools import RuntimeTool
 
 NO_ASSISTANT = "call-start-error-neither-assistant-nor-server-set"
+#: assistant keys that hold where server messages go and their credentials
+CREDENTIAL_KEYS = ("server", "credentials", "serverUrl", "serverUrlSecret")
 
 
 @dataclass
@@ -114,7 +116,10 @@ class AssistantResolver:
 
     async def stored(self, who: Principal, assistant_id: str,
                      overrides: dict[str, Any] | None) -> AssistantChoice:
-        document = (await self.assistants.get(who, assistant_id)).json()
+        found = await self.assistants.get(who, assistant_id)
+        document = found.json()
+        # the server and its credentials as stored (a view may hide their secrets)
+        document.update({k: found.doc[k] for k in CREDENTIAL_KEYS if k in found.doc})
         return AssistantChoice(assistant_id, la.merge_overrides(document, overrides))
 
     async def _stored_tools(self, who: Principal, assistant: dict[str, Any]
