@@ -459,6 +459,9 @@ class VapiCalls:
         if not isinstance(event, ConversationEnded):
             return
         conv = event.conversation
+        plan = self.plans.get(conv.id)
+        if plan is not None and plan.live is None:  # it never ran (an unanswered call)
+            self.plans.pop(conv.id, None)
         async with self.live.db.session() as s:
             row = await s.get(VapiCall, conv.id)
             doc = await s.get(VapiResource, conv.id)
