@@ -14,6 +14,9 @@ A script, not a timed test. For each storage backend it:
    page, and a paginated walk with ``after=next_cursor``, at each concurrency level,
    after a warm-up; it reports requests/s and p50/p95/p99.
 
+With ``--dialect vapi`` (or ``both``) the Vapi dialect's ``assistants.get`` and
+``calls.list`` are measured on the same data (``benchmarks/vapi_api.py``).
+
 Usage::
 
     .venv/bin/python benchmarks/api.py --backend both --write-docs
@@ -42,6 +45,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import vapi_api
 from _common import bench_server
 from phonic import AsyncPhonic
 from phonic.environment import PhonicEnvironment
@@ -61,6 +65,9 @@ SERVER_START_S = 60.0
 NO_RETRY: dict[str, Any] = {"max_retries": 0}
 SECTION = "## REST API (benchmarks/api.py)"
 BEGIN, END = "<!-- api-bench:begin -->", "<!-- api-bench:end -->"
+#: ``--dialect vapi`` runs write their own block (the Phonic table stays as it is)
+VAPI_SECTION = "## REST API, Vapi dialect (benchmarks/api.py --dialect vapi)"
+VAPI_BEGIN, VAPI_END = "<!-- api-bench-vapi:begin -->", "<!-- api-bench-vapi:end -->"
 
 PROMPT = ("You are the front desk of Harbor Dental. Greet the caller, find out whether they "
           "want to book, move or cancel an appointment, confirm their name and date of birth, "
@@ -469,12 +476,26 @@ async def load(backend: str, url: str, flt: ListFilter, deep: tuple[int, str],
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
         for client in clients:
             api: Api = (SdkApi if client == "sdk" else HttpxApi)(url, http, flt)
-            for scenario in scenarios(api, opts.walk_pages, deep):
+            chosen = scenarios(api, opts.walk_pages, deep) if opts.dialect != "vapi" else []
+            if opts.dialect != "phonic":
+                chosen += await vapi_scenarios(url, http, client, flt)
+            for scenario in chosen:
                 for concurrency in opts.concurrency:
                     result = await measure(backend, client, scenario, opts, concurrency)
                     log(markdown_table([result]).splitlines()[-1])
                     results.append(result)
     return results
+
+
+async def vapi_scenarios(url: str, http: httpx.AsyncClient, client: str,
+                         flt: ListFilter) -> list[Scenario]:
+    """The Vapi dialect's operations on the same server and data."""
+    agent_id = await vapi_api.agent_id_of(url, API_KEY, AGENT_NAME)
+    since = datetime.fromisoformat(flt.started_at_min).replace(tzinfo=UTC).isoformat()
+    cls = vapi_api.VapiSdkApi if client == "sdk" else vapi_api.VapiHttpxApi
+    api = cls(url, API_KEY, http, agent_id, since, flt.limit)
+    return [Scenario(name, lambda call=call: call)
+            for name, call in vapi_api.operations(api, flt.limit)]
 
 
 def log(message: str) -> None:
@@ -499,7 +520,8 @@ def command_line(opts: argparse.Namespace) -> str:
     conc = ",".join(str(c) for c in opts.concurrency)
     return (f".venv/bin/python benchmarks/api.py --backend {opts.backend} "
             f"--conversations {opts.conversations} --requests {opts.requests} "
-            f"--concurrency {conc} --client {opts.client} --write-docs")
+            f"--concurrency {conc} --client {opts.client} --dialect {opts.dialect} "
+            f"--write-docs")
 
 
 def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
@@ -507,8 +529,9 @@ def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
     seeds = "; ".join(f"{r.backend}: {r.seed.conversations:,} conversations + "
                       f"{r.seed.items:,} items seeded in {r.seed.seconds:.0f} s" for r in runs)
     flt = list_filter(runs[0].seed)
+    begin, end = (VAPI_BEGIN, VAPI_END) if opts.dialect == "vapi" else (BEGIN, END)
     return "\n".join([
-        BEGIN,
+        begin,
         f"Date: {datetime.now(UTC).date().isoformat()}. Machine: {machine()}. "
         f"Python {sys.version.split()[0]}, client: {opts.client}.",
         "",
@@ -523,18 +546,21 @@ def report_block(runs: Sequence[BackendRun], opts: argparse.Namespace) -> str:
         f"{opts.requests} measured requests per row after {opts.warmup} warm-up requests.",
         "",
         markdown_table([res for run in runs for res in run.results]),
-        END,
+        end,
     ])
 
 
 def write_docs(block: str, path: Path = DOCS) -> None:
     """Replace the generated block of the section (creating file or section if missing)."""
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        head, rest = current.split(BEGIN, 1)
-        updated = head + block + rest.split(END, 1)[1]
+    vapi = block.startswith(VAPI_BEGIN)
+    begin, end = (VAPI_BEGIN, VAPI_END) if vapi else (BEGIN, END)
+    if begin in current and end in current:
+        head, rest = current.split(begin, 1)
+        updated = head + block + rest.split(end, 1)[1]
     else:
-        updated = current.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
+        section = VAPI_SECTION if vapi else SECTION
+        updated = current.rstrip("\n") + f"\n\n{section}\n\n{block}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(updated)
 
@@ -555,6 +581,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="pages followed with after=next_cursor before restarting")
     parser.add_argument("--client", choices=("sdk", "httpx", "both"), default="both",
                         help="phonic SDK (parses into models), raw httpx, or both")
+    parser.add_argument("--dialect", choices=("phonic", "vapi", "both"), default="both",
+                        help="which dialect's operations to measure (benchmarks/vapi_api.py)")
     parser.add_argument("--deep-offset", type=int, default=10_000,
                         help="row of the filtered order whose ID is the deep-page cursor")
     parser.add_argument("--batch", type=int, default=2000, help="conversations per insert")

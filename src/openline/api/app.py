@@ -34,6 +34,10 @@ from openline.api.phonic import (
 )
 from openline.api.phonic.schemas import defs_of
 from openline.api.twilio import routes as twilio_routes
+from openline.api.vapi import app as vapi_app
+from openline.api.vapi import calls_create as vapi_calls_create
+from openline.api.vapi import control as vapi_control
+from openline.api.vapi import ws as vapi_ws
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
@@ -57,6 +61,9 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
                    routes_replay, routes_storage, routes_socket_jwt):  # issue 14
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)
+    vapi_app.install(app, services)  # the Vapi dialect, at the root (/assistant, /call...)
+    for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
+        app.include_router(vapi_module.router, include_in_schema=False)
     app.include_router(dashboard_router)  # the web dashboard at / (api/dashboard)
 
     @app.get("/health", include_in_schema=False)

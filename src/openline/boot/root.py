@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
 from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.boot.vapi_live import build_vapi_calls
 from openline.services.auth import NewKey
 from openline.services.external_storage import ArtifactKeeper, ExternalStorageService
 from openline.services.hub import Services
@@ -89,6 +90,8 @@ class Runtime:
         await self.services.live.shutdown()
         if self.services.twilio is not None:
             await self.services.twilio.close()
+        if self.services.vapi_calls is not None:
+            await self.services.vapi_calls.close()
         await self.postcall.stop()
         await self.db.dispose()
 
@@ -114,6 +117,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
     build_phonic_complete(settings, services, providers)
+    services.vapi_calls = build_vapi_calls(settings, services, postcall)
     return Runtime(settings, db, providers, services, postcall)
 
 

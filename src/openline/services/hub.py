@@ -20,6 +20,7 @@ from openline.services.socket_jwt import SocketJwtService
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioService
 from openline.services.tools import ExtractionSchemaService, ToolService
+from openline.services.vapi.calls_create import VapiCalls
 from openline.services.voices import VoiceService, VoiceSource
 from openline.services.webhooks import WebhookService
 from openline.store.db import Database
@@ -42,6 +43,8 @@ class Services:
     speech: SpeechService
     #: phone calls through Twilio (None unless Twilio is configured)
     twilio: TwilioService | None = None
+    #: Vapi dialect calls: ``POST /call``, their sockets, control URLs, server messages
+    vapi_calls: VapiCalls | None = None
     #: the web dashboard's sessions and read models (built by ``build``)
     dashboard: DashboardService | None = None
     # the complete Phonic dialect (issue 14): set by the composition root

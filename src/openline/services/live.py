@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -40,8 +40,9 @@ from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.transports.base import CallTransport
+from openline.voice.contracts import ConversationObserver
 from openline.voice.session import Conversation, ConversationResult, Providers
-from openline.voice.tools import PhoneTransfer, RuntimeTool
+from openline.voice.tools import PhoneTransfer, RuntimeTool, WebhookCaller
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 10.0
@@ -55,6 +56,21 @@ class CallOpened:
     input_format: AudioFormat
     output_format: AudioFormat
     warnings: tuple[str, ...]
+
+
+class CallExtension(Protocol):
+    """What a dialect adds to one of its calls (the Vapi dialect's server-URL messages):
+    it may wrap the call's transport and item observer, and run its webhook tools."""
+
+    def transport(self, inner: CallTransport) -> CallTransport: ...
+
+    def observer(self, inner: ConversationObserver) -> ConversationObserver: ...
+
+    def webhooks(self, default: WebhookCaller) -> WebhookCaller: ...
+
+
+#: asked as each call is built (it may add tools to ``prepared.tools``); None: no extension
+ExtensionFactory = Callable[[PreparedCall], CallExtension | None]
 
 
 class LiveService:
@@ -77,6 +93,8 @@ class LiveService:
                                lease_s=lease_s, allow_private_urls=allow_private_urls)
         self.leases = LeaseKeeper(db, self.registry.node_id, self.registry.local_ids,
                                   recordings_dir, lease_s=lease_s)
+        #: dialects' per-call extensions (the first one that answers applies)
+        self.extensions: list[ExtensionFactory] = []
 
     async def run_call(self, start: StartCall, transport: CallTransport,
                        opened: Callable[[CallOpened], Awaitable[None]] | None = None
@@ -112,6 +130,10 @@ class LiveService:
 
     def build(self, prepared: PreparedCall, transport: CallTransport) -> CallSession:
         """The engine and call session of a prepared conversation, registered as live."""
+        extension = next((e for e in (f(prepared) for f in self.extensions) if e is not None),
+                         None)
+        if extension is not None:
+            transport = extension.transport(transport)
         cfg = prepared.resolved.session
         cfg.runtime_tools, cfg.built_in_tools = prepared.tools
         writer = ItemWriter(self.db, prepared.id, Protection.of(prepared.resolved.snapshot))
@@ -127,10 +149,13 @@ class LiveService:
             return await holder[0].transfer_to_phone(request)
 
         call_info = prepared.call_info.stored() if prepared.call_info else None
+        webhooks: WebhookCaller = HttpWebhookCaller(
+            self.http, CallContext(prepared.id, call_info), allow_private=self.allow_private_urls)
+        observer: ConversationObserver = writer
+        if extension is not None:
+            webhooks, observer = extension.webhooks(webhooks), extension.observer(writer)
         engine = Conversation(
-            cfg, self.providers, send, writer,
-            webhooks=HttpWebhookCaller(self.http, CallContext(prepared.id, call_info),
-                                       allow_private=self.allow_private_urls),
+            cfg, self.providers, send, observer, webhooks=webhooks,
             agents=TransferDirectory(self.setup, prepared.project_id),
             recordings_dir=self.recordings_dir, sink=transport.audio_sink(cfg.output_format),
             transfer=transfer)

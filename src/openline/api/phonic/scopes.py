@@ -25,6 +25,7 @@ from weakref import WeakKeyDictionary
 from fastapi import FastAPI, Request
 from fastapi import routing as fastapi_routing
 
+from openline.api.vapi import paths as vapi_paths
 from openline.domain.errors import Forbidden, NotFound
 from openline.services.hub import Services
 from openline.services.principal import Principal
@@ -130,6 +131,11 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", _HOOK): _K,
     ("DELETE", _HOOK): _K,
     ("GET", f"{_HOOK}/deliveries"): _K,
+    # Vapi live calls: POST /call takes an API key; the socket and control URLs carry
+    # the call's token (an HMAC the route checks), the credential Vapi hands out
+    ("POST", "/call"): _K,
+    ("POST", "/call/{call_id}/control/{token}"): _S,
+    (WEBSOCKET, "/call/{call_id}/transport/{token}"): _S,
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
     ("POST", "/v1/conversations/outbound_call"): _K,
@@ -151,6 +157,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/twilio/calls/{conversation_id}/dial"): _S,
     ("POST", "/twilio/calls/{conversation_id}/transfer"): _S,
     (WEBSOCKET, "/twilio/stream"): _S,
+    **{route: _K for route in vapi_paths.API_KEY_ROUTES},  # the Vapi dialect (api/vapi)
     # the web dashboard (api/dashboard): its session cookie, checked by its pages
     ("GET", "/"): _D,
     **{(method, f"/dashboard{path}"): _D for method, path in (

@@ -1,0 +1,1 @@
+"""The Vapi dialect: ``/assistant``, ``/call``, ``/squad``, ... at the API root, camelCase."""

@@ -1,0 +1,45 @@
+"""``/call``: Vapi calls, which are Openline conversations (``services/vapi/calls``).
+
+``POST /call`` (starting calls) lives with the live half of the dialect.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from openline.api.phonic.params import CLEAN_PARAMETERS
+from openline.api.vapi.deps import Body, Filters, Vapi, Who
+from openline.api.vapi.routing import VapiRoute
+from openline.services.vapi.calls import CallQuery
+
+router = APIRouter(tags=["vapi: calls"], route_class=VapiRoute,
+                   dependencies=[CLEAN_PARAMETERS])
+_Id = Annotated[str | None, Query()]
+
+
+@router.get("/call")
+async def list_calls(
+    vapi: Vapi, who: Who, q: Filters, id: _Id = None,
+    assistant_id: Annotated[str | None, Query(alias="assistantId")] = None,
+    phone_number_id: Annotated[str | None, Query(alias="phoneNumberId")] = None,
+) -> list[dict[str, Any]]:
+    query = CallQuery(q, id, assistant_id, phone_number_id)
+    return [c.json() for c in await vapi.calls.list_all(who, query)]
+
+
+@router.get("/call/{call_id}")
+async def get_call(call_id: str, vapi: Vapi, who: Who) -> dict[str, Any]:
+    return (await vapi.calls.get(who, call_id)).json()
+
+
+@router.patch("/call/{call_id}")
+async def update_call(call_id: str, vapi: Vapi, who: Who, body: Body) -> dict[str, Any]:
+    return (await vapi.calls.update(who, call_id, body)).json()
+
+
+@router.delete("/call/{call_id}")
+async def delete_call(call_id: str, vapi: Vapi, who: Who, body: Body) -> dict[str, Any]:
+    """Always sent with a body by the SDK: ``{}``, or ``{"ids": [...]}`` for several."""
+    return (await vapi.calls.delete(who, call_id, body)).json()
