@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
-from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.boot.providers import (
+    ProviderVoices,
+    build_providers,
+    language_support,
+    load_all,
+)
 from openline.services.auth import NewKey
 from openline.services.hub import Services
 from openline.services.live import LiveService
@@ -110,6 +115,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         allow_private_urls=settings.allow_private_urls,
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
+    live.setup.languages = services.agents.languages = lambda: language_support(providers)
     return Runtime(settings, db, providers, services, postcall)
 
 

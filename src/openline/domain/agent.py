@@ -288,6 +288,10 @@ class AgentSpec(_Lenient):
                 errors["external_storage_policy"] = "requires zero data retention"
             elif self.enable_redaction:
                 errors["external_storage_policy"] = "cannot be combined with enable_redaction"
+        if self.listen_only_inbound_enabled and not (self.listen_only_inbound_message or
+                                                     "").strip():
+            errors["listen_only_inbound_message"] = ("required (non-empty) when "
+                                                     "listen_only_inbound_enabled is true")
         if len(set(self.tools)) != len(self.tools):
             errors["tools"] = "tools must not repeat"
         return errors

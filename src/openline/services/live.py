@@ -53,6 +53,10 @@ class CallOpened:
     input_format: AudioFormat
     output_format: AudioFormat
     warnings: tuple[str, ...]
+    #: languages the installed models cannot honour (Phonic: ``language_not_supported``)
+    language_warnings: tuple[str, ...] = ()
+    #: close the client's socket after this long without a message from it
+    idle_timeout_s: float | None = None
 
 
 class LiveService:
@@ -99,7 +103,9 @@ class LiveService:
         if opened is not None:
             resolved = session.prepared.resolved
             await opened(CallOpened(session.id, resolved.session.input_format,
-                                    resolved.session.output_format, tuple(resolved.warnings)))
+                                    resolved.session.output_format, tuple(resolved.warnings),
+                                    tuple(resolved.language_warnings),
+                                    float(resolved.spec.websocket_timeout_sec)))
         return await session.run()
 
     async def open(self, start: StartCall, transport: CallTransport) -> CallSession:

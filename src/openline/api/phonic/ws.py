@@ -108,13 +108,16 @@ async def sts(ws: WebSocket) -> None:
         return
 
     async def opened(call: CallOpened) -> None:
-        transport.configure(call.input_format)
+        transport.configure(call.input_format, idle_timeout_s=call.idle_timeout_s)
         await transport.send({"type": "conversation_created",
                               "conversation_id": call.conversation_id})
         await transport.send({"type": "ready_to_start_conversation"})
         for warning in call.warnings:
             await transport.send({"type": "warning",
                                   "warning": {"message": warning, "code": "voice_not_found"}})
+        for warning in call.language_warnings:
+            await transport.send({"type": "warning", "warning": {
+                "message": warning, "code": "language_not_supported"}})
 
     try:
         start = start_call(who, config, _origin(ws))
