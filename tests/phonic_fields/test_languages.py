@@ -44,6 +44,10 @@ async def test_an_english_only_recogniser_refuses_other_languages(
     with pytest.raises(BadRequestError):
         await client.agents.upsert(name="spanish", default_language="es",
                                    request_options=NO_RETRY)
+    with pytest.raises(BadRequestError) as refused:  # the voice set: no repeats
+        await client.agents.create(name="voices", voice_id="joe", additional_voice_ids=["joe"],
+                                   request_options=NO_RETRY)
+    assert "additional_voice_ids" in refused.value.body["param_errors"]
     assert (await client.agents.list()).agents == []  # nothing was created
     await client.agents.create(name="english", voice_id="joe")
     with pytest.raises(BadRequestError) as refused:

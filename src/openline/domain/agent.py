@@ -292,6 +292,9 @@ class AgentSpec(_Lenient):
                                                      "").strip():
             errors["listen_only_inbound_message"] = ("required (non-empty) when "
                                                      "listen_only_inbound_enabled is true")
+        voices = self.additional_voice_ids
+        if self.voice_id in voices or len(set(voices)) != len(voices):
+            errors["additional_voice_ids"] = "must not include voice_id nor repeat"
         if len(set(self.tools)) != len(self.tools):
             errors["tools"] = "tools must not repeat"
         return errors

@@ -87,8 +87,9 @@ class FasterWhisperSTT(STT):
             raise ProviderUnavailable(f"faster-whisper: model directory {model_dir} not found")
         self._model = await self.runner.run(self._create_model, model_dir)
         self._multilingual = bool(self._model.model.is_multilingual)
-        if not self._multilingual:
-            self.capabilities = STTCapabilities(languages=("en",))
+        # The languages the model can recognise (Whisper's list, or English for *.en).
+        self.capabilities = STTCapabilities(
+            languages=tuple(self._model.supported_languages) if self._multilingual else ("en",))
 
     def _create_model(self, model_dir: Path) -> Any:
         from faster_whisper import WhisperModel
