@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,11 @@ from openline.voice import events as ev
 from openline.voice.backchannel import CUES, BackchannelSettings
 from openline.voice.session import Conversation, Providers
 from openline.voice.turns import TurnSettings
+from tests.phonic_fields.conftest import StackFactory
 from tests.voice.harness import Log, make, play, silence, tone, virtual
+from tests.ws.conftest import collect, config, sdk, send_pcm
+from tests.ws.conftest import silence as ws_silence
+from tests.ws.conftest import tone as ws_tone
 
 SPEECH_MS, PAUSE_MS, SEGMENTS = 1500, 500, 12
 
@@ -130,3 +135,38 @@ async def test_no_cue_when_the_turn_would_end_first(min_silence_ms: int) -> None
     conv, _, _ = make(providers=providers, backchannel=BackchannelSettings(True, 1.0),
                       turn=TurnSettings(min_silence_ms=min_silence_ms))
     assert not conv.backchannel.active
+
+
+async def test_a_cue_reaches_the_socket_inside_the_callers_turn(make_stack: StackFactory
+                                                                ) -> None:
+    stack = make_stack(stt=FakeSTT(default="a long story"))  # replies: "Okay."
+    client = sdk(stack.server)
+    await client.agents.create(name="listener", voice_id="joe", welcome_message="",
+                               enable_assistant_backchannel=True,
+                               assistant_backchannel_aggressiveness=1.0)
+    seen: list[Any] = []
+    async with client.conversations.connect() as socket:
+        await socket.send_config(config(agent="listener"))
+        await collect(socket, "ready_to_start_conversation", seen)
+        reader = asyncio.create_task(collect(socket, "assistant_finished_speaking", seen,
+                                             within=20))
+        for samples in (ws_tone(2500), ws_silence(450), ws_tone(800), ws_silence(1200)):
+            await send_pcm(socket, samples, realtime=True)
+        await reader
+    kinds = [getattr(m, "type", "") for m in seen]
+    cue = next(i for i, m in enumerate(seen) if getattr(m, "type", "") == "audio_chunk"
+               and m.text in CUES)
+    # The cue is heard inside the caller's turn, and the assistant's turn comes after it.
+    assert kinds.index("user_started_speaking") < cue < kinds.index("user_finished_speaking")
+    assert kinds.index("assistant_started_speaking") > kinds.index("user_finished_speaking")
+    assert kinds.count("assistant_started_speaking") == 1
+    for _ in range(100):
+        conv = (await client.conversations.get(seen[0].conversation_id)).conversation
+        if conv.ended_at is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert conv.enable_assistant_backchannel is True
+    assert conv.assistant_backchannel_aggressiveness == 1.0
+    assert [(i.role, i.live_transcript) for i in conv.items] == [
+        ("user", "a long story"), ("assistant", "Okay.")]  # the cue is not an item
+    assert conv.analysis.interruptions_count == 0
