@@ -16,7 +16,8 @@ its natural pauses, the way a listener does, without taking the turn. The rules:
 * a cue is not a turn: no ``assistant_started_speaking``, no stored item, no history, no
   interruption. Its audio (``audio_chunk`` with the cue's text) is in the recording.
 
-The cue audio is synthesized once per voice, off the hot path, as soon as a turn gets
+Cues are in the conversation's current language where a set is known (``CUES_BY_LANGUAGE``).
+The cue audio is synthesized once per voice and language, off the hot path, as soon as a turn gets
 long; a pause that comes before it is ready simply has no cue.
 """
 
@@ -39,6 +40,13 @@ if TYPE_CHECKING:
     from openline.voice.session import Conversation
 
 CUES = ("Mm-hmm.", "Right.", "Uh-huh.")
+#: cues in the conversation's current language (others: "Mm-hmm." only)
+CUES_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    "en": CUES, "es": ("Mm-hmm.", "Sí.", "Ajá."), "fr": ("Mm-hmm.", "Oui.", "D'accord."),
+    "de": ("Mhm.", "Ja.", "Genau."), "it": ("Mm-hmm.", "Sì.", "Certo."),
+    "pt": ("Mm-hmm.", "Sim.", "Certo."), "nl": ("Mm-hmm.", "Ja.", "Precies."),
+}
+_Key = tuple[str, str | None]  # (voice, language)
 Hook = Callable[[SpeechHandle], Awaitable[None]]
 
 
@@ -83,8 +91,8 @@ class Backchannel:
         self.settings: BackchannelSettings = conv.cfg.backchannel
         self.cues: list[Cue] = []
         self._talk = _Talk()
-        self._audio: dict[str, list[npt.NDArray[np.int16]]] = {}
-        self._preparing: set[str] = set()
+        self._audio: dict[_Key, list[tuple[str, npt.NDArray[np.int16]]]] = {}
+        self._preparing: set[_Key] = set()
         self._handle: SpeechHandle | None = None
         self._count = 0
 
@@ -130,19 +138,19 @@ class Backchannel:
     # ----- cues ----------------------------------------------------------------------------
     def _play(self) -> None:
         conv = self.conv
-        audio = self._audio.get(conv.cfg.voice_id)
-        if (audio is None or conv.muted or conv.playout.current is not None
+        clips = self._audio.get(self._key())
+        if (not clips or conv.muted or conv.playout.current is not None
                 or conv.assistant.replying or self._handle is not None):
             return
-        index = self._count % len(CUES)
+        text, audio = clips[self._count % len(clips)]
         self._count += 1
-        handle = SpeechHandle("say", interruptible=False, fixed_text=CUES[index])
+        handle = SpeechHandle("say", interruptible=False, fixed_text=text)
         handle.recorded = True  # never a stored item
-        handle.put(audio[index], CUES[index])
+        handle.put(audio, text)
         handle.close()
         self._handle = handle
         self._talk.voiced_ms = 0.0
-        cue = Cue(CUES[index], conv.clock.monotonic())
+        cue = Cue(text, conv.clock.monotonic())
         self.cues.append(cue)
         conv.playout.enqueue(handle)
         conv.spawn(self._forget(handle, cue), "backchannel")
@@ -166,25 +174,30 @@ class Backchannel:
             self.conv.sink.clear_buffer()
             self.conv.emit_now(ev.ClearAudio())
 
-    def _prepare(self) -> None:
-        voice = self.conv.cfg.voice_id
-        if voice in self._audio or voice in self._preparing:
-            return
-        self._preparing.add(voice)
-        self.conv.spawn(self._synthesize(voice), "backchannel-audio")
+    def _key(self) -> _Key:
+        return self.conv.cfg.voice_id, self.conv.cfg.language
 
-    async def _synthesize(self, voice: str) -> None:
+    def _prepare(self) -> None:
+        key = self._key()
+        if key in self._audio or key in self._preparing:
+            return
+        self._preparing.add(key)
+        self.conv.spawn(self._synthesize(key), "backchannel-audio")
+
+    async def _synthesize(self, key: _Key) -> None:
         conv = self.conv
+        voice, language = key
         fmt, tts = conv.cfg.output_format, conv.p.tts
-        clips: list[npt.NDArray[np.int16]] = []
+        clips: list[tuple[str, npt.NDArray[np.int16]]] = []
         try:
-            for text in CUES:
+            for text in CUES_BY_LANGUAGE.get(language or "en", ("Mm-hmm.",)):
                 parts = [to_output_rate(c.samples, c.sample_rate, fmt) async for c in
                          tts.synthesize(text, voice, speed=conv.cfg.audio_speed)]
-                clips.append(np.concatenate(parts) if parts else np.zeros(0, np.int16))
-            self._audio[voice] = clips
+                if parts:
+                    clips.append((text, np.concatenate(parts)))
+            self._audio[key] = clips
         finally:
-            self._preparing.discard(voice)
+            self._preparing.discard(key)
 
 
 class _Tap(VADStream):
