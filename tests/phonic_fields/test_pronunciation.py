@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+from phonic.errors import BadRequestError
+
 from openline.voice.pronunciation import Pronunciations
 from tests.phonic_fields.conftest import StackFactory
 from tests.ws.conftest import collect, config, sdk, send_pcm, silence, tone
@@ -66,3 +69,13 @@ async def test_without_a_dictionary_the_text_is_spoken_as_written(
         await socket.send_config(config(agent="plain", stream_ahead_of_real_time=True))
         await collect(socket, "assistant_finished_speaking", seen)
     assert [text for text, _, _ in stack.tts.requests] == ["Phuket."]
+
+
+async def test_words_must_be_unique(make_stack: StackFactory) -> None:
+    client = sdk(make_stack().server)
+    with pytest.raises(BadRequestError) as refused:
+        await client.agents.create(
+            name="twice", request_options={"max_retries": 0},
+            pronunciation_dictionary=[{"word": "Phuket", "pronunciation": "Poo-ket"},
+                                      {"word": "Phuket", "pronunciation": "Foo-ket"}])
+    assert "pronunciation_dictionary" in refused.value.body["param_errors"]

@@ -292,6 +292,9 @@ class AgentSpec(_Lenient):
                                                      "").strip():
             errors["listen_only_inbound_message"] = ("required (non-empty) when "
                                                      "listen_only_inbound_enabled is true")
+        words = [entry.word for entry in self.pronunciation_dictionary]
+        if len(set(words)) != len(words):
+            errors["pronunciation_dictionary"] = "words must be unique"
         voices = self.additional_voice_ids
         if self.voice_id in voices or len(set(voices)) != len(voices):
             errors["additional_voice_ids"] = "must not include voice_id nor repeat"
