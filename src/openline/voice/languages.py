@@ -8,7 +8,8 @@ the installed recogniser cannot do, with a warning):
   when the caller names another of the agent's languages ("can we speak Spanish?",
   "en español"), from the next turn on;
 * ``auto``: every turn is recognised with language detection, kept to the agent's
-  languages (a turn detected as anything else is recognised again in the current one);
+  languages (a turn detected as anything else is recognised again in each of them, and
+  the most confident transcript is kept);
 * ``initial``: the first turn is detected, and its language is kept for the rest.
 
 On a switch the voice becomes the one chosen for that language (``additional_voice_ids``:
@@ -112,13 +113,25 @@ class LanguageSTT(STT):
         wanted = self.policy.listen_for()
         result = await self.inner.transcribe(audio, language=wanted, hotwords=hotwords)
         if wanted is None and result.language not in self.policy.settings.languages:
-            # Detected as none of the agent's languages: hear it as the current one.
-            result = await self.inner.transcribe(audio, language=self.policy.current,
-                                                 hotwords=hotwords)
+            result = await self._best_of_agents_languages(audio, hotwords)
         switched = self.policy.heard(result.text, result.language)
         if switched is not None:
             self._switch(switched)
         return result
+
+    async def _best_of_agents_languages(self, audio: npt.ArrayLike,
+                                        hotwords: Sequence[str]) -> Transcript:
+        """Detected as none of the agent's languages (a short or accented turn): recognise
+        it in each of them, current first, and keep the most confident transcript."""
+        policy = self.policy
+        order = [policy.current, *(c for c in policy.settings.languages if c != policy.current)]
+        best: Transcript | None = None
+        for code in order:
+            heard = await self.inner.transcribe(audio, language=code, hotwords=hotwords)
+            if best is None or (heard.confidence or 0.0) > (best.confidence or 0.0):
+                best = heard
+        assert best is not None
+        return best
 
     def _switch(self, code: str) -> None:
         conv = self.conv
