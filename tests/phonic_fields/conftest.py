@@ -36,28 +36,31 @@ class EnglishOnlySTT(FakeSTT):
 
 
 class DetectingSTT(FakeSTT):
-    """Scripted ``(text, detected language)`` turns; records the language asked for.
+    """Scripted turns ``(text, detected language[, clearest language])``; records the
+    language each recognition asked for.
 
-    Asked for no language (detection), it reports the turn's scripted language; asked
-    for one, it "hears" the turn in that language, as Whisper does. Asked again for the
-    same audio (a re-recognition), it answers the same turn."""
+    Asked for no language (detection), it reports the turn's detected language; asked for
+    one, it "hears" the turn in that language, as Whisper does, most confidently in the
+    clearest one (when given). Asked again for the same audio, it answers the same turn."""
 
-    def __init__(self, turns: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, turns: Sequence[tuple[str, ...]]) -> None:
         super().__init__()
         self.turns = list(turns)
         self.asked: list[str | None] = []
-        self._last: tuple[bytes, str, str] | None = None
+        self._last: tuple[bytes, tuple[str, ...]] | None = None
 
     def _transcribe_sync(self, audio: npt.NDArray[np.float32], language: str | None,
                          hotwords: list[str]) -> RawTranscript:
         self.asked.append(language)
         key = audio.tobytes()
         if self._last is not None and self._last[0] == key:
-            _, text, detected = self._last
+            turn = self._last[1]
         else:
-            text, detected = self.turns.pop(0) if self.turns else ("hello", "en")
-            self._last = (key, text, detected)
-        return RawTranscript(text, language or detected, 1.0)
+            turn = self.turns.pop(0) if self.turns else ("hello", "en")
+            self._last = (key, turn)
+        text, detected, clearest = turn[0], turn[1], (turn[2] if len(turn) > 2 else None)
+        confidence = 1.0 if clearest is None else (0.9 if language == clearest else 0.4)
+        return RawTranscript(text, language or detected, confidence)
 
 
 @dataclass

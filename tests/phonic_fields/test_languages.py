@@ -109,7 +109,8 @@ async def test_request_mode_switches_when_the_caller_asks(make_stack: StackFacto
 
 async def test_auto_mode_detects_each_turn_within_the_agents_languages(
         make_stack: StackFactory) -> None:
-    stt = DetectingSTT([("Hola buenos días", "es"), ("Bonjour", "fr"), ("Thank you", "en")])
+    stt = DetectingSTT([("Buenos días amigo", "pt", "es"), ("Bonjour", "fr"),
+                        ("Thank you", "en")])
     stack = make_stack(["Hola.", "Vale.", "You're welcome."], stt=stt)
     client = sdk(stack.server)
     await client.agents.create(name="auto", voice_id="joe", welcome_message="",
@@ -123,8 +124,10 @@ async def test_auto_mode_detects_each_turn_within_the_agents_languages(
             await send_pcm(socket, tone(ms))
             await send_pcm(socket, silence(1000))
             await collect(socket, "assistant_finished_speaking", seen)
-    # Detection each turn; French is not one of the agent's languages: heard as Spanish.
-    assert stt.asked == [None, None, "es", None]
+    # Detection each turn. Detected as a language the agent does not speak, a turn is
+    # recognised in each of the agent's languages (current first) and the clearest kept:
+    # Spanish for the first turn; for the second, none is clearer: the current one.
+    assert stt.asked == [None, "en", "es", None, "es", "en", None]
     texts = [m.language for m in seen if getattr(m, "type", "") == "input_text"]
     assert texts == ["es", "es", "en"]
     assert [voice for _, voice, _ in stack.tts.requests] == ["sofia", "sofia", "joe"]
