@@ -4,6 +4,8 @@ closed with 4500 ("no input received timeout"); one that keeps streaming stays."
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from typing import Any
 
@@ -67,3 +69,28 @@ async def test_a_streaming_client_is_not_idle(make_stack: StackFactory) -> None:
     assert conv.ended_by == "user" and conv.websocket_timeout_sec == 1
     assert not any(m.warning.code == "websocket_timeout" for m in seen
                    if getattr(m, "type", "") == "warning")
+
+
+async def test_a_resumed_socket_takes_audio_and_keeps_the_timeout(
+        make_stack: StackFactory) -> None:
+    stack = make_stack()
+    url = f"{stack.server.ws_url}/v1/sts/ws"
+    auth = {"Authorization": f"Bearer {stack.server.api_key}"}
+    async with websockets.connect(url, additional_headers=auth) as ws:
+        await ws.send(json.dumps({"type": "config", "input_format": "pcm_16000",
+                                  "output_format": "pcm_16000", "websocket_timeout_sec": 1,
+                                  "welcome_message": ""}))
+        conv_id = json.loads(await ws.recv())["conversation_id"]
+        ws.transport.abort()  # the network drops (1006): the call waits for the client
+    async with websockets.connect(f"{url}?reconnect_conv_id={conv_id}",
+                                  additional_headers=auth) as ws:
+        chunk = base64.b64encode(bytes(640)).decode()  # 20 ms of pcm_16000 silence
+        await ws.send(json.dumps({"type": "audio_chunk", "audio": chunk}))
+        received = []
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                received.append(json.loads(await ws.recv()))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4500
+    kinds = [m["type"] for m in received]
+    assert kinds == ["conversation_reconnected", "warning"]  # no error for the audio
+    assert received[1]["warning"]["code"] == "websocket_timeout"

@@ -99,8 +99,11 @@ async def sts(ws: WebSocket) -> None:
     transport = StsTransport(StarletteSocket(ws))
     resume = ws.query_params.get("reconnect_conv_id")
     if resume:
-        if not (await scopes.may_resume(services, who, resume)
-                and await services.live.resume(who, resume, transport)):
+        allowed = await scopes.may_resume(services, who, resume)
+        info = services.live.opened_info(resume) if allowed else None
+        if info is not None:  # the returning client's audio and idle timeout, as before
+            transport.configure(info.input_format, idle_timeout_s=info.idle_timeout_s)
+        if not (allowed and await services.live.resume(who, resume, transport)):
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
