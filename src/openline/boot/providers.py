@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from openline.domain.languages import LanguageSupport, tag_language
 from openline.providers.llm.base import LLM
 from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
 from openline.providers.llm.openai_compat import OpenAICompatLLM, OpenAICompatOptions
@@ -78,3 +79,14 @@ class ProviderVoices:
         default = self.default_voice if self.default_voice in voices else (
             sorted(voices)[0] if voices else self.default_voice)
         return voices, default
+
+
+def language_support(providers: Providers) -> LanguageSupport:
+    """What the loaded models can do with languages: the recogniser's languages (the
+    bundled tiny.en: English only; a multilingual ``OPENLINE_STT_MODEL_DIR``: any) and the
+    languages of every installed voice."""
+    tts = providers.tts
+    voices = tts.voices() if tts.loaded else []
+    return LanguageSupport(
+        tuple(providers.stt.capabilities.languages),
+        {v.id: tuple(dict.fromkeys(tag_language(tag) for tag in v.languages)) for v in voices})

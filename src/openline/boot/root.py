@@ -14,7 +14,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
-from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.boot.providers import (
+    ProviderVoices,
+    build_providers,
+    language_support,
+    load_all,
+)
 from openline.boot.vapi_live import build_vapi_calls
 from openline.services.auth import NewKey
 from openline.services.external_storage import ArtifactKeeper, ExternalStorageService
@@ -118,6 +123,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
     build_phonic_complete(settings, services, providers)
     services.vapi_calls = build_vapi_calls(settings, services, postcall)
+    live.setup.languages = services.agents.languages = lambda: language_support(providers)
     return Runtime(settings, db, providers, services, postcall)
 
 

@@ -293,6 +293,16 @@ class AgentSpec(_Lenient):
                 errors["external_storage_policy"] = "requires zero data retention"
             elif self.enable_redaction:
                 errors["external_storage_policy"] = "cannot be combined with enable_redaction"
+        if self.listen_only_inbound_enabled and not (self.listen_only_inbound_message or
+                                                     "").strip():
+            errors["listen_only_inbound_message"] = ("required (non-empty) when "
+                                                     "listen_only_inbound_enabled is true")
+        words = [entry.word for entry in self.pronunciation_dictionary]
+        if len(set(words)) != len(words):
+            errors["pronunciation_dictionary"] = "words must be unique"
+        voices = self.additional_voice_ids
+        if self.voice_id in voices or len(set(voices)) != len(voices):
+            errors["additional_voice_ids"] = "must not include voice_id nor repeat"
         if len(set(self.tools)) != len(self.tools):
             errors["tools"] = "tools must not repeat"
         if self.enable_watermarking:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +14,14 @@ from openline.domain import ids
 from openline.domain.agent import BUILT_IN_TOOL_NAMES, Agent, AgentSpec
 from openline.domain.agent_changes import merge
 from openline.domain.errors import Conflict, ValidationFailed
+from openline.domain.languages import LanguageSupport
 from openline.domain.limits import MAX_AGENTS_PER_PROJECT
 from openline.domain.phone_number import PhoneAssignment
 from openline.domain.unset import is_set
 from openline.domain.validation import first_error_message
 from openline.services import lookup, mapping
 from openline.services import phone_numbers as phones
+from openline.services.agent_fields import agent_language_errors
 from openline.services.commands import (
     AddCustomNumber,
     CreateAgent,
@@ -43,17 +45,27 @@ class UpsertResult:
     updated: bool
 
 
-def check_rules(spec: AgentSpec, phone: PhoneAssignment | None) -> None:
-    """The cross-field rules of a configuration and a phone assignment, all errors at once."""
+def check_rules(spec: AgentSpec, phone: PhoneAssignment | None,
+                support: LanguageSupport | None = None) -> None:
+    """The cross-field rules of a configuration and a phone assignment, and the languages
+    the installed models can honour (``support``), all errors at once."""
     errors = {**spec.rule_errors(), **(phone.rule_errors() if phone else {})}
+    if support is not None:
+        errors.update(agent_language_errors(spec, support))
     if errors:
         raise ValidationFailed(first_error_message(errors), errors)
 
 
 class AgentService:
+    #: what the installed models can do (languages); set by the composition root
+    languages: Callable[[], LanguageSupport] | None = None
+
     def __init__(self, db: Any, pool: Sequence[str] = phones.DEFAULT_POOL) -> None:
         self.db = db
         self.pool = tuple(pool)
+
+    def _support(self) -> LanguageSupport | None:
+        return self.languages() if self.languages is not None else None
 
     async def list_all(self, who: Principal, project: str | None) -> list[Agent]:
         async with self.db.session() as s:
@@ -74,7 +86,7 @@ class AgentService:
         return mapping.agent(row, proj, (await phones.numbers_of(s, [row.id]))[row.id])
 
     async def create(self, who: Principal, cmd: CreateAgent) -> Agent:
-        check_rules(cmd.spec, cmd.phone)
+        check_rules(cmd.spec, cmd.phone, self._support())
         async with _IntegrityAsConflict(), self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, cmd.project)
             row = await self._insert(s, who, proj, cmd.spec, cmd.phone)
@@ -98,7 +110,7 @@ class AgentService:
 
     async def upsert(self, who: Principal, cmd: CreateAgent) -> UpsertResult:
         """Create the agent, or make the existing one of that name match ``cmd``."""
-        check_rules(cmd.spec, cmd.phone)
+        check_rules(cmd.spec, cmd.phone, self._support())
         spec = cmd.spec
         async with _IntegrityAsConflict(), self.db.session() as s:
             proj = await lookup.project(s, who.workspace_id, cmd.project)
@@ -120,7 +132,10 @@ class AgentService:
             stored = mapping.load_spec(AgentSpec, row.spec)
             spec = keep_agent_secrets(merge(stored, cmd.changes), stored)
             phone = cmd.phone if is_set(cmd.phone) else None
-            check_rules(spec, phone)
+            # Languages are checked when they change: an agent stored under a multilingual
+            # model stays editable after a restart with a smaller one (calls then warn).
+            check_rules(spec, phone, self._support() if _languages(spec) != _languages(stored)
+                        else None)
             await self._apply(s, who, proj, row, spec, phone)
             return await self._agent(s, row, proj)
 
@@ -214,6 +229,10 @@ class _IntegrityAsConflict:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if isinstance(exc, IntegrityError):
             raise Conflict("An agent with that name or phone number already exists") from exc
+
+
+def _languages(spec: AgentSpec) -> tuple[object, ...]:
+    return spec.default_language, spec.additional_languages, spec.languages
 
 
 def _taken(name: str) -> str:

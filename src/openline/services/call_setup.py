@@ -26,6 +26,7 @@ from openline.domain.errors import (
     OpenlineError,
     ValidationFailed,
 )
+from openline.domain.languages import LanguageSupport
 from openline.domain.unset import Unset
 from openline.services import lookup, tool_loading
 from openline.services.mapping import load_spec
@@ -79,6 +80,8 @@ class StartCall:
     external_id: str | None = None
     origin: str = "direct"
     call_info: CallInfo | None = None
+    #: an incoming phone call (the agent's ``listen_only_inbound_enabled`` applies)
+    inbound: bool = False
 
 
 @dataclass
@@ -105,6 +108,9 @@ class ConfigurationFailed(OpenlineError):
 class CallSetup:
     """Turns a ``StartCall`` into a stored, leased conversation ready to run."""
 
+    #: what the installed models can do (languages); set by the composition root
+    languages: Callable[[], LanguageSupport] | None = None
+
     def __init__(self, db: Database, voices: Voices, http: httpx.AsyncClient, *,
                  node_id: str, lease_s: float, allow_private_urls: bool = False) -> None:
         self.db, self._voices, self.http = db, voices, http
@@ -112,19 +118,21 @@ class CallSetup:
         self.allow_private_urls = allow_private_urls
 
     def resolve_config(self, conv_id: str, agent: t.Agent | None,
-                       overrides: SessionOverrides) -> ResolvedConfig:
-        """The agent's settings plus overrides, with this process's voices."""
+                       overrides: SessionOverrides, inbound: bool = False) -> ResolvedConfig:
+        """The agent's settings plus overrides, with this process's voices and models."""
         installed, default_voice = self._voices()
         spec = load_spec(AgentSpec, agent.spec) if agent else None
+        support = self.languages() if self.languages is not None else None
         return resolve_overrides(conv_id, spec, overrides, installed_voices=installed,
-                                 default_voice=default_voice)
+                                 default_voice=default_voice, support=support,
+                                 inbound=inbound)
 
     async def validate(self, start: StartCall, conv_id: str = "dry_run"
                        ) -> tuple[t.Agent | None, t.Project, ResolvedConfig, LoadedTools]:
         """Everything ``prepare`` checks before storing anything (a dry run stops here)."""
         async with self.db.session() as s:
             agent, project = await _agent_for(s, start.principal, start)
-            resolved = self.resolve_config(conv_id, agent, start.overrides)
+            resolved = self.resolve_config(conv_id, agent, start.overrides, start.inbound)
             tools = await tool_loading.load(s, project.id, _tool_definitions(agent, start))
         return agent, project, resolved, tools
 
@@ -174,7 +182,7 @@ class CallSetup:
                 extra = overrides_from_config(
                     {**reply, "configuration_endpoint": None})
                 call.resolved = self.resolve_config(
-                    call.id, agent, merge_overrides(start.overrides, extra))
+                    call.id, agent, merge_overrides(start.overrides, extra), start.inbound)
                 if "tools" in reply:
                     async with self.db.session() as s:
                         call.tools = await tool_loading.load(s, project.id,

@@ -56,6 +56,10 @@ class CallOpened:
     input_format: AudioFormat
     output_format: AudioFormat
     warnings: tuple[str, ...]
+    #: languages the installed models cannot honour (Phonic: ``language_not_supported``)
+    language_warnings: tuple[str, ...] = ()
+    #: close the client's socket after this long without a message from it
+    idle_timeout_s: float | None = None
 
 
 class CallExtension(Protocol):
@@ -119,10 +123,14 @@ class LiveService:
                           ) -> ConversationResult:
         """Tell the transport its call opened, then run the call to its stored end."""
         if opened is not None:
-            resolved = session.prepared.resolved
-            await opened(CallOpened(session.id, resolved.session.input_format,
-                                    resolved.session.output_format, tuple(resolved.warnings)))
+            await opened(_opened(session))
         return await session.run()
+
+    def opened_info(self, conversation_id: str) -> CallOpened | None:
+        """For a peer coming back to a call of this node: what its transport needs
+        (formats, idle timeout). None when the call is not here."""
+        call = self.registry.local(conversation_id)
+        return _opened(call) if isinstance(call, CallSession) else None
 
     async def open(self, start: StartCall, transport: CallTransport) -> CallSession:
         """Prepare the conversation and build its engine; it runs with ``session.run()``."""
@@ -250,3 +258,10 @@ class LiveService:
             async with asyncio.timeout(SHUTDOWN_WAIT_S):
                 for call in calls:
                     await call.wait_finished()
+
+
+def _opened(session: CallSession) -> CallOpened:
+    resolved = session.prepared.resolved
+    return CallOpened(session.id, resolved.session.input_format, resolved.session.output_format,
+                      tuple(resolved.warnings), tuple(resolved.language_warnings),
+                      float(resolved.spec.websocket_timeout_sec))

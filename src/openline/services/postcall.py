@@ -138,7 +138,9 @@ class PostCallService:
         config = row.config or {}
         texts = await transcripts.refine(
             self.stt, recording, row.started_at, turns,
-            language=config.get("default_language"),
+            # A multilingual conversation's turns are detected one by one.
+            language=None if config.get("additional_languages") else config.get(
+                "default_language"),
             hotwords=config.get("boosted_keywords") or ())
         keep = Protection.of(config)
         texts = [keep.text(text) or "" for text in texts]  # redacted when asked

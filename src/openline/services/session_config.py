@@ -22,10 +22,12 @@ from openline.audio.codecs import WIRE_FORMATS
 from openline.domain.agent import BUILT_IN_TOOL_NAMES, AgentSpec, AudioFormat
 from openline.domain.agent_changes import AgentChanges, agent_changes_from, apply_changes
 from openline.domain.errors import ValidationFailed
+from openline.domain.languages import LanguageSupport
 from openline.domain.limits import template_value_errors
 from openline.domain.templating import render, system_variables
 from openline.domain.unset import UNSET, Unset, or_else
 from openline.domain.validation import first_error_message, param_errors_from
+from openline.services import agent_fields
 from openline.voice.config import SessionConfig
 from openline.voice.turns import TurnSettings
 
@@ -61,6 +63,8 @@ class ResolvedConfig:
     snapshot: dict[str, Any]
     template_variables: dict[str, str]
     warnings: list[str]
+    #: languages the installed models cannot honour (sent with their own warning code)
+    language_warnings: list[str] = field(default_factory=list)
 
 
 def default_agent() -> AgentSpec:
@@ -76,14 +80,20 @@ def resolve_overrides(
     installed_voices: Set[str],
     default_voice: str,
     now: datetime | None = None,
+    support: LanguageSupport | None = None,
+    inbound: bool = False,
 ) -> ResolvedConfig:
-    """Apply typed overrides to ``spec`` (re-checking its rules) and build the settings."""
+    """Apply typed overrides to ``spec`` (re-checking its rules) and build the settings.
+
+    ``support``: what the installed models can do (languages; None: no limits known);
+    ``inbound``: an incoming phone call (``listen_only_inbound_enabled`` applies)."""
     merged = apply_changes(spec or default_agent(), overrides.agent, _MESSAGE)
     formats: dict[str, str] = {
         "input_format": or_else(overrides.input_format, merged.audio_format),
         "output_format": or_else(overrides.output_format, merged.audio_format)}
-    return _build(conversation_id, merged, formats, dict(overrides.template_variables),
-                  overrides.stream_ahead_of_real_time, installed_voices, default_voice, now)
+    resolved = _build(conversation_id, merged, formats, dict(overrides.template_variables),
+                      overrides.stream_ahead_of_real_time, installed_voices, default_voice, now)
+    return agent_fields.apply(resolved, support or LanguageSupport(), inbound)
 
 
 def resolve(
@@ -115,9 +125,10 @@ def resolve(
     errors.update(template_value_errors(variables))
     if errors or spec is None:
         raise ValidationFailed(first_error_message(errors, _MESSAGE), errors)
-    return _build(conversation_id, spec, formats, dict(variables),
-                  bool(config.get("stream_ahead_of_real_time", False)), installed_voices,
-                  default_voice, now)
+    resolved = _build(conversation_id, spec, formats, dict(variables),
+                      bool(config.get("stream_ahead_of_real_time", False)), installed_voices,
+                      default_voice, now)
+    return agent_fields.apply(resolved, LanguageSupport(), inbound=False)
 
 
 def overrides_from_config(config: Mapping[str, Any]) -> SessionOverrides:

@@ -32,6 +32,8 @@ CLOSE_CODES = {
     "user_canceled": 4200,
     "error": 1011,
 }
+#: The client sent nothing for ``websocket_timeout_sec`` (Phonic: "no input received").
+IDLE_CLOSE_CODE, IDLE_CLOSE_REASON = 4500, "websocket_timeout"
 
 
 class Disconnected(Exception):
@@ -122,11 +124,15 @@ class StsTransport:
         self.closed = False
         self.fmt: AudioFormat | None = None
         self.max_chunk_bytes = 0
+        self.idle_timeout_s: float | None = None
 
-    def configure(self, input_format: AudioFormat) -> None:
-        """The conversation's input format: audio chunks are checked against it."""
+    def configure(self, input_format: AudioFormat, *, idle_timeout_s: float | None = None
+                  ) -> None:
+        """The conversation's input format (audio chunks are checked against it) and its
+        ``websocket_timeout_sec``: a client silent that long is closed as idle."""
         self.fmt = input_format
         self.max_chunk_bytes = input_format.bytes_for_ms(MAX_CHUNK_MS)
+        self.idle_timeout_s = idle_timeout_s
 
     async def send(self, message: dict[str, Any]) -> None:
         """Send one message; after the client is gone, messages are dropped."""
@@ -168,13 +174,25 @@ class StsTransport:
         """Feed client messages to the call until the client disconnects."""
         while True:
             try:
-                raw = await self.socket.receive_text()
+                async with asyncio.timeout(self.idle_timeout_s):
+                    raw = await self.socket.receive_text()
+            except TimeoutError:
+                await self._close_idle()
+                return
             except Disconnected as gone:
                 self.closed = True
                 if gone.abnormal:
                     raise tb.Dropped(datetime.now(UTC)) from gone
                 return
             await self.handle(raw, call)
+
+    async def _close_idle(self) -> None:
+        """``websocket_timeout_sec`` passed without a message: tell the client, close."""
+        await self.send({"type": "warning", "warning": {
+            "message": f"No message for {self.idle_timeout_s:g} s (websocket_timeout_sec); "
+                       "closing the conversation", "code": IDLE_CLOSE_REASON}})
+        self.closed = True
+        await self.socket.close(IDLE_CLOSE_CODE, IDLE_CLOSE_REASON)
 
     async def handle(self, raw: str, call: tb.CallInput) -> None:
         """One client message: audio, a control, or an error reply."""

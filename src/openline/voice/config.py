@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
+from openline.voice.backchannel import BackchannelSettings
+from openline.voice.languages import LanguageSettings
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
 
@@ -42,6 +44,14 @@ class SessionConfig:
     #: the agent's and the client's tools, as the tool runtime runs them
     runtime_tools: list[RuntimeTool] = field(default_factory=list)
     max_reply_tokens: int = 160
+    # --- agent fields with an engine effect (pronunciation, languages, listen-only,
+    # backchannels): see voice/pronunciation.py, languages.py, listen_only.py, backchannel.py
+    #: ``(word, pronunciation)`` pairs respelled before synthesis
+    pronunciation_dictionary: tuple[tuple[str, str], ...] = ()
+    languages: LanguageSettings = field(default_factory=LanguageSettings)
+    #: an incoming call of a listen-only agent: greet, then transcribe without replying
+    listen_only: bool = False
+    backchannel: BackchannelSettings = field(default_factory=BackchannelSettings)
 
 
 @dataclass(frozen=True)

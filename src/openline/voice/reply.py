@@ -129,9 +129,12 @@ async def speak(speech: Speech, text: str, handle: SpeechHandle,
         return
     start = time.perf_counter()
     stream = speech.tts.synthesize(text, speech.voice_id, speed=speech.speed)
+    label = text  # chunks that name no words: the text goes with the first one only
     async with contextlib.aclosing(stream):  # stops synthesis promptly when cancelled
         async for chunk in stream:
-            _put(speech, chunk, text, handle, timings, start)
+            _put(speech, chunk, label, handle, timings, start)
+            if not chunk.text:
+                label = ""
 
 
 def _put(speech: Speech, chunk: AudioChunk, text: str, handle: SpeechHandle,

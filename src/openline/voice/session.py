@@ -35,7 +35,9 @@ import numpy.typing as npt
 from openline.audio.noise import NoiseGenerator
 from openline.domain.errors import ProviderError
 from openline.voice import events as ev
+from openline.voice import languages, listen_only
 from openline.voice.assistant import Assistant, UserTurn
+from openline.voice.backchannel import Backchannel
 from openline.voice.chat_context import ChatContext
 from openline.voice.client_tools import ClientToolChannel
 from openline.voice.clock import SYSTEM_CLOCK, Clock
@@ -51,6 +53,7 @@ from openline.voice.dtmf import DtmfCollector, dtmf_text
 from openline.voice.io import AudioSink, LocalPacer
 from openline.voice.listening import Listener
 from openline.voice.playout import Playout
+from openline.voice.pronunciation import with_pronunciations
 from openline.voice.recorder import Recorder
 from openline.voice.reply import ReplyJob
 from openline.voice.state import ConversationState, Lifecycle
@@ -78,6 +81,10 @@ class Conversation:
                  sink: AudioSink | None = None, clock: Clock | None = None,
                  transfer: PhoneTransferer | None = None) -> None:
         self.cfg, self.p, self._send, self.observer = cfg, providers, send, observer
+        self.p = with_pronunciations(providers, cfg.pronunciation_dictionary)
+        self.languages = languages.attach(self)
+        self.listen_only = listen_only.attach(self)
+        self.backchannel = Backchannel(self)
         self.agents = agents
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.chat = ChatContext(cfg.system_prompt)
@@ -101,8 +108,9 @@ class Conversation:
             cfg.output_format, self.emit, clock=self.clock,
             realtime=not cfg.stream_ahead_of_real_time, noise=_noise(cfg))
         self.playout = Playout(cfg.output_format, self.sink, clock=self.clock,
-                               on_start=self.assistant.on_start,
-                               on_finish=self.assistant.on_finish, on_frame=self._record_out)
+                               on_start=self.backchannel.skip_cues(self.assistant.on_start),
+                               on_finish=self.backchannel.skip_cues(self.assistant.on_finish),
+                               on_frame=self._record_out)
         self.listener = Listener(self)
         self.timers = SilenceTimers(
             self.clock, poke_s=lambda: self.cfg.no_input_poke_sec,
@@ -188,7 +196,7 @@ class Conversation:
         """Run until ``end()``; returns the result (the ended_by is set exactly once)."""
         self.lifecycle.move(ConversationState.RUNNING)
         await self.p.vad.ensure_loaded()
-        self.listener.open(self.p.vad.stream())
+        self.listener.open(self.backchannel.tap(self.p.vad.stream()))
         try:
             async with asyncio.TaskGroup() as group:
                 self._group = group

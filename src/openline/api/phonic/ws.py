@@ -104,8 +104,11 @@ async def sts(ws: WebSocket) -> None:
         await transport.socket.close(1008, "this token can only resume its conversation")
         return
     if resume:
-        if not (await scopes.may_resume(services, who, resume)
-                and await services.live.resume(who, resume, transport)):
+        allowed = await scopes.may_resume(services, who, resume)
+        info = services.live.opened_info(resume) if allowed else None
+        if info is not None:  # the returning client's audio and idle timeout, as before
+            transport.configure(info.input_format, idle_timeout_s=info.idle_timeout_s)
+        if not (allowed and await services.live.resume(who, resume, transport)):
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
@@ -113,13 +116,16 @@ async def sts(ws: WebSocket) -> None:
         return
 
     async def opened(call: CallOpened) -> None:
-        transport.configure(call.input_format)
+        transport.configure(call.input_format, idle_timeout_s=call.idle_timeout_s)
         await transport.send({"type": "conversation_created",
                               "conversation_id": call.conversation_id})
         await transport.send({"type": "ready_to_start_conversation"})
         for warning in call.warnings:
             await transport.send({"type": "warning",
                                   "warning": {"message": warning, "code": "voice_not_found"}})
+        for warning in call.language_warnings:
+            await transport.send({"type": "warning", "warning": {
+                "message": warning, "code": "language_not_supported"}})
 
     try:
         start = start_call(who, config, _origin(ws))

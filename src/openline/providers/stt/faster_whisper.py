@@ -58,7 +58,8 @@ class FasterWhisperOptions:
     beam_size: int = 5
     cpu_threads: int = 2
     initial_prompt: str | None = None
-    default_language: str = "en"
+    #: the language of calls that ask for none (None: detect it, on a multilingual model)
+    default_language: str | None = None
     #: recognitions at once; 2 lets a fresh turn start while an abandoned speculative
     #: recognition (which cannot be interrupted) is still finishing
     max_concurrency: int = 1
@@ -86,8 +87,9 @@ class FasterWhisperSTT(STT):
             raise ProviderUnavailable(f"faster-whisper: model directory {model_dir} not found")
         self._model = await self.runner.run(self._create_model, model_dir)
         self._multilingual = bool(self._model.model.is_multilingual)
-        if not self._multilingual:
-            self.capabilities = STTCapabilities(languages=("en",))
+        # The languages the model can recognise (Whisper's list, or English for *.en).
+        self.capabilities = STTCapabilities(
+            languages=tuple(self._model.supported_languages) if self._multilingual else ("en",))
 
     def _create_model(self, model_dir: Path) -> Any:
         from faster_whisper import WhisperModel
@@ -105,6 +107,7 @@ class FasterWhisperSTT(STT):
         self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
     ) -> RawTranscript:
         # English-only models (*.en) ignore the language hint: they can only say English.
+        # A multilingual model asked for no language detects it (multilingual_mode auto).
         lang = (language or self.options.default_language) if self._multilingual else "en"
         if self.options.short_window and audio.size <= SHORT_WINDOW_MAX_S * SAMPLE_RATE:
             return self._short(audio, lang, hotwords)
@@ -129,7 +132,7 @@ class FasterWhisperSTT(STT):
             text="".join(parts).strip(), language=info.language, confidence=confidence
         )
 
-    def _short(self, audio: npt.NDArray[np.float32], lang: str, hotwords: list[str]
+    def _short(self, audio: npt.NDArray[np.float32], lang: str | None, hotwords: list[str]
                ) -> RawTranscript:
         """Encode just this utterance and decode without timestamps.
 
@@ -141,13 +144,15 @@ class FasterWhisperSTT(STT):
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
-        tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
-                              language=lang)
         # Trailing silence tells the decoder the speech is over: with under ~3 s of it,
         # greedy decoding tends to loop. Windows of at least 10 s cost ~60 ms to encode.
         pad_s = max(3.0, MIN_WINDOW_S - audio.size / SAMPLE_RATE)
         features = model.feature_extractor(audio, padding=int(pad_s * SAMPLE_RATE))
         encoded = model.encode(features[:, : model.feature_extractor.nb_max_frames])
+        if lang is None:  # the most likely language token, e.g. "<|es|>"
+            lang = model.model.detect_language(encoded)[0][0][0][2:-2]
+        tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
+                              language=lang)
         prompt: list[int] = []
         context = " ".join(p for p in (self.options.initial_prompt, ", ".join(hotwords)) if p)
         if context:

@@ -147,7 +147,7 @@ class TwilioService:
             config["configuration_endpoint"] = owner.configuration_endpoint
         start = StartCall(Principal(owner.workspace.id, owner.workspace.name),
                           agent=owner.agent.id, overrides=overrides_from_config(config),
-                          origin="twilio", call_info=CallInfo(caller, to, sid))
+                          origin="twilio", call_info=CallInfo(caller, to, sid), inbound=True)
         try:
             prepared = await self.live.setup.prepare(start)
         except OpenlineError as exc:
