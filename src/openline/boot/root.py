@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
 from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.boot.sip import build_sip
 from openline.services.auth import NewKey
 from openline.services.hub import Services
 from openline.services.live import LiveService
@@ -110,6 +111,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         allow_private_urls=settings.allow_private_urls,
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
+    services.sip = build_sip(settings, live, postcall.postcall.conversation_transferred)
     return Runtime(settings, db, providers, services, postcall)
 
 

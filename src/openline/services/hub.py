@@ -15,6 +15,7 @@ from openline.services.projects import ProjectService
 from openline.services.recordings import RecordingLinks
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioService
+from openline.services.telephony.sip import SipService
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.voices import VoiceService, VoiceSource
 from openline.services.webhooks import WebhookService
@@ -38,6 +39,8 @@ class Services:
     speech: SpeechService
     #: phone calls through Twilio (None unless Twilio is configured)
     twilio: TwilioService | None = None
+    #: Openline's own SIP endpoint (None unless OPENLINE_SIP_PORT is set)
+    sip: SipService | None = None
 
     @classmethod
     def build(

@@ -130,6 +130,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
     ("POST", "/v1/conversations/outbound_call"): _K,
+    ("POST", "/v1/conversations/sip/outbound_call"): _K,
     # Twilio's webhooks and media stream: X-Twilio-Signature is the credential
     ("POST", "/twilio/voice"): _S,
     ("POST", "/twilio/calls/{conversation_id}/status"): _S,
