@@ -267,6 +267,7 @@ class SipService:
         if owner.configuration_endpoint:
             config["configuration_endpoint"] = owner.configuration_endpoint
         info = SipCallInfo(caller, number, sip_headers=incoming.x_headers or None)
+        incoming.ringing()  # while the configuration endpoint answers
         start = StartCall(Principal(owner.workspace.id, owner.workspace.name),
                           agent=owner.agent.id, overrides=overrides_from_config(config),
                           origin="sip", call_info=info)
@@ -287,7 +288,6 @@ class SipService:
         if call_id in self._canceled:
             await self._end_pending(call, "call_canceled")
             return
-        incoming.ringing()
         rtp = await reservation.open(answer.remote, answer.payload_type,
                                      answer.dtmf_payload_type)
         if call_id in self._canceled or call.finished.is_set():
