@@ -81,7 +81,8 @@ def _messages(trace: str) -> list[tuple[str, str]]:
 
 
 async def run_sipp(scenario: str, tmp: Path, target: str | None, *args: str,
-                   fill: dict[str, str] | None = None, limit_s: float = 40.0) -> SippRun:
+                   fill: dict[str, str] | None = None, limit_s: float = 40.0,
+                   port: int | None = None) -> SippRun:
     """Run SIPp once with free ports; ``target`` is ``host:port`` (None: a UAS);
     ``fill`` replaces ``{{name}}`` in the scenario (file names for ``exec``)."""
     log = tmp / f"{scenario}-{free_udp_port()}.log"
@@ -91,7 +92,7 @@ async def run_sipp(scenario: str, tmp: Path, target: str | None, *args: str,
     path = tmp / f"{scenario}-{free_udp_port()}.xml"
     path.write_text(text)
     cmd = ["sipp", "-sf", str(path), "-i", "127.0.0.1",
-           "-p", str(free_udp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_port(True)),
+           "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_port(True)),
            "-nostdin", "-trace_msg", "-message_file", str(log), "-timeout", "30s",
            "-timeout_error", *args]
     if target:
@@ -141,6 +142,14 @@ class SipServer:
 
 
 SipServerFactory = Callable[..., SipServer]
+
+
+async def until(check: Callable[[], bool], within: float = 10.0) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            if check():
+                return
+            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
