@@ -142,3 +142,25 @@ async def test_dry_run_and_missing_address(sip_server: SipServerFactory) -> None
             sip_address="", from_phone_number=AGENT_NUMBER, to_phone_number=CALLEE)
     assert raised.value.status_code == 400
     assert (await client.conversations.list()).conversations in ([], None)
+
+
+async def test_outbound_call_for_an_agent_with_a_sip_number(sip_server: SipServerFactory,
+                                                            tmp_path: Path) -> None:
+    sip = sip_server()
+    port, trunk = await _trunk("trunk_strict", tmp_path, user="agent", password="s3cret",
+                               in_dialog="")
+    client = sip.client()
+    await client.agents.create(name="front-desk", phone_number=None, voice_id="joe")
+    await client.agents.add_custom_phone_number(
+        "front-desk", phone_number="+15550003333", sip_address=f"127.0.0.1:{port}",
+        sip_auth_username="agent", sip_auth_password="s3cret")
+    placed = await client.conversations.outbound_call(to_phone_number=CALLEE,
+                                                      config={"agent": "front-desk"})
+    assert placed.conversation_id
+    await until(lambda: any(s.rx_frames > 10 for s in _live_stats(sip)))
+    await client.conversations.cancel(placed.conversation_id)
+    run = await trunk
+    assert run.rc == 0, run.output[-3000:]
+    assert "From: <sip:+15550003333@" in run.received("INVITE")[0]
+    conv = await conversation(client, placed.conversation_id)
+    assert conv.origin == "sip" and conv.call_info.from_phone_number == "+15550003333"

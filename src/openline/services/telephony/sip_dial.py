@@ -35,7 +35,7 @@ from openline.domain.errors import ValidationFailed
 from openline.domain.validation import check_e164
 from openline.services.call_setup import CallInfo, StartCall
 from openline.services.telephony.sip_auth import resolve, split_address
-from openline.services.telephony.sip_calls import SipCall
+from openline.services.telephony.sip_calls import SipCall, agent_sip_number
 from openline.transports.sip import SipTransport
 from openline.transports.sip_media import NoCodec, close_quietly, offer_sdp, read_answer
 
@@ -188,6 +188,15 @@ class SipDialer:
                                        "codec": call.transport.stats.codec})
         svc._spawn(svc.run(call))
         return call.conversation_id
+
+    async def agent_trunk(self, start: StartCall) -> tuple[Trunk, str] | None:
+        """The trunk and calling number of the call's agent when its number is a SIP
+        number (``outbound_call`` then dials through it), else None."""
+        agent, _, _, _ = await self.service.live.setup.validate(start)
+        number = await agent_sip_number(self.service.db, agent.id) if agent else None
+        if number is None:
+            return None
+        return Trunk(number.address, number.username, number.password), number.number
 
     def _expire(self) -> None:
         now = time.monotonic()
