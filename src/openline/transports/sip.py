@@ -194,9 +194,8 @@ class RtpSink(BaseAudioSink):
 
     @property
     def idle(self) -> bool:
-        """Nothing queued to play (audio or tones)."""
-        return not self._queue and not self._dtmf and not self._tone_slots \
-            and not self.segment_open
+        """Everything captured so far has been played (audio and tones)."""
+        return not self._queue and not self._dtmf and not self._tone_slots
 
 
 @dataclass

@@ -57,6 +57,10 @@ PCM = {"input_format": "pcm_8000", "output_format": "pcm_8000"}
 #: how long a transfer waits for the agent's last words to be heard, and for the REFER's
 #: answer
 SETTLE_S, REFER_WAIT_S = 10.0, 8.0
+#: what the agent says with a transfer reaches the sink within this time of the tool call
+GRACE_S = 0.25
+#: after a successful sipfrag, the tool call's outcome is stored before the call ends
+TOOL_SETTLE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -371,6 +375,7 @@ class SipService:
         if call is None or call.transport is None or dialog is None \
                 or dialog.state != DialogState.CONFIRMED:
             return False
+        await asyncio.sleep(GRACE_S)
         await call.transport.wait_heard(SETTLE_S)
         target = refer_target(request.phone_number, call.trunk)
         call.refer_reply = asyncio.get_running_loop().create_future()
@@ -380,8 +385,8 @@ class SipService:
             status, reason = await asyncio.wait_for(call.refer_reply, REFER_WAIT_S)
         except TimeoutError:
             status, reason = 408, "No answer to REFER"
-        await self._note(call, "transfer", {"to": request.phone_number, "refer_to": target,
-                                            "status": status, "reason": reason})
+        await self._note(call, "refer", {"to": request.phone_number, "refer_to": target,
+                                         "status": status, "reason": reason})
         if status >= 300:
             call.transfer = None
             return False
@@ -404,6 +409,7 @@ class SipService:
         await self._note(call, "transfer", {"to": request.phone_number, "status": status,
                                             "reason": reason})
         if status < 300:
+            await asyncio.sleep(TOOL_SETTLE_S)
             self._end_session(call, "transferred")
             if self.transferred is not None:
                 try:
