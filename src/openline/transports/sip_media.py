@@ -17,6 +17,7 @@ import socket
 from dataclasses import dataclass
 
 import aiortp
+from aiortp.packet import RtpPacket
 from aiosipua import SdpMessage, SdpNegotiationError, build_sdp, negotiate_sdp
 from aiosipua.sdp import Codec, _extract_codecs
 
@@ -94,6 +95,43 @@ def hold_answer(offer: SdpMessage, current: Answer, ip: str, port: int) -> Answe
     return answer
 
 
+class DirectRTPSession(aiortp.RTPSession):
+    """aiortp's session, delivering each G.711 packet as it arrives.
+
+    A G.711 packet is a whole frame, but aiortp's jitter buffer (built for multi-packet
+    frames) releases a frame only when a packet with the next timestamp arrives: every
+    frame, the caller's last words included, would reach the engine 20 ms late. Here a
+    packet newer than the last one delivered goes straight to ``on_audio``; a duplicate or
+    a packet that arrives after a newer one is dropped (its slot already passed: the engine
+    measures time by what it received, and the gap reads as a short silence). Telephone
+    events, comfort noise and RTCP take the library's path. Touches the session's private
+    state: aiortp is pinned exactly.
+    """
+
+    _last_seq: int | None = None
+
+    def _handle_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            packet = RtpPacket.parse(data)
+        except ValueError:
+            return
+        if packet.payload_type != self._payload_type or self._codec is None:
+            super()._handle_rtp(data, addr)
+            return
+        self._latch_rtp_addr(addr)
+        if packet.ssrc != self._remote_ssrc:
+            self._remote_ssrc_changed(packet.ssrc)
+            self._last_seq = None
+        if self._stream_stats is not None:
+            self._stream_stats.add(packet)
+        seq = packet.sequence_number
+        if self._last_seq is not None and not 0 < (seq - self._last_seq) & 0xFFFF < 0x8000:
+            return  # a duplicate, or late
+        self._last_seq = seq
+        if self.on_audio is not None:
+            self.on_audio(self._codec.decode(packet.payload), packet.timestamp)
+
+
 class RtpPorts:
     """Even RTP ports from a range (or the OS's ephemeral ones)."""
 
@@ -138,13 +176,15 @@ class Reservation:
         self.ports, self.port, self._sock = ports, port, sock
 
     async def open(self, remote: tuple[str, int], payload_type: int,
-                   dtmf_payload_type: int) -> aiortp.RTPSession:
+                   dtmf_payload_type: int) -> DirectRTPSession:
         """Bind the call's RTP session on the reserved port (before the 200 OK)."""
         self._sock.close()
-        return await aiortp.RTPSession.create(
+        session = await DirectRTPSession.create(
             local_addr=(self.ports.bind_ip, self.port), remote_addr=remote,
             payload_type=payload_type, dtmf_payload_type=dtmf_payload_type,
             jitter_capacity=16, jitter_prefetch=0, symmetric_rtp=False)
+        assert isinstance(session, DirectRTPSession)
+        return session
 
     def release(self) -> None:
         with contextlib.suppress(OSError):
