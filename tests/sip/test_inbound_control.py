@@ -25,7 +25,7 @@ PCMU = """      m=audio [media_port] RTP/AVP 0 101
       a=rtpmap:101 telephone-event/8000"""
 
 
-async def test_options_unknown_number_and_unsupported_codec(sip_server: SipServerFactory,
+async def test_options_unknown_number_unsupported_codec_disabled_agent(sip_server: SipServerFactory,
                                                             tmp_path: Path) -> None:
     sip = sip_server()
     client = await sip.agent()
@@ -39,6 +39,10 @@ async def test_options_unknown_number_and_unsupported_codec(sip_server: SipServe
     g729 = await run_sipp("invite_refused", tmp_path, sip.target, "-s", AGENT_NUMBER,
                           "-m", "1", fill={"status": "488", "media": G729})
     assert g729.rc == 0, g729.output[-2000:]
+    await client.agents.disable("front-desk")
+    disabled = await run_sipp("invite_refused", tmp_path, sip.target, "-s", AGENT_NUMBER,
+                              "-m", "1", fill={"status": "480", "media": PCMU})
+    assert disabled.rc == 0, disabled.output[-2000:]
     # Nothing was answered, so nothing was stored.
     assert (await client.conversations.list()).conversations in ([], None)
 

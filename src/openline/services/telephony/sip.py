@@ -57,6 +57,10 @@ PCM = {"input_format": "pcm_8000", "output_format": "pcm_8000"}
 #: how long a transfer waits for the agent's last words to be heard, and for the REFER's
 #: answer
 SETTLE_S, REFER_WAIT_S = 10.0, 8.0
+#: how long a finished call's INVITE is kept for ACKing late non-2xx finals
+ACK_WINDOW_S = 32.0
+#: how long stopping the endpoint waits for its calls to end (BYEs sent, stored)
+STOP_WAIT_S = 5.0
 #: what the agent says with a transfer reaches the sink within this time of the tool call
 GRACE_S = 0.25
 #: after a successful sipfrag, the tool call's outcome is stored before the call ends
@@ -136,8 +140,17 @@ class SipService:
         return self.transport.local_addr
 
     async def stop(self) -> None:
-        for call in list(self.calls.values()):
-            self._end_session(call, "error")
+        """End every call (BYE while the socket is still open), then close it."""
+        calls = list(self.calls.values())
+        for call in calls:
+            if call.transport is None:
+                await self._end_pending(call, "error")
+            else:
+                self._end_session(call, "error")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT_S):
+                for call in calls:
+                    await call.finished.wait()
         for task in list(self._tasks):
             task.cancel()
         await self.uas.stop()
@@ -339,7 +352,9 @@ class SipService:
         call.finished.set()
         if self.calls.get(call.call_id) is call:
             del self.calls[call.call_id]
-        self.uac.forget(call.call_id)
+        # Keep the INVITE a while: the 487 to our CANCEL (or a retransmitted final) still
+        # needs its ACK (RFC 3261 Timer D: 32 s).
+        asyncio.get_running_loop().call_later(ACK_WINDOW_S, self.uac.forget, call.call_id)
         self.uas._calls.pop(call.call_id, None)
         if call.reservation is not None:
             call.reservation.release()

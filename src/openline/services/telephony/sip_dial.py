@@ -24,6 +24,7 @@ those retries get the same answer instead of ringing the person twice more.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import time
 from dataclasses import dataclass, replace
@@ -181,6 +182,8 @@ class SipDialer:
             raise SipCallFailed(409, "sip_call_failed", "The SIP call ended before it "
                                 "started.", 487, "Request Terminated")
         call.answer = answer
+        call.peer = next_hop(call.outgoing.dialog.route_set,
+                             call.outgoing.dialog.remote_target, call.peer)
         call.transport = SipTransport(call.call_id, answer.payload_type, rtp, svc,
                                       capture=svc.options.capture_media)
         call.transport.sink.held = answer.direction in ("sendonly", "inactive")
@@ -202,6 +205,20 @@ class SipDialer:
         now = time.monotonic()
         for key in [k for k, (until, _) in self._failed.items() if until <= now]:
             del self._failed[key]
+
+
+def next_hop(route_set: list[str], remote_target: str,
+             fallback: tuple[str, int]) -> tuple[str, int]:
+    """Where in-dialog requests go (RFC 3261 §12.2.1.1, loose routing): the first Route's
+    address, else the remote target's (the 2xx Contact). Only IP literals are taken; a
+    host name keeps the trunk's resolved address (``fallback``)."""
+    uri = route_set[0].strip().strip("<>").split(">", 1)[0] if route_set else remote_target
+    try:
+        host, port = split_address(uri)
+        ipaddress.ip_address(host)
+    except ValueError:
+        return fallback
+    return host, port
 
 
 def _number(field: str, value: str) -> str:
