@@ -14,9 +14,9 @@ on an absolute clock (silence between utterances, as a phone line does).
   packet and a 32 ms VAD frame, as ``latency.py`` and ``twilio_calls.py`` do.
 * ``--mode concurrency``: ``--calls`` simultaneous calls with instant fake providers,
   started over ``--ramp`` s, three tone turns each over ``--duration`` s; the server's
-  event-loop lag (``/bench/stats``), the RTP pacing jitter seen by the callers (how far
-  each packet's arrival is from its 20 ms slot: ``|arrival - (first + k * 20 ms)|`` with
-  the offset re-based each turn), this client's own loop lag, and CPU per process.
+  event-loop lag (``/bench/stats``), the RTP pacing jitter seen by the callers
+  (``|inter-arrival - 20 ms|`` of every packet), this client's own loop lag, and CPU per
+  process.
   ``--calls 20,40,60`` sweeps (a fresh server per count).
 
 Usage::
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import socket
@@ -277,21 +278,10 @@ async def v2v(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pacing_jitter(line: Line) -> list[float]:
-    """|arrival - slot| per packet; the slots are re-based after a jump of more than
-    200 ms (the server restarts its schedule after a stall rather than bursting)."""
-    out: list[float] = []
+    """|inter-arrival - 20 ms| per packet, in ms: how unevenly the server's pacer (and the
+    loopback path, and this client's loop) delivered the call's 20 ms packets."""
     arrivals = line.arrivals
-    if len(arrivals) < 2:
-        return out
-    base, k = arrivals[0], 0
-    for at in arrivals[1:]:
-        k += 1
-        slot = base + k * 0.02
-        if abs(at - slot) > 0.2:  # a restarted schedule (or a hold): re-base
-            base, k = at, 0
-            continue
-        out.append(abs(at - slot) * 1000)
-    return out
+    return [abs((b - a) - 0.02) * 1000 for a, b in itertools.pairwise(arrivals)]
 
 
 async def _one_call(callers: Callers, delay: float, duration: float, latencies: list[float],
@@ -317,6 +307,14 @@ async def _one_call(callers: Callers, delay: float, duration: float, latencies: 
     return True
 
 
+def _server_problems(workdir: Path) -> None:
+    """Print the server log's errors (the log goes with the temporary directory)."""
+    for path in workdir.glob("server-*.log"):
+        for entry in path.read_text(errors="replace").split("\n"):
+            if "Error" in entry or "failed" in entry or "refused" in entry:
+                log(f"server: {entry[:300]}")
+
+
 async def concurrency(calls: int, args: argparse.Namespace) -> dict[str, Any]:
     sip_addr = _sip_env()
     with tempfile.TemporaryDirectory() as tmp, bench_server(Path(tmp), "fake") as server:
@@ -336,6 +334,7 @@ async def concurrency(calls: int, args: argparse.Namespace) -> dict[str, Any]:
         busy = cpu_busy_s() - machine
         await asyncio.sleep(1.0)
         await callers.stop()
+        _server_problems(Path(tmp))
     jitter = [j for line in lines for j in _pacing_jitter(line)]
     return {"mode": "concurrency", "calls": calls,
             "answered": sum(1 for ok in oks if ok is True),

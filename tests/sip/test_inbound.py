@@ -8,6 +8,7 @@ from tests.sip.conftest import (
     AGENT_NUMBER,
     CALLER,
     SipServerFactory,
+    conversation,
     only_conversation,
     run_sipp,
     write_fixture,
@@ -53,3 +54,7 @@ async def test_inbound_call_with_speech_and_a_digit(sip_server: SipServerFactory
     # The agent spoke: paced packets that carried its speech reached SIPp's port.
     assert stats.tx_speech_packets >= 10
     assert stats.tx_packets >= 250  # ~20 ms apart for the whole call (about 7 s)
+    # The record keeps what the media did (written once the call is over).
+    media = (await conversation(client, conv.id)).metadata["sip"]["media"]
+    assert media["rx_frames"] == stats.rx_frames and media["tx_speech_packets"] > 0
+    assert media["pacing_late_ms"]["p50"] < 20  # generous: the machine is shared

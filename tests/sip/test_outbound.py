@@ -164,3 +164,22 @@ async def test_outbound_call_for_an_agent_with_a_sip_number(sip_server: SipServe
     assert "From: <sip:+15550003333@" in run.received("INVITE")[0]
     conv = await conversation(client, placed.conversation_id)
     assert conv.origin == "sip" and conv.call_info.from_phone_number == "+15550003333"
+
+
+async def test_cancelling_a_ringing_call_sends_cancel(sip_server: SipServerFactory,
+                                                      tmp_path: Path) -> None:
+    sip = sip_server()  # the ring timeout (30 s) is far away
+    client = await sip.agent()
+    port, trunk = await _trunk("trunk_no_answer", tmp_path)
+    dial = asyncio.create_task(_dial(sip, port, request_options={"max_retries": 0}))
+    await until(lambda: bool(sip.service.calls))
+    (ringing,) = list(sip.service.calls.values())
+    await client.conversations.cancel(ringing.conversation_id)
+    with pytest.raises(ApiError) as raised:
+        await asyncio.wait_for(dial, 10)
+    assert raised.value.status_code == 409
+    assert raised.value.body["error"]["sip_status_code"] == 487
+    run = await trunk
+    assert run.rc == 0, run.output[-3000:]  # CANCEL, then the 487 ACKed
+    conv = await conversation(client, ringing.conversation_id)
+    assert conv.ended_by == "user_canceled"

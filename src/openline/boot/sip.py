@@ -34,6 +34,9 @@ def sip_options(settings: Settings) -> SipOptions | None:
     if settings.sip_port is None:
         return None
     allow = tuple(v.strip() for v in (settings.sip_allow or "").split(",") if v.strip())
+    if settings.sip_host in ("0.0.0.0", "::") and not settings.sip_public_ip:
+        raise ValueError("OPENLINE_SIP_HOST binds every interface: set OPENLINE_SIP_PUBLIC_IP "
+                         "to the address callers reach (it goes in Via, Contact and SDP)")
     if bool(settings.sip_inbound_username) != bool(settings.sip_inbound_password):
         raise ValueError("set both OPENLINE_SIP_INBOUND_USERNAME and "
                          "OPENLINE_SIP_INBOUND_PASSWORD, or neither")

@@ -141,11 +141,20 @@ class RtpPorts:
         self._next = port_range[0] + port_range[0] % 2 if port_range else 0
 
     def reserve(self) -> Reservation:
-        """Hold a port pair until ``open`` (the SDP names the port before RTP runs)."""
+        """Hold an RTP/RTCP port pair until ``open`` (the SDP names the port before RTP
+        runs): both sockets stay bound meanwhile, so no other call can take either."""
         if self.range is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((self.bind_ip, 0))
-            return Reservation(self, sock.getsockname()[1], sock)
+            for _ in range(64):
+                sock = _bound(self.bind_ip, 0)
+                if sock is None:
+                    continue
+                port = sock.getsockname()[1]
+                rtcp = _bound(self.bind_ip, port + 1) if port % 2 == 0 and port < 65535 \
+                    else None
+                if rtcp is not None:
+                    return Reservation(self, port, [sock, rtcp])
+                sock.close()
+            raise RuntimeError("no free ephemeral RTP port pair")
         lo, hi = self.range
         span = max(1, (hi - lo + 1) // 2)
         for _ in range(span):
@@ -153,32 +162,46 @@ class RtpPorts:
             self._next = port + 2 if port + 3 <= hi else lo + lo % 2
             if port in self._used:
                 continue
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sock.bind((self.bind_ip, port))
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rtcp:
-                    rtcp.bind((self.bind_ip, port + 1))
-            except OSError:
-                sock.close()
+            rtp = _bound(self.bind_ip, port)
+            rtcp = _bound(self.bind_ip, port + 1) if rtp is not None else None
+            if rtp is None or rtcp is None:
+                for held in (rtp, rtcp):
+                    if held is not None:
+                        held.close()
                 continue
             self._used.add(port)
-            return Reservation(self, port, sock)
+            return Reservation(self, port, [rtp, rtcp])
         raise RuntimeError(f"no free RTP port in {lo}-{hi}")
 
     def release(self, port: int) -> None:
         self._used.discard(port)
 
 
-class Reservation:
-    """A reserved RTP port; ``open`` turns it into the call's RTP session."""
+def _bound(ip: str, port: int) -> socket.socket | None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((ip, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
-    def __init__(self, ports: RtpPorts, port: int, sock: socket.socket) -> None:
-        self.ports, self.port, self._sock = ports, port, sock
+
+class Reservation:
+    """A reserved RTP port pair; ``open`` turns it into the call's RTP session."""
+
+    def __init__(self, ports: RtpPorts, port: int, socks: list[socket.socket]) -> None:
+        self.ports, self.port, self._socks = ports, port, socks
+
+    def _close(self) -> None:
+        for sock in self._socks:
+            with contextlib.suppress(OSError):
+                sock.close()
 
     async def open(self, remote: tuple[str, int], payload_type: int,
                    dtmf_payload_type: int) -> DirectRTPSession:
         """Bind the call's RTP session on the reserved port (before the 200 OK)."""
-        self._sock.close()
+        self._close()
         session = await DirectRTPSession.create(
             local_addr=(self.ports.bind_ip, self.port), remote_addr=remote,
             payload_type=payload_type, dtmf_payload_type=dtmf_payload_type,
@@ -187,8 +210,7 @@ class Reservation:
         return session
 
     def release(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        self._close()
         self.ports.release(self.port)
 
 

@@ -45,6 +45,7 @@ from openline.services.telephony.sip_calls import (
     number_from_uri,
     sip_owner_of,
 )
+from openline.services.telephony.sip_dial import SipDialer
 from openline.store import tables as t
 from openline.transports import base as tb
 from openline.transports.sip import SipCallStats, SipTransport
@@ -118,7 +119,6 @@ class SipService:
         self._tasks: set[asyncio.Task[None]] = set()
         #: called with each finished call's media statistics (tests, benchmarks)
         self.observers: list[Callable[[SipCallStats], None]] = []
-        from openline.services.telephony.sip_dial import SipDialer
         self.dialer = SipDialer(self)
 
     # ----- lifecycle ----------------------------------------------------------------------
@@ -189,23 +189,23 @@ class SipService:
             self._end_session(call, "error")
 
     def _on_reinvite(self, incoming: IncomingCall) -> None:
+        """A re-INVITE: hold / resume (the mirrored direction), a new remote address, or a
+        session refresh; the codec stays (488 otherwise)."""
         call = self.calls.get(incoming.call_id)
-        if call is None or call.answer is None or call.transport is None \
-                or incoming.sdp_offer is None:
-            incoming.accept(call.answer.sdp if call and call.answer else None)
+        port = call.reservation.port if call is not None and call.reservation else 0
+        if call is None or call.transport is None or incoming.sdp_offer is None or not port:
+            incoming.accept(None)
             return
         try:
-            answer = answer_sdp(incoming.sdp_offer, self.media_ip, call.answer.sdp.audio.port
-                                if call.answer.sdp.audio else 0)
+            answer = answer_sdp(incoming.sdp_offer, self.media_ip, port)
         except NoCodec:
-            self._respond(incoming, 488, "Not Acceptable Here")
-            return
-        if answer.payload_type != call.answer.payload_type:
+            answer = None
+        if answer is None or answer.payload_type != call.transport.payload_type:
             self._respond(incoming, 488, "Not Acceptable Here")
             return
         sink = call.transport.sink
         sink.held = answer.direction in ("sendonly", "inactive")
-        if answer.remote != call.answer.remote and answer.remote[1]:
+        if call.answer is None or (answer.remote != call.answer.remote and answer.remote[1]):
             call.transport.rtp.update_remote(answer.remote)
         call.answer = answer
         incoming.accept(answer.sdp)
@@ -233,8 +233,10 @@ class SipService:
         if owner is None and number_from_uri(incoming.callee) != number:
             number = number_from_uri(incoming.callee)
             owner = await sip_owner_of(self.db, number)
-        trunk_ips = frozenset([(await resolve(owner.trunk_address))[0]]) \
-            if owner is not None and owner.trunk_address else frozenset()
+        trunk_ips: frozenset[str] = frozenset()
+        if owner is not None and owner.trunk_address:
+            with contextlib.suppress(ValueError):  # an unresolvable trunk allows no one
+                trunk_ips = frozenset([(await resolve(owner.trunk_address))[0]])
         verdict = self.guard.check(ip, invite.get_header("authorization"), "INVITE",
                                    trunk_ips)
         if verdict is Verdict.CHALLENGE:
@@ -324,6 +326,7 @@ class SipService:
         assert call.transport is not None
         try:
             await self.live.run_prepared(call.prepared, call.transport)
+            await self._note(call, "media", media_summary(call.transport.stats))
         finally:
             self._forget(call)
 
@@ -466,6 +469,19 @@ class SipService:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def media_summary(stats: SipCallStats) -> dict[str, Any]:
+    """What the call's media did, for ``metadata.sip.media``: packets each way, and how
+    late the pacer sent its packets (ms after their 20 ms slot)."""
+    late = sorted(stats.lateness_s)
+
+    def at(q: float) -> float:
+        return round(late[min(len(late) - 1, int(q * len(late)))] * 1000, 2) if late else 0.0
+
+    return {"rx_frames": stats.rx_frames, "tx_packets": stats.tx_packets,
+            "tx_speech_packets": stats.tx_speech_packets, "gap_frames": stats.gap_frames,
+            "pacing_late_ms": {"p50": at(0.5), "p99": at(0.99), "max": at(1.0)}}
 
 
 def refer_target(number: str, trunk: str) -> str:

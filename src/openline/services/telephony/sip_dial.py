@@ -23,6 +23,7 @@ those retries get the same answer instead of ringing the person twice more.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import json
@@ -148,22 +149,36 @@ class SipDialer:
         call = SipCall(prepared, "outbound", outgoing.call_id, from_number, to_number, addr,
                        trunk_host, outgoing=outgoing, reservation=reservation)
         svc._track(call)
-        try:
-            await outgoing.wait_answered(timeout=svc.options.ring_timeout_s)
-            status, reason = 200, "OK"
-        except TimeoutError:
-            outgoing.cancel(svc.uac)
-            status, reason = TIMED_OUT
-        except RuntimeError:
-            status, reason = outgoing._reject_code, outgoing._reject_reason
-        if call.canceled:  # conversations.cancel while it rang
-            status, reason = 487, "Request Terminated"
+        status, reason = await self._outcome(call)
         if status >= 300:
             ended_by, error = failure(status, reason)
             await svc._note(call, "dial", {"status": status, "reason": reason})
             await svc._end_pending(call, ended_by)
             raise error
         return await self._answered(call)
+
+    async def _outcome(self, call: SipCall) -> tuple[int, str]:
+        """The INVITE's final status: the trunk's, ``TIMED_OUT`` (CANCEL sent), or 487 when
+        the conversation was cancelled while it rang."""
+        outgoing = call.outgoing
+        assert outgoing is not None
+        answered = asyncio.ensure_future(
+            outgoing.wait_answered(timeout=self.service.options.ring_timeout_s))
+        ended = asyncio.ensure_future(call.finished.wait())
+        try:
+            await asyncio.wait({answered, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if not answered.done() or call.canceled:  # conversations.cancel while it rang
+            answered.cancel()
+            return 487, "Request Terminated"
+        error = answered.exception()
+        if isinstance(error, TimeoutError):
+            outgoing.cancel(self.service.uac)
+            return TIMED_OUT
+        if error is not None:
+            return outgoing._reject_code, outgoing._reject_reason
+        return 200, "OK"
 
     async def _answered(self, call: SipCall) -> str:
         svc = self.service
