@@ -76,3 +76,21 @@ async def test_a_failed_sipfrag_hands_the_caller_back(sip_server: SipServerFacto
     assert conv.ended_by == "user"
     assert conv.metadata["sip"]["transfer"]["status"] == 486
     assert conv.items[-1].role == "assistant" and conv.items[-1].live_transcript == SORRY
+
+
+async def test_a_refused_refer_fails_the_tool_call(sip_server: SipServerFactory,
+                                                   tmp_path: Path) -> None:
+    sip = sip_server([TRANSFER], reply=SORRY)
+    client = await _agent(sip)
+    run = await run_sipp("caller_refer_refused", tmp_path, sip.target, "-s", AGENT_NUMBER,
+                         "-m", "1", fill={"speech": str(_tone(tmp_path)),
+                                          "target": r"\+15554440000"})
+    assert run.rc == 0, run.output[-3000:]
+    conv = await only_conversation(client)  # type: ignore[arg-type]
+    assert conv.ended_by == "user"
+    assert conv.metadata["sip"]["refer"]["status"] == 603
+    assert "transfer" not in conv.metadata["sip"]  # no NOTIFY: nothing was attempted
+    records = [r for i in conv.items for r in (i.tool_calls or [])]
+    assert [(r.tool.name, r.status) for r in records] == [("transfer_to_billing", "error")]
+    assert records[0].error_message
+    assert conv.items[-1].live_transcript.endswith(SORRY)  # the agent carried on
