@@ -138,6 +138,7 @@ class Callers:
         self.server_sip = server_sip
         self.lines: list[Line] = []
         self.lags: list[float] = []
+        self._rtcp: list[asyncio.BaseTransport] = []
 
     async def start(self) -> None:
         from aiosipua import SipUAS
@@ -168,10 +169,7 @@ class Callers:
         from openline.transports.sip_media import offer_sdp
 
         line = Line()
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: line,
-                                                           local_addr=("127.0.0.1", 0))
-        port = transport.get_extra_info("sockname")[1]
+        port = await self._rtp_pair(line)
         host, sip_port = self.server_sip
         outgoing = self.uac.invite(f"sip:{CALLER}@127.0.0.1:{self.sip.local_addr[1]}",
                                    f"sip:{NUMBER}@{host}:{sip_port}", self.server_sip,
@@ -182,6 +180,27 @@ class Callers:
         self.lines.append(line)
         return line, outgoing
 
+    async def _rtp_pair(self, line: Line) -> int:
+        """Bind ``line`` on an even port and swallow RTCP on the next one (else the
+        server's RTCP could land on whatever socket holds port + 1, the SIP one included)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(64):
+            port = _free_udp()
+            if port % 2:
+                continue
+            try:
+                await loop.create_datagram_endpoint(lambda: line, local_addr=("127.0.0.1", port))
+                rtcp, _ = await loop.create_datagram_endpoint(
+                    asyncio.DatagramProtocol, local_addr=("127.0.0.1", port + 1))
+            except OSError:
+                if line.transport is not None:
+                    line.transport.close()
+                    line.transport = None
+                continue
+            self._rtcp.append(rtcp)
+            return port
+        raise RuntimeError("no free RTP port pair")
+
     def hang_up(self, outgoing: Any) -> None:
         outgoing.hangup(self.uac)
 
@@ -190,6 +209,8 @@ class Callers:
         for line in self.lines:
             if line.transport is not None:
                 line.transport.close()
+        for rtcp in self._rtcp:
+            rtcp.close()
         await self.uas.stop()
 
 
