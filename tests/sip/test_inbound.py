@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from tests.sip.conftest import (
@@ -11,6 +12,7 @@ from tests.sip.conftest import (
     conversation,
     only_conversation,
     run_sipp,
+    until,
     write_fixture,
 )
 
@@ -58,3 +60,18 @@ async def test_inbound_call_with_speech_and_a_digit(sip_server: SipServerFactory
     media = (await conversation(client, conv.id)).metadata["sip"]["media"]
     assert media["rx_frames"] == stats.rx_frames and media["tx_speech_packets"] > 0
     assert media["pacing_late_ms"]["p50"] < 20  # generous: the machine is shared
+
+
+async def test_hanging_up_from_openline_sends_bye(sip_server: SipServerFactory,
+                                                  tmp_path: Path) -> None:
+    sip = sip_server()
+    client = await sip.agent(welcome_message=WELCOME)
+    caller = asyncio.create_task(run_sipp("caller_hung_up_on", tmp_path, sip.target, "-s",
+                                          AGENT_NUMBER, "-m", "1"))
+    await until(lambda: any(c.transport for c in list(sip.service.calls.values())))
+    (call,) = list(sip.service.calls.values())
+    await client.conversations.cancel(call.conversation_id)
+    run = await caller
+    assert run.rc == 0, run.output[-3000:]  # the BYE came, to the caller's Contact
+    conv = await conversation(client, call.conversation_id)
+    assert conv.ended_by == "user_canceled"

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from tests.sip.conftest import (
     AGENT_NUMBER,
+    CALLER,
     SipServerFactory,
     conversation,
     only_conversation,
@@ -52,11 +53,13 @@ class SlowConfig:
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s, self.calls = delay_s, 0
+        self.bodies: list[dict[str, object]] = []
         self.runner: web.AppRunner | None = None
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.calls += 1
+        self.bodies.append(await request.json())
         await asyncio.sleep(self.delay_s)
         return web.json_response({})
 
@@ -91,6 +94,9 @@ async def test_cancel_while_ringing(sip_server: SipServerFactory, slow_config: S
     conv = await only_conversation(client)
     assert conv.ended_by == "call_canceled" and conv.items == []
     assert slow_config.calls == 1
+    (asked,) = slow_config.bodies  # call_info and the INVITE's X- headers
+    assert (asked["from_phone_number"], asked["to_phone_number"]) == (CALLER, AGENT_NUMBER)
+    assert asked["sip_headers"] == {"X-Tenant": "demo"}
     assert sip.stats == []  # no media ever ran
 
 
