@@ -40,6 +40,14 @@ async def test_options_unknown_number_unsupported_codec_disabled_agent(sip_serve
     g729 = await run_sipp("invite_refused", tmp_path, sip.target, "-s", AGENT_NUMBER,
                           "-m", "1", fill={"status": "488", "media": G729})
     assert g729.rc == 0, g729.output[-2000:]
+    # inbound_rollout 0: every call goes to the forward number (302 with its Contact).
+    await sip.agent(name="overflow", number="+15550004444", inbound_rollout=0.0,
+                    inbound_rollout_forward_phone_number="+15556667777")
+    moved = await run_sipp("invite_refused", tmp_path, sip.target, "-s", "+15550004444",
+                           "-m", "1", fill={"status": "302", "media": PCMU})
+    assert moved.rc == 0, moved.output[-2000:]
+    (redirect,) = moved.received("SIP/2.0 302")
+    assert "Contact: <sip:+15556667777@127.0.0.1:" in redirect
     await client.agents.disable("front-desk")
     disabled = await run_sipp("invite_refused", tmp_path, sip.target, "-s", AGENT_NUMBER,
                               "-m", "1", fill={"status": "480", "media": PCMU})
