@@ -141,6 +141,10 @@ async def test_dry_run_and_missing_address(sip_server: SipServerFactory) -> None
         await client.conversations.sip_outbound_call(
             sip_address="", from_phone_number=AGENT_NUMBER, to_phone_number=CALLEE)
     assert raised.value.status_code == 400
+    with pytest.raises(ApiError) as injected:  # the display name goes into a SIP header
+        await _dial(sip, 5099, from_display_name="Desk\r\nX-Evil: 1")
+    assert injected.value.status_code == 400
+    assert "from_display_name" in injected.value.body["param_errors"]
     assert (await client.conversations.list()).conversations in ([], None)
 
 

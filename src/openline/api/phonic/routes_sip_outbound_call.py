@@ -16,12 +16,14 @@ from fastapi.responses import JSONResponse
 from openline.api.phonic.deps import Body, Svc, Who
 from openline.api.phonic.sts_config import start_call
 from openline.domain.errors import ValidationFailed
+from openline.domain.limits import control_char_error
 from openline.domain.phone_number import sip_settings
 from openline.services.call_setup import ConfigurationFailed
 from openline.services.telephony.sip_dial import SipCallFailed, Trunk
 
 router = APIRouter(tags=["conversations"])
 PCM = {"input_format": "pcm_8000", "output_format": "pcm_8000"}
+MAX_DISPLAY_NAME = 64
 
 
 def _text(body: dict[str, Any], name: str, *, required: bool) -> str | None:
@@ -64,6 +66,13 @@ async def sip_outbound_call(
     from_number = _text(body, "from_phone_number", required=True) or ""
     to_number = _text(body, "to_phone_number", required=True) or ""
     display_name = _text(body, "from_display_name", required=False)
+    problem = display_name and (control_char_error(display_name) or (
+        "must not contain line breaks" if any(c in display_name for c in "\r\n") else
+        f"at most {MAX_DISPLAY_NAME} characters" if len(display_name) > MAX_DISPLAY_NAME
+        else None))
+    if problem:  # it goes into the From header: no CR/LF, no header injection
+        raise ValidationFailed(f"Invalid from_display_name: {problem}",
+                               {"from_display_name": problem})
     config = body.get("config") or {}
     if not isinstance(config, dict):
         raise ValidationFailed("config must be an object", {"config": "must be an object"})

@@ -220,6 +220,9 @@ class SipService:
             log.exception("inbound SIP call %s failed", call_id)
             if not incoming._answered:
                 self._respond(incoming, 500, "Server Internal Error")
+            call = self.calls.get(call_id)
+            if call is not None and call.transport is None:  # prepared, never ran
+                await self._end_pending(call, "error")
         finally:
             if self._inviting.get(call_id) is incoming:
                 self._inviting.pop(call_id, None)

@@ -139,13 +139,21 @@ class SipDialer:
                     addr: tuple[str, int], from_number: str, to_number: str,
                     display_name: str | None) -> str:
         svc = self.service
-        reservation = svc.ports.reserve()
         local = svc.transport.local_addr
         auth = SipDigestAuth(trunk.username, trunk.password or "") if trunk.username else None
-        outgoing = svc.uac.invite(
-            f"sip:{from_number}@{svc.media_ip}:{local[1]}", f"sip:{to_number}@{trunk_host}",
-            addr, offer_sdp(svc.media_ip, reservation.port), auth=auth,
-            display_name=display_name, user_agent=svc.options.user_agent)
+        reservation = None
+        try:
+            reservation = svc.ports.reserve()
+            outgoing = svc.uac.invite(
+                f"sip:{from_number}@{svc.media_ip}:{local[1]}",
+                f"sip:{to_number}@{trunk_host}", addr,
+                offer_sdp(svc.media_ip, reservation.port), auth=auth,
+                display_name=display_name, user_agent=svc.options.user_agent)
+        except Exception:  # nothing was sent: the prepared conversation ends at once
+            if reservation is not None:
+                reservation.release()
+            await svc.live.end_unstarted(prepared.id, "call_failed")
+            raise
         call = SipCall(prepared, "outbound", outgoing.call_id, from_number, to_number, addr,
                        trunk_host, outgoing=outgoing, reservation=reservation)
         svc._track(call)
@@ -155,7 +163,15 @@ class SipDialer:
             await svc._note(call, "dial", {"status": status, "reason": reason})
             await svc._end_pending(call, ended_by)
             raise error
-        return await self._answered(call)
+        try:
+            return await self._answered(call)
+        except SipCallFailed:
+            raise
+        except Exception:  # e.g. the RTP port was taken: hang up, end it, say so
+            if call.outgoing is not None:
+                call.outgoing.hangup(svc.uac)
+            await svc._end_pending(call, "error")
+            raise
 
     async def _outcome(self, call: SipCall) -> tuple[int, str]:
         """The INVITE's final status: the trunk's, ``TIMED_OUT`` (CANCEL sent), or 487 when
