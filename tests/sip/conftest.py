@@ -93,7 +93,8 @@ async def run_sipp(scenario: str, tmp: Path, target: str | None, *args: str,
     path.write_text(text)
     cmd = ["sipp", "-sf", str(path), "-i", "127.0.0.1",
            "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(free_udp_port(True)),
-           "-nostdin", "-trace_msg", "-message_file", str(log), "-timeout", "30s",
+           "-nostdin", "-trace_msg", "-message_file", str(log),
+           "-timeout", f"{max(20, int(limit_s) - 10)}s",
            "-timeout_error", *args]
     if target:
         cmd.append(target)
