@@ -71,3 +71,36 @@ def test_the_guard_allows_challenges_and_checks_digest() -> None:
     assert guard.check("192.0.2.7", forged, "INVITE") is Verdict.FORBIDDEN
     closed = InboundGuard(parse_networks(["10.0.0.0/8"]))
     assert closed.check("192.0.2.7", None, "INVITE") is Verdict.FORBIDDEN
+
+
+INVITE = (
+    "INVITE sip:+15550001000@127.0.0.1:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1\r\n"
+    "From: <sip:+15557770101@127.0.0.1:5070>;tag=a1\r\n"
+    "To: <sip:+15550001000@127.0.0.1:5060>\r\n"
+    "Call-ID: retrans-1\r\nCSeq: {cseq} INVITE\r\nContact: <sip:caller@127.0.0.1:5070>\r\n"
+    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+def test_a_retransmitted_invite_is_not_a_new_call() -> None:
+    from aiosipua import SipMessage, SipTransport
+
+    from openline.transports.sip_ua import TolerantUAS
+
+    class Wire(SipTransport):
+        def __init__(self) -> None:
+            self.sent: list[object] = []
+
+        def send(self, message: object, addr: tuple[str, int]) -> None:
+            self.sent.append(message)
+
+    uas = TolerantUAS(Wire())
+    calls: list[object] = []
+    uas.on_invite = calls.append
+    for cseq in (1, 1, 1):  # the INVITE and two retransmissions
+        uas._handle_request(SipMessage.parse(INVITE.format(cseq=cseq).encode()),
+                            ("127.0.0.1", 5070))
+    assert len(calls) == 1 and uas.get_call("retrans-1") is calls[0]
+    calls[0].reject(486)  # type: ignore[attr-defined]
+    uas._handle_request(SipMessage.parse(INVITE.format(cseq=1).encode()), ("127.0.0.1", 5070))
+    assert len(calls) == 2  # after a final error it is handled (and answered) again

@@ -7,6 +7,7 @@
   response's ``Contact`` and its route set from ``Record-Route`` in reverse order
   (RFC 3261 §12.1.2), so ACK, BYE, REFER and re-INVITE go to the Contact through the
   route set instead of to the original To-URI.
+* ``TolerantUAS`` absorbs retransmitted INVITEs instead of taking them for new calls.
 * ``UdpTransport`` does without the ``DatagramTransport`` assertion that fails on CPython
   3.11 (a harmless but noisy traceback per socket), and learns its port when bound to 0,
   so Via and Contact carry the real one.
@@ -25,12 +26,14 @@ from typing import Any
 
 from aiosipua import (
     Dialog,
+    DialogState,
     OutgoingCall,
     SdpMessage,
     SipDigestAuth,
     SipRequest,
     SipResponse,
     SipUAC,
+    SipUAS,
     UdpSipTransport,
     parse_address,
     stringify_uri,
@@ -149,6 +152,27 @@ class StrictUAC(SipUAC):
         for value in response.headers.get("record-route"):
             routes.extend(part.strip() for part in value.split(",") if part.strip())
         call.dialog.route_set = list(reversed(routes))
+
+
+class TolerantUAS(SipUAS):
+    """``SipUAS`` that absorbs retransmissions of an INVITE it is already handling.
+
+    The library takes a retransmitted INVITE (no To tag, the same CSeq) for a new call
+    while it rings, replacing the dialog being answered, and, once the 200 was sent, for a
+    re-INVITE outside the dialog (481). Its server transaction answers neither: the
+    provisional was sent, and the 2xx is retransmitted until the ACK comes. (After a
+    final error the INVITE is handled again, which answers it again.)
+    """
+
+    def _handle_invite(self, request: SipRequest, addr: tuple[str, int]) -> None:
+        existing = self._calls.get(request.call_id or "")
+        to = request.to_addr
+        if existing is not None and (to is None or not to.tag) \
+                and existing.dialog.state != DialogState.TERMINATED:
+            first, again = existing.invite.cseq, request.cseq
+            if first is not None and again is not None and first.seq == again.seq:
+                return
+        super()._handle_invite(request, addr)
 
 
 class _Protocol(asyncio.DatagramProtocol):

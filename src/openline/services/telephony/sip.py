@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from aiosipua import DialogState, IncomingCall, SipRequest, SipUAS
+from aiosipua import DialogState, IncomingCall, SipRequest
 
 from openline.domain.errors import OpenlineError
 from openline.services.call_session import CallSession
@@ -50,7 +50,7 @@ from openline.store import tables as t
 from openline.transports import base as tb
 from openline.transports.sip import SipCallStats, SipTransport
 from openline.transports.sip_media import NoCodec, RtpPorts, answer_sdp, close_quietly
-from openline.transports.sip_ua import StrictUAC, UdpTransport
+from openline.transports.sip_ua import StrictUAC, TolerantUAS, UdpTransport
 from openline.voice.tools import PhoneTransfer
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class SipService:
         self.ports = RtpPorts(options.host, options.rtp_ports)
         self.transport = UdpTransport(local_addr=(options.host, options.port))
         self.uac = StrictUAC(self.transport)
-        self.uas = SipUAS(self.transport, uac=self.uac, user_agent=options.user_agent)
+        self.uas = TolerantUAS(self.transport, uac=self.uac, user_agent=options.user_agent)
         self.calls: dict[str, SipCall] = {}  # by SIP Call-ID
         self._inviting: dict[str, IncomingCall] = {}  # INVITEs being set up
         self._canceled: set[str] = set()
