@@ -44,6 +44,7 @@ from openline.services.telephony.sip_calls import (
     SipCall,
     number_from_uri,
     sip_owner_of,
+    wire_formats,
 )
 from openline.services.telephony.sip_dial import SipDialer
 from openline.store import tables as t
@@ -294,7 +295,7 @@ class SipService:
                           agent=owner.agent.id, overrides=overrides_from_config(config),
                           origin="sip", call_info=info)
         try:
-            prepared = await self.live.setup.prepare(start)
+            prepared = wire_formats(await self.live.setup.prepare(start))
         except OpenlineError as exc:
             reservation.release()
             log.warning("inbound SIP call %s to %s refused: %s", call_id, number, exc)

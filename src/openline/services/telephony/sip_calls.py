@@ -16,6 +16,7 @@ from typing import Any, Literal
 from aiosipua import Dialog, IncomingCall, OutgoingCall
 from sqlalchemy import select
 
+from openline.audio.codecs import PCM_8000
 from openline.services.call_setup import PreparedCall
 from openline.services.telephony.numbers import NumberOwner
 from openline.store import tables as t
@@ -136,6 +137,14 @@ async def agent_sip_number(db: Database, agent_id: str) -> SipNumber | None:
                 return SipNumber(row.number, str(sip["address"]), sip.get("username"),
                                  sip.get("password"))
     return None
+
+
+def wire_formats(prepared: PreparedCall) -> PreparedCall:
+    """A phone line carries 8 kHz audio whatever the configuration endpoint answered: the
+    call's formats are the line's (``pcm_8000``; G.711 is en/decoded by the transport)."""
+    cfg = prepared.resolved.session
+    cfg.input_format = cfg.output_format = PCM_8000
+    return prepared
 
 
 def number_from_uri(uri: str) -> str:

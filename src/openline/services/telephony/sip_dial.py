@@ -37,7 +37,7 @@ from openline.domain.errors import ValidationFailed
 from openline.domain.validation import check_e164
 from openline.services.call_setup import CallInfo, StartCall
 from openline.services.telephony.sip_auth import resolve, split_address
-from openline.services.telephony.sip_calls import SipCall, agent_sip_number
+from openline.services.telephony.sip_calls import SipCall, agent_sip_number, wire_formats
 from openline.transports.sip import SipTransport
 from openline.transports.sip_media import NoCodec, close_quietly, offer_sdp, read_answer
 
@@ -126,8 +126,8 @@ class SipDialer:
         except ValueError as exc:
             raise ValidationFailed(f"Invalid X-Sip-Address: {exc}",
                                    {"X-Sip-Address": str(exc)}) from exc
-        prepared = await svc.live.setup.prepare(
-            replace(start, origin="sip", call_info=CallInfo(from_number, to_number)))
+        prepared = wire_formats(await svc.live.setup.prepare(
+            replace(start, origin="sip", call_info=CallInfo(from_number, to_number))))
         try:
             return await self._ring(prepared, trunk, f"{host}:{port}", addr, from_number,
                                     to_number, display_name)
