@@ -88,6 +88,21 @@ class Settings(BaseSettings):
     vapi_socket_wait_s: float = 60.0
     #: a tool's server still silent after this long gets a ``hang`` message out
     vapi_hang_after_s: float = 5.0
+    # --- SIP (Openline's own SIP endpoint; off unless sip_port is set) ---
+    sip_host: str = "127.0.0.1"
+    #: UDP port of the SIP endpoint (0: any free port); unset: no SIP endpoint
+    sip_port: int | None = None
+    #: the address put in Via, Contact and SDP when behind NAT (default: sip_host)
+    sip_public_ip: str | None = None
+    #: RTP port range ``LOW-HIGH`` (even ports for RTP, RTCP on the next); unset: ephemeral
+    rtp_ports: str | None = None
+    #: comma-separated CIDRs/addresses whose INVITEs are answered without digest (trunks)
+    sip_allow: str | None = None
+    #: digest credentials asked of every other source (unset: such INVITEs get 403)
+    sip_inbound_username: str | None = None
+    sip_inbound_password: str | None = None
+    #: an outbound SIP call ringing this long is cancelled (no answer)
+    sip_ring_timeout_s: float = 30.0
 
     @property
     def twilio_enabled(self) -> bool:

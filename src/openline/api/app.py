@@ -25,6 +25,7 @@ from openline.api.phonic import (
     routes_projects,
     routes_recordings,
     routes_replay,
+    routes_sip_outbound_call,
     routes_socket_jwt,
     routes_storage,
     routes_tools,
@@ -57,7 +58,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_outbound_call,
                    routes_conversations, routes_auth, routes_voices, routes_recordings,
-                   routes_postcall, routes_tts, ws,
+                   routes_postcall, routes_tts, routes_sip_outbound_call, ws,
                    routes_replay, routes_storage, routes_socket_jwt):  # issue 14
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)

@@ -20,6 +20,7 @@ from openline.boot.providers import (
     language_support,
     load_all,
 )
+from openline.boot.sip import build_sip
 from openline.boot.vapi_live import build_vapi_calls
 from openline.services.auth import NewKey
 from openline.services.external_storage import ArtifactKeeper, ExternalStorageService
@@ -124,6 +125,7 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
     build_phonic_complete(settings, services, providers)
     services.vapi_calls = build_vapi_calls(settings, services, postcall)
     live.setup.languages = services.agents.languages = lambda: language_support(providers)
+    services.sip = build_sip(settings, live, postcall.postcall.conversation_transferred)
     return Runtime(settings, db, providers, services, postcall)
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from openline.api.app import build_api
 from openline.boot.logs import install_redaction
 from openline.boot.root import build_runtime
+from openline.boot.sip import start_sip, stop_sip
 from openline.settings import Settings
 from openline.voice.session import Providers
 
@@ -27,10 +28,12 @@ def create_app(settings: Settings, providers: Providers | None = None, *,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         key = await runtime.start(verbose=verbose)
+        await start_sip(runtime, verbose=verbose)
         if key is not None and announce_key:
             print(f"\nOpenline created workspace 'default' and project 'main'.\n"
                   f"API key (shown once, keep it safe): {key.secret}\n", flush=True)
         yield
+        await stop_sip(runtime)
         await runtime.stop()
 
     app = build_api(runtime.services, lifespan, max_body_bytes=settings.max_body_bytes)

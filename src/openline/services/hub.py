@@ -19,6 +19,7 @@ from openline.services.replay import ReplayService
 from openline.services.socket_jwt import SocketJwtService
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioService
+from openline.services.telephony.sip import SipService
 from openline.services.tools import ExtractionSchemaService, ToolService
 from openline.services.vapi.calls_create import VapiCalls
 from openline.services.voices import VoiceService, VoiceSource
@@ -51,6 +52,8 @@ class Services:
     replay: ReplayService | None = None
     storage: ExternalStorageService | None = None
     socket_jwt: SocketJwtService | None = None
+    #: Openline's own SIP endpoint (None unless OPENLINE_SIP_PORT is set)
+    sip: SipService | None = None
 
     @classmethod
     def build(

@@ -150,6 +150,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/v1/socket_jwt_keys"): _K,
     ("POST", "/v1/socket_jwt_keys"): _K,
     ("DELETE", "/v1/socket_jwt_keys/{key_id}"): _K,
+    ("POST", "/v1/conversations/sip/outbound_call"): _K,
     # Twilio's webhooks and media stream: X-Twilio-Signature is the credential
     ("POST", "/twilio/voice"): _S,
     ("POST", "/twilio/calls/{conversation_id}/status"): _S,
