@@ -44,12 +44,12 @@ class Services:
         cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
         webhooks: WebhookService, postcall: PostCallService, speech: SpeechService,
         static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
-        allow_private_urls: bool = False,
+        allow_private_urls: bool = False, default_max_active: int = 100,
     ) -> Services:
         """Wire the services of one process around its database."""
         return cls(
             db=db,
-            auth=AuthService(db, static_keys),
+            auth=AuthService(db, static_keys, default_max_active=default_max_active),
             projects=ProjectService(db),
             agents=AgentService(db, phone_pool),
             tools=ToolService(db, allow_private_urls=allow_private_urls),

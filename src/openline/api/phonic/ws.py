@@ -23,11 +23,13 @@ from openline.domain.errors import (
 )
 from openline.services.call_setup import ConfigurationFailed
 from openline.services.hub import Services
-from openline.services.live import CallOpened
+from openline.services.live import CallOpened, LiveElsewhere
 from openline.transports.sts import Disconnected, StsTransport, error_message
 
 router = APIRouter()
 CONFIG_WAIT_S = 30
+#: a reconnect reached a node that does not run the conversation (it is still live)
+RECONNECT_ELSEWHERE = 4801
 
 
 class StarletteSocket:
@@ -99,8 +101,13 @@ async def sts(ws: WebSocket) -> None:
     transport = StsTransport(StarletteSocket(ws))
     resume = ws.query_params.get("reconnect_conv_id")
     if resume:
-        if not (await scopes.may_resume(services, who, resume)
-                and await services.live.resume(who, resume, transport)):
+        try:
+            resumed = (await scopes.may_resume(services, who, resume)
+                       and await services.live.resume(who, resume, transport))
+        except LiveElsewhere:  # several nodes: see docs/deployment.md (reconnects)
+            await transport.socket.close(RECONNECT_ELSEWHERE, "reconnect_other_node")
+            return
+        if not resumed:
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
