@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     max_concurrent_conversations: int = 100
     #: where recordings live: a directory (default: <data dir>/recordings) or s3://bucket/prefix
     recordings_url: str | None = None
+    #: where calls record while they run (default: the recordings directory, or for S3
+    #: <data dir>/recordings); shared storage lets other nodes recover a crashed node's calls
+    recordings_spool: Path | None = None
     #: S3-compatible endpoint for ``s3://`` recordings (default: AWS), region and keys
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from openline import __version__
+from openline.api import ops
 from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
     errors,
@@ -52,10 +53,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
                    routes_postcall, routes_tts, ws):
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(ops.router)  # /health, /ready, /metrics
 
     _add_component_schemas(app)
     return app

@@ -11,26 +11,22 @@ from openline.settings import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from openline.boot.server import create_app
+    from openline.boot.server import serve
 
     if args.host:
         settings.host = args.host
     if args.port:
         settings.port = args.port
-    app = create_app(settings)
-    print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir})", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                # base64 audio barely compresses: per-message deflate only costs CPU
-                ws_per_message_deflate=False)
+    print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir}, "
+          f"role: {args.role})", flush=True)
+    serve(settings, role=args.role)
     return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from openline.boot.worker import run_worker
 
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, handle_signals=True))
     return 0
 
 
@@ -85,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and real-time server")
     serve.add_argument("--host", help="bind address (default 127.0.0.1 or OPENLINE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000 or OPENLINE_PORT)")
+    serve.add_argument("--role", choices=("all", "api", "media"), default="all",
+                       help="all: REST and calls (default); api: REST only; media: calls. "
+                            "With OPENLINE_REDIS_URL, post-call jobs run in `openline worker`")
     sub.add_parser("worker", help="run post-call jobs and webhooks only (no calls, no HTTP)")
     keys = sub.add_parser("keys", help="manage API keys of the default workspace")
     keys_sub = keys.add_subparsers(dest="action", required=True)

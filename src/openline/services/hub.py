@@ -9,6 +9,7 @@ from openline.services.agents import AgentService
 from openline.services.auth import AuthService
 from openline.services.conversations import ConversationService
 from openline.services.live import LiveService
+from openline.services.metrics import Operations
 from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
@@ -38,6 +39,8 @@ class Services:
     speech: SpeechService
     #: phone calls through Twilio (None unless Twilio is configured)
     twilio: TwilioService | None = None
+    #: operations: readiness checks and metrics (``api/ops.py``); set by the composition root
+    ops: Operations | None = None
 
     @classmethod
     def build(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,8 +32,11 @@ class LeaseKeeper:
 
     def __init__(self, db: Database, node_id: str, live_ids: Callable[[], list[str]],
                  recordings_dir: Path, *, lease_s: float = 30.0,
-                 renew_every_s: float | None = None) -> None:
+                 renew_every_s: float | None = None,
+                 on_closed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db, self.node_id, self.live_ids = db, node_id, live_ids
+        #: told the ids this node closed (archive their recordings, queue post-call work)
+        self.on_closed = on_closed
         self.recordings_dir = recordings_dir
         self.lease_s = lease_s
         self.renew_every_s = renew_every_s or lease_s / 3
@@ -66,10 +69,13 @@ class LeaseKeeper:
                 t.Conversation.ended_at.is_(None),
                 or_(t.Conversation.lease_until.is_(None), t.Conversation.lease_until < now))))
             rows = [row for row in rows if row.id not in mine]
+            closed = [row.id for row in rows]
             for row in rows:
                 await self._close(s, row)
         if rows:
             log.warning("closed %d conversation(s) whose node stopped renewing", len(rows))
+            if self.on_closed is not None:
+                await self.on_closed(closed)
         return len(rows)
 
     async def _close(self, s: AsyncSession, row: t.Conversation) -> None:

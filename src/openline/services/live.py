@@ -32,10 +32,13 @@ from openline.services.call_setup import (
 from openline.services.item_writer import ItemWriter
 from openline.services.leases import LeaseKeeper
 from openline.services.live_registry import InProcessRegistry, LiveRegistry
+from openline.services.metrics import Operations
 from openline.services.outbound import CallContext, HttpWebhookCaller
 from openline.services.principal import Principal
+from openline.services.recordings import RecordingStore
 from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
+from openline.store.blobs import DirectoryBlobs
 from openline.store.db import Database
 from openline.store.tables import utcnow
 from openline.transports.base import CallTransport, Control
@@ -56,11 +59,10 @@ class LiveElsewhere(Conflict):
 
 
 class Draining(OpenlineError):
-    """This node is shutting down and takes no new conversations."""
+    """This node takes no new conversations (shutting down, or an API-only node)."""
 
-    def __init__(self) -> None:
-        super().__init__("This node is shutting down; try again (another node will answer)",
-                         code="node_draining")
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="node_draining")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,8 @@ class LiveService:
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
                  voices: Voices, *, http: httpx.AsyncClient | None = None,
                  allow_private_urls: bool = False, registry: LiveRegistry | None = None,
-                 lease_s: float = 30.0, max_concurrent: int = 100) -> None:
+                 lease_s: float = 30.0, max_concurrent: int = 100,
+                 recordings: RecordingStore | None = None) -> None:
         self.db, self.providers, self.recordings_dir = db, providers, recordings_dir
         self.http = http or SafeAsyncClient(allow_private=allow_private_urls)
         self.allow_private_urls = allow_private_urls
@@ -90,10 +93,16 @@ class LiveService:
         self.setup = CallSetup(db, voices, self.http, node_id=self.registry.node_id,
                                lease_s=lease_s, allow_private_urls=allow_private_urls,
                                max_concurrent=max_concurrent)
+        self.recordings = recordings or RecordingStore(DirectoryBlobs(recordings_dir),
+                                                       recordings_dir)
         self.leases = LeaseKeeper(db, self.registry.node_id, self.registry.local_ids,
-                                  recordings_dir, lease_s=lease_s)
+                                  recordings_dir, lease_s=lease_s, on_closed=self._reaped)
         #: set by ``drain``: no new conversation starts here
         self.draining = False
+        #: False on an API-only node (``openline serve --role api``)
+        self.takes_calls = True
+        #: metrics of this node (set by the composition root)
+        self.ops: Operations | None = None
 
     async def run_call(self, start: StartCall, transport: CallTransport,
                        opened: Callable[[CallOpened], Awaitable[None]] | None = None
@@ -121,12 +130,17 @@ class LiveService:
             resolved = session.prepared.resolved
             await opened(CallOpened(session.id, resolved.session.input_format,
                                     resolved.session.output_format, tuple(resolved.warnings)))
-        return await session.run()
+        result = await session.run()
+        if self.ops is not None:
+            self.ops.call_finished(result.latencies_ms)
+        return result
 
     async def open(self, start: StartCall, transport: CallTransport) -> CallSession:
         """Prepare the conversation and build its engine; it runs with ``session.run()``."""
-        if self.draining:
-            raise Draining()
+        if self.draining or not self.takes_calls:
+            raise Draining("This node is shutting down; try again (another node will answer)"
+                           if self.draining else "This node serves the REST API only "
+                           "(--role api); send conversations to a media node")
         return self.build(await self.setup.prepare(start), transport)
 
     def build(self, prepared: PreparedCall, transport: CallTransport) -> CallSession:
@@ -140,6 +154,8 @@ class LiveService:
 
         async def send(event: Any) -> None:
             self.registry.publish(prepared.id, event)  # live watch streams, if any
+            if self.ops is not None:
+                self.ops.engine_event(event)
             await holder[0].dispatch(event)
 
         async def transfer(request: PhoneTransfer) -> bool:
@@ -165,7 +181,17 @@ class LiveService:
         await self.setup.end_unstarted(conversation_id, ended_by)
         await self._stored(conversation_id)
 
+    async def _reaped(self, conversation_ids: list[str]) -> None:
+        """Conversations of a node that stopped renewing, closed here: their recordings
+        and post-call work, as if they had ended on this node."""
+        for conversation_id in conversation_ids:
+            await self._stored(conversation_id)
+
     async def _stored(self, conversation_id: str) -> None:
+        try:
+            await self.recordings.archive(self.db, conversation_id)
+        except Exception:  # kept in the spool; the row still points at it
+            log.exception("could not archive the recording of %s", conversation_id)
         if self.on_ended is not None:
             try:
                 await self.on_ended(conversation_id)
