@@ -15,8 +15,8 @@ import boto3
 import httpx
 import pytest
 
-from openline.store.blobs import S3Blobs, S3Options
 from openline.providers.testing import FakeSTT
+from openline.store.blobs import S3Blobs, S3Options
 from tests.conftest import fake_providers, free_port, start_server
 from tests.scale.harness import Caller
 
