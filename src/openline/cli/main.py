@@ -58,6 +58,41 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(run())
 
 
+def _limit(args: argparse.Namespace, settings: Settings) -> int:
+    """Show or set the default workspace's concurrency limit (its own override)."""
+    from openline.boot.root import database_for
+    from openline.services.auth import AuthService
+    from openline.store import tables as t
+
+    if args.value not in (None, "default") and not (args.value.isdigit()
+                                                    and int(args.value) > 0):
+        print("error: the limit is a positive integer or 'default'", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = database_for(settings)
+        try:
+            await db.migrate()
+            auth = AuthService(db)
+            await auth.bootstrap()
+            ws = await auth.default_workspace()
+            async with db.session() as s:
+                row = await s.get(t.Workspace, ws.id)
+                assert row is not None
+                if args.value is not None:
+                    row.max_active_conversations = (None if args.value == "default"
+                                                    else int(args.value))
+                own = row.max_active_conversations
+            effective = settings.max_concurrent_conversations if own is None else own
+            source = "OPENLINE_MAX_CONCURRENT_CONVERSATIONS" if own is None else "workspace"
+            print(f"{effective}\t({source})")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
     from openline.cli import chat
 
@@ -92,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys (secrets are never shown again)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    limit = sub.add_parser("limit", help="show or set the default workspace's limit of "
+                           "live conversations (across all nodes)")
+    limit.add_argument("value", nargs="?",
+                       help="a positive integer, or 'default' for "
+                            "OPENLINE_MAX_CONCURRENT_CONVERSATIONS")
     chat = sub.add_parser("chat", help="text conversation with an agent in the terminal")
     chat.add_argument("agent")
     chat.add_argument("--project", default=None)
@@ -109,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openline`` console script."""
     args = build_parser().parse_args(argv)
     settings = Settings()
-    handlers = {"serve": _serve, "worker": _worker, "keys": _keys, "chat": _chat, "call": _call}
+    handlers = {"serve": _serve, "worker": _worker, "keys": _keys, "chat": _chat, "call": _call,
+                "limit": _limit}
     try:
         return handlers[args.command](args, settings)
     except KeyboardInterrupt:
