@@ -65,6 +65,8 @@ class Cluster:
     workers: int = 2
     lease_s: float = 3.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: how a node is started (benchmarks use their instrumented launcher)
+    node_args: tuple[str, ...] = ("-m", "tests.scale.node", "serve", "--role", "all")
     db_name: str = field(default_factory=lambda: "openline_scale_" + uuid.uuid4().hex[:10])
     prefix: str = field(default_factory=lambda: unique_prefix("cluster"))
     procs: dict[str, Proc] = field(default_factory=dict)
@@ -155,15 +157,14 @@ class Cluster:
         await self._wait_balancer()
         return self
 
-    def start_node(self, i: int, role: str = "all") -> Proc:
+    def start_node(self, i: int) -> Proc:
         port = free_port()
-        return self._spawn(f"node-{i}", ["-m", "tests.scale.node", "serve", "--role", role],
-                           port)
+        return self._spawn(f"node-{i}", list(self.node_args), port)
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2) as http:
-            for proc in self.procs.values():
+            for proc in list(self.procs.values()):
                 if proc.name.startswith("node-"):
                     await _until(lambda p=proc: _ready(http, p), deadline, proc, self)
         redis = Redis.from_url(REDIS_URL)

@@ -139,7 +139,8 @@ async def test_reconnect_to_another_node_gets_a_precise_close_code(cluster: Clus
 
 async def test_the_workspace_limit_holds_across_nodes_under_a_burst(cluster: Cluster) -> None:
     limit, callers = 3, 9
-    await cluster.sql("UPDATE workspaces SET max_active_conversations = $1", limit)
+    await cluster.sql("UPDATE workspaces SET settings = jsonb_set(settings::jsonb, "
+                      "'{max_concurrent_conversations}', to_jsonb($1::int))::json", limit)
     try:
         results = await asyncio.gather(*(Caller.connect(cluster.ws_url)
                                          for _ in range(callers)))
@@ -153,7 +154,8 @@ async def test_the_workspace_limit_holds_across_nodes_under_a_burst(cluster: Clu
         for c in admitted:
             await cluster.wait_ended(c.conversation_id)
     finally:
-        await cluster.sql("UPDATE workspaces SET max_active_conversations = NULL")
+        await cluster.sql("UPDATE workspaces SET settings = (settings::jsonb "
+                          "- 'max_concurrent_conversations')::json")
 
 
 async def test_signed_recording_links_work_from_any_node(cluster: Cluster) -> None:

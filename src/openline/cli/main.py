@@ -62,6 +62,7 @@ def _limit(args: argparse.Namespace, settings: Settings) -> int:
     """Show or set the default workspace's concurrency limit (its own override)."""
     from openline.boot.root import database_for
     from openline.services.auth import AuthService
+    from openline.services.call_setup import LIMIT_SETTING, workspace_limit
     from openline.store import tables as t
 
     if args.value not in (None, "default") and not (args.value.isdigit()
@@ -80,10 +81,13 @@ def _limit(args: argparse.Namespace, settings: Settings) -> int:
                 row = await s.get(t.Workspace, ws.id)
                 assert row is not None
                 if args.value is not None:
-                    row.max_active_conversations = (None if args.value == "default"
-                                                    else int(args.value))
-                own = row.max_active_conversations
-            effective = settings.max_concurrent_conversations if own is None else own
+                    values = dict(row.settings or {})
+                    values.pop(LIMIT_SETTING, None)
+                    if args.value != "default":
+                        values[LIMIT_SETTING] = int(args.value)
+                    row.settings = values
+                own = (row.settings or {}).get(LIMIT_SETTING)
+                effective = workspace_limit(row, settings.max_concurrent_conversations)
             source = "OPENLINE_MAX_CONCURRENT_CONVERSATIONS" if own is None else "workspace"
             print(f"{effective}\t({source})")
             return 0

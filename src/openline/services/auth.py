@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
 from openline.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from openline.services.call_setup import workspace_limit
 from openline.services.principal import CredentialKind, Principal
 from openline.store import tables as t
 from openline.store.db import Database
@@ -85,8 +86,7 @@ class _KeyAdmin:
         settings = ws.settings or {}
         return {
             "active_conversations": int(active or 0),
-            "max_active_conversations": self.default_max_active
-            if ws.max_active_conversations is None else ws.max_active_conversations,
+            "max_active_conversations": workspace_limit(ws, self.default_max_active),
             "logo_url": settings.get("logo_url"),
             "invite_link_allowed_domains": settings.get("invite_link_allowed_domains", []),
             "ip_allowlist": settings.get("ip_allowlist", []),

@@ -226,6 +226,18 @@ async def _agent_for(s: Any, who: Principal, start: StartCall
     return agent, project
 
 
+#: the key of a workspace's own limit in ``workspaces.settings`` (``openline limit N``)
+LIMIT_SETTING = "max_concurrent_conversations"
+
+
+def workspace_limit(ws: t.Workspace | None, default_limit: int) -> int:
+    """The workspace's own limit of live conversations, else the nodes' setting
+    (``OPENLINE_MAX_CONCURRENT_CONVERSATIONS``). The ``max_active_conversations`` column
+    written by earlier releases (always 100) is not consulted."""
+    own = (ws.settings or {}).get(LIMIT_SETTING) if ws is not None else None
+    return own if isinstance(own, int) and own > 0 else default_limit
+
+
 async def _check_capacity(s: Any, project_id: str, default_limit: int) -> None:
     """Refuse a start beyond the workspace's limit or the project's own limit.
 
@@ -242,8 +254,7 @@ async def _check_capacity(s: Any, project_id: str, default_limit: int) -> None:
     project = await s.scalar(select(t.Project).where(t.Project.id == project_id)
                              .with_for_update())
     live = (t.Conversation.ended_at.is_(None), t.Conversation.lease_until >= utcnow())
-    ws_limit = default_limit if ws is None or ws.max_active_conversations is None \
-        else ws.max_active_conversations
+    ws_limit = workspace_limit(ws, default_limit)
     in_workspace = await s.scalar(select(func.count()).select_from(t.Conversation).where(
         t.Conversation.workspace_id == workspace_id, *live))
     if int(in_workspace or 0) >= ws_limit:

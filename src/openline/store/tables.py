@@ -77,8 +77,7 @@ class Workspace(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: the workspace's own limit; None: the nodes' OPENLINE_MAX_CONCURRENT_CONVERSATIONS
-    max_active_conversations: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_active_conversations: Mapped[int] = mapped_column(Integer, default=100)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
