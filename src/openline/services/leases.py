@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.audio.wav import read_wav
@@ -64,12 +64,15 @@ class LeaseKeeper:
         turn, or the length of the recording flushed to disk, whichever is latest.
         """
         now, mine = utcnow(), set(self.live_ids())
+        expired = or_(t.Conversation.lease_until.is_(None), t.Conversation.lease_until < now)
         async with self.db.session() as s:
-            rows = list(await s.scalars(select(t.Conversation).where(
-                t.Conversation.ended_at.is_(None),
-                or_(t.Conversation.lease_until.is_(None), t.Conversation.lease_until < now))))
-            rows = [row for row in rows if row.id not in mine]
-            closed = [row.id for row in rows]
+            candidates = list(await s.scalars(select(t.Conversation.id).where(
+                t.Conversation.ended_at.is_(None), expired)))
+        # Several nodes reap at once: each row goes to whichever takes its lease first,
+        # so one node alone recovers its recording and closes it.
+        closed = [c for c in candidates if c not in mine and await self._take(c, expired)]
+        async with self.db.session() as s:
+            rows = [row for c in closed if (row := await s.get(t.Conversation, c)) is not None]
             for row in rows:
                 await self._close(s, row)
         if rows:
@@ -77,6 +80,16 @@ class LeaseKeeper:
             if self.on_closed is not None:
                 await self.on_closed(closed)
         return len(rows)
+
+    async def _take(self, conversation_id: str, expired: ColumnElement[bool]) -> bool:
+        async with self.db.session() as s:
+            result = await s.execute(
+                update(t.Conversation)
+                .where(t.Conversation.id == conversation_id,
+                       t.Conversation.ended_at.is_(None), expired)
+                .values(lease_until=utcnow() + timedelta(seconds=self.lease_s))
+                .execution_options(synchronize_session=False))
+        return int(getattr(result, "rowcount", 0) or 0) == 1
 
     async def _close(self, s: AsyncSession, row: t.Conversation) -> None:
         last_item = await s.execute(
