@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
+    #: where the other nodes reach this one (reconnect relay); default http://host:port
+    node_url: str | None = None
     #: SIGTERM: how long live calls may run on before they are ended
     drain_timeout_s: float = 60.0
     # --- Twilio (phone calls; off unless the account SID and auth token are set) ---

@@ -120,18 +120,43 @@ async def test_controls_and_watch_from_another_node(cluster: Cluster,
     assert (await cluster.wait_ended(conversation_id))["ended_by"] == "user"
 
 
-async def test_reconnect_to_another_node_gets_a_precise_close_code(cluster: Cluster) -> None:
+async def test_a_reconnect_reaching_another_node_is_relayed_to_the_owner(
+        cluster: Cluster) -> None:
     owner = cluster.node(1)
     caller = await Caller.connect(owner.ws_url, stream_ahead_of_real_time=True)
     conversation_id = caller.conversation_id
     caller.ws.transport.abort()  # the network drops: the call waits for its peer
-    elsewhere = await Caller.connect(cluster.node(2).ws_url,
-                                     query=f"?reconnect_conv_id={conversation_id}")
-    with pytest.raises(websockets.ConnectionClosed) as closed:
-        await elsewhere.until("never")
+    back = await Caller.connect(cluster.node(2).ws_url,
+                                query=f"?reconnect_conv_id={conversation_id}")
+    assert (await back.until("conversation_reconnected"))["type"] == "conversation_reconnected"
+    await back.ws.send(json.dumps({"type": "say", "text": "Relayed back to you."}))
+    await back.until("assistant_finished_speaking")
+    assert back.spoken() == "Relayed back to you."
+    await back.close()
+    row = await cluster.wait_ended(conversation_id)
+    assert (row["ended_by"], row["owner_node"]) == ("user", "node-1")
+
+
+async def test_a_reconnect_to_an_owner_nobody_can_reach_gets_4801(
+        cluster: Cluster, peer: RedisLiveRegistry) -> None:
+    caller = await Caller.connect(cluster.node(1).ws_url, stream_ahead_of_real_time=True)
+    conversation_id = caller.conversation_id
+    caller.ws.transport.abort()
+    # For a moment the call belongs to a live node that serves no HTTP (the test's peer).
+    await cluster.sql("UPDATE conversations SET owner_node = 'test-peer' WHERE id = $1",
+                      conversation_id)
+    try:
+        elsewhere = await Caller.connect(cluster.node(2).ws_url,
+                                         query=f"?reconnect_conv_id={conversation_id}")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await elsewhere.until("never")
+    finally:
+        await cluster.sql("UPDATE conversations SET owner_node = 'node-1' WHERE id = $1",
+                          conversation_id)
     assert closed.value.rcvd is not None
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4801, "reconnect_other_node")
-    back = await Caller.connect(owner.ws_url, query=f"?reconnect_conv_id={conversation_id}")
+    back = await Caller.connect(cluster.node(1).ws_url,
+                                query=f"?reconnect_conv_id={conversation_id}")
     assert (await back.until("conversation_reconnected"))["type"] == "conversation_reconnected"
     await back.close()
     assert (await cluster.wait_ended(conversation_id))["ended_by"] == "user"

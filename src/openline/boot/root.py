@@ -130,7 +130,8 @@ def build_runtime(settings: Settings, providers: Providers | None = None,
     recordings = build_recordings(settings)
     live = LiveService(db, providers, recordings.spool, voices.installed,
                        allow_private_urls=settings.allow_private_urls,
-                       registry=build_registry(settings, redis, node_id_for(settings)),
+                       registry=build_registry(settings, redis, node_id_for(settings),
+                                               serves_http=the_role.name != "worker"),
                        lease_s=settings.conversation_lease_s,
                        max_concurrent=settings.max_concurrent_conversations,
                        recordings=recordings)

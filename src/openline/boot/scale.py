@@ -8,6 +8,7 @@ goes through Redis and post-call jobs run in ``openline worker`` processes.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,13 @@ def node_id_for(settings: Settings) -> str:
     return settings.node_id or default_node_id()
 
 
-def build_registry(settings: Settings, redis: Redis | None, node_id: str) -> LiveRegistry:
+def build_registry(settings: Settings, redis: Redis | None, node_id: str,
+                   serves_http: bool = True) -> LiveRegistry:
     if redis is None:
         return InProcessRegistry(node_id)
-    return RedisLiveRegistry(redis, node_id, prefix=settings.redis_prefix)
+    host = socket.gethostname() if settings.host in ("0.0.0.0", "::") else settings.host
+    url = (settings.node_url or f"http://{host}:{settings.port}") if serves_http else None
+    return RedisLiveRegistry(redis, node_id, prefix=settings.redis_prefix, url=url)
 
 
 def spool_dir(settings: Settings) -> Path:

@@ -217,6 +217,11 @@ class LiveService:
             await call.wait_finished()
         return True
 
+    async def node_url(self, node_id: str) -> str | None:
+        """Where another node of the deployment is reached (reconnect relay), if known."""
+        lookup = getattr(self.registry, "node_url", None)
+        return await lookup(node_id) if lookup is not None else None
+
     async def wait_idle(self, timeout_s: float) -> None:
         """Until no conversation is live on this node, or ``timeout_s`` has passed."""
         await self.registry.wait_idle(timeout_s)

@@ -12,9 +12,9 @@ owner to forward; the owner forwards the call's engine events there, in order, w
 watcher keeps renewing its interest (``WATCH_TTL_S``), and sends ``{"type": "ended"}``
 when the call ends.
 
-A reconnecting peer is handed to its call only on the owner node: the socket's bytes are
-not relayed between nodes. Another node answers such a reconnect with close code
-``RECONNECT_ELSEWHERE`` (see ``api/phonic/ws.py`` and ``docs/deployment.md``).
+A reconnecting peer is handed to its call only on the owner node; each node's presence
+key (``<prefix>:nodes:<id>``) holds the URL it serves, so a node that receives a
+reconnect for another node's call relays the socket there (``api/phonic/relay.py``).
 """
 
 from __future__ import annotations
@@ -50,8 +50,11 @@ class RedisLiveRegistry:
     """``LiveRegistry`` over Redis pub/sub (commands) and lists (replies)."""
 
     def __init__(self, redis: Redis, node_id: str, *, prefix: str = "openline",
-                 cancel_timeout_s: float = 5.0, reply_timeout_s: float = 5.0) -> None:
+                 cancel_timeout_s: float = 5.0, reply_timeout_s: float = 5.0,
+                 url: str | None = None) -> None:
         self.redis, self.node_id, self.prefix = redis, node_id, prefix
+        #: where other nodes reach this one (reconnect relay); "" for a process without HTTP
+        self.url = url or ""
         self.reply_timeout_s = reply_timeout_s
         self.local_calls = InProcessRegistry(node_id, cancel_timeout_s=cancel_timeout_s)
         self._listener: asyncio.Task[None] | None = None
@@ -260,6 +263,12 @@ class RedisLiveRegistry:
         self._listener = None
         await self.redis.delete(self._key("nodes", self.node_id))
 
+    async def node_url(self, node_id: str) -> str | None:
+        """The URL a live node announced (``None``: gone, or it serves no HTTP)."""
+        value = await self.redis.get(self._key("nodes", node_id))
+        text = value.decode() if isinstance(value, bytes) else value
+        return text if text and text != "-" else None
+
     async def alive_nodes(self) -> set[str]:
         """Nodes whose presence key is fresh (``/ready``, diagnostics)."""
         keys = [k async for k in self.redis.scan_iter(self._key("nodes", "*"))]
@@ -273,7 +282,7 @@ class RedisLiveRegistry:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(channel)
-                await self.redis.set(self._key("nodes", self.node_id), "1",
+                await self.redis.set(self._key("nodes", self.node_id), self.url or "-",
                                      ex=int(NODE_TTL_S))
                 self._subscribed.set()
                 renew_at = asyncio.get_running_loop().time() + NODE_TTL_S / 3
@@ -282,7 +291,7 @@ class RedisLiveRegistry:
                                                        timeout=1.0)
                     if asyncio.get_running_loop().time() >= renew_at:
                         renew_at = asyncio.get_running_loop().time() + NODE_TTL_S / 3
-                        await self.redis.set(self._key("nodes", self.node_id), "1",
+                        await self.redis.set(self._key("nodes", self.node_id), self.url or "-",
                                              ex=int(NODE_TTL_S))
                     if message is None or message.get("type") != "message":
                         continue

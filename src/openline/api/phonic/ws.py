@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
 from openline.api.phonic import scopes
+from openline.api.phonic.relay import relay
 from openline.api.phonic.sts_config import start_call
 from openline.domain.errors import (
     Conflict,
@@ -28,7 +29,8 @@ from openline.transports.sts import Disconnected, StsTransport, error_message
 
 router = APIRouter()
 CONFIG_WAIT_S = 30
-#: a reconnect reached a node that does not run the conversation (it is still live)
+#: a reconnect reached a node that does not run the live conversation and could not relay
+#: it to the node that does
 RECONNECT_ELSEWHERE = 4801
 
 
@@ -104,8 +106,10 @@ async def sts(ws: WebSocket) -> None:
         try:
             resumed = (await scopes.may_resume(services, who, resume)
                        and await services.live.resume(who, resume, transport))
-        except LiveElsewhere:  # several nodes: see docs/deployment.md (reconnects)
-            await transport.socket.close(RECONNECT_ELSEWHERE, "reconnect_other_node")
+        except LiveElsewhere as elsewhere:  # several nodes: docs/deployment.md (reconnects)
+            owner_url = await services.live.node_url(elsewhere.owner_node)
+            if not (owner_url and await relay(ws, owner_url)):
+                await transport.socket.close(RECONNECT_ELSEWHERE, "reconnect_other_node")
             return
         if not resumed:
             await transport.socket.close(4800, "reconnect session not found or expired")
