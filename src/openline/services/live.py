@@ -53,8 +53,8 @@ class LiveElsewhere(Conflict):
     """A reconnect reached a node that does not run the conversation (its owner does)."""
 
     def __init__(self, owner_node: str) -> None:
-        super().__init__(f"The conversation runs on node {owner_node}; a reconnect must "
-                         "reach that node", code="reconnect_other_node")
+        super().__init__(f"The conversation runs on node {owner_node}",
+                         code="reconnect_other_node")
         self.owner_node = owner_node
 
 
@@ -219,8 +219,7 @@ class LiveService:
 
     async def node_url(self, node_id: str) -> str | None:
         """Where another node of the deployment is reached (reconnect relay), if known."""
-        lookup = getattr(self.registry, "node_url", None)
-        return await lookup(node_id) if lookup is not None else None
+        return await self.registry.node_url(node_id)
 
     async def wait_idle(self, timeout_s: float) -> None:
         """Until no conversation is live on this node, or ``timeout_s`` has passed."""

@@ -102,6 +102,10 @@ class LiveRegistry(Protocol):
         """The owner's hook: one engine event of a local call, for its watchers."""
         ...
 
+    async def node_url(self, node_id: str) -> str | None:
+        """Where another live node serves HTTP (reconnect relay); ``None`` if unknown."""
+        ...
+
 
 class InProcessRegistry:
     """Single-node registry: calls in a dict, reconnect hand-off through futures."""
@@ -199,8 +203,8 @@ class InProcessRegistry:
         for queue in queues:
             _offer(queue, data)
 
-    def watched(self, conversation_id: str) -> bool:
-        return bool(self._watchers.get(conversation_id))
+    async def node_url(self, node_id: str) -> str | None:
+        return None  # one node: there is no other
 
 
 def _offer(queue: asyncio.Queue[Any], item: Any) -> None:

@@ -270,7 +270,7 @@ class RedisLiveRegistry:
         return text if text and text != "-" else None
 
     async def alive_nodes(self) -> set[str]:
-        """Nodes whose presence key is fresh (``/ready``, diagnostics)."""
+        """Nodes whose presence key is fresh (diagnostics)."""
         keys = [k async for k in self.redis.scan_iter(self._key("nodes", "*"))]
         prefix = len(self._key("nodes", ""))
         return {(k.decode() if isinstance(k, bytes) else k)[prefix:] for k in keys}
