@@ -27,6 +27,7 @@ import websockets
 from redis.asyncio import Redis
 
 from openline.audio.wav import read_wav
+from openline.postcall.queue_saq import SaqJobQueue
 from openline.services.live_registry_redis import RedisLiveRegistry
 from openline.transports import base as tb
 from tests.conftest import TEST_KEY
@@ -212,7 +213,8 @@ async def test_ready_and_metrics_on_every_node(cluster: Cluster) -> None:
                                        "accepting_calls": True, "redis": True}
         text = (await http.get(f"{cluster.node(3).url}/metrics")).text
     assert "openline_live_calls 0.0" in text
-    assert 'openline_turn_stage_seconds_count{stage="voice_to_voice"}' in text
+    for stage in ("voice_to_voice", "stt", "tts_first_audio"):
+        assert f'openline_turn_stage_seconds_count{{stage="{stage}"}}' in text
     assert "openline_job_queue_depth" in text
     assert "openline_webhook_delivery_failures_total" in text
 
@@ -282,6 +284,20 @@ async def test_a_worker_killed_mid_job_its_job_finishes_on_the_other_once(
     assert [row["message_id"] for row in delivered] == [ended[0]]  # one success recorded
     row = await cluster.conversation(caller.conversation_id)
     assert row["post_call_transcript"] is not None
+    # The post-call job (transcripts, summary) ran once; only the delivery ran again.
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        queue = SaqJobQueue(redis, cluster.prefix)
+        postcall = await queue.job(f"postcall:{caller.conversation_id}")
+        webhook_keys = [k.decode() async for k in redis.scan_iter(
+            f"saq:job:{cluster.prefix}:webhook:*:conversation.ended:*")]
+        webhook_jobs = [await queue.job(k.split(f"{cluster.prefix}:", 1)[1])
+                        for k in webhook_keys]
+    finally:
+        await redis.aclose()
+    assert postcall is not None and (postcall.status.value, postcall.attempts) == ("complete", 1)
+    mine = [j for j in webhook_jobs if j is not None and caller.conversation_id in str(j.kwargs)]
+    assert [(j.status.value, j.attempts) for j in mine] == [("complete", 2)]
 
 
 async def test_sigterm_drains_a_node(cluster: Cluster) -> None:
@@ -297,6 +313,13 @@ async def test_sigterm_drains_a_node(cluster: Cluster) -> None:
         assert r.status_code == 503 and r.json()["checks"]["accepting_calls"] is False
     late = await Caller.connect(node.ws_url)  # no new calls on a draining node
     assert late.seen[-1]["error"]["code"] == "node_draining"
+    await asyncio.sleep(1.0)  # haproxy's health check (every 300 ms) takes it out
+    through_balancer = [await Caller.connect(cluster.ws_url) for _ in range(3)]
+    assert all(c.conversation_id for c in through_balancer)
+    assert {await _owner(cluster, c.conversation_id) for c in through_balancer} <= {
+        "node-1", "node-3"}
+    for c in through_balancer:
+        await c.close()
     await caller.turn()  # the live call goes on during the drain
     assert caller.spoken() == "Okay."
     await caller.close()
