@@ -101,8 +101,7 @@ class S3Blobs:
 
     async def put_file(self, name: str, path: Path) -> str:
         key = self._key(name)
-        data = await asyncio.to_thread(path.read_bytes)
-        await obstore.put_async(self.store, key, data)
+        await obstore.put_async(self.store, key, path)  # streamed (multipart when large)
         await asyncio.to_thread(path.unlink, missing_ok=True)
         return f"s3://{self.bucket}/{key}"
 
