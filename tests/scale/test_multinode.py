@@ -30,7 +30,7 @@ from openline.audio.wav import read_wav
 from openline.postcall.queue_saq import SaqJobQueue
 from openline.services.live_registry_redis import RedisLiveRegistry
 from openline.transports import base as tb
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, free_port
 from tests.scale.harness import Caller, Cluster, silence
 from tests.scale.redis_support import REDIS_URL
 
@@ -55,7 +55,9 @@ async def peer(cluster: Cluster) -> AsyncIterator[RedisLiveRegistry]:
     """A fourth participant on the control channel: what any node does for a dialect's
     control or watch route (``LiveService.control`` / ``watch``)."""
     redis = Redis.from_url(REDIS_URL)
-    registry = RedisLiveRegistry(redis, "test-peer", prefix=cluster.prefix)
+    # It announces an address where nothing listens (a reconnect relay to it must fail).
+    registry = RedisLiveRegistry(redis, "test-peer", prefix=cluster.prefix,
+                                 url=f"http://127.0.0.1:{free_port()}")
     await registry.start()
     yield registry
     await registry.stop()
@@ -143,7 +145,7 @@ async def test_a_reconnect_to_an_owner_nobody_can_reach_gets_4801(
     caller = await Caller.connect(cluster.node(1).ws_url, stream_ahead_of_real_time=True)
     conversation_id = caller.conversation_id
     caller.ws.transport.abort()
-    # For a moment the call belongs to a live node that serves no HTTP (the test's peer).
+    # For a moment the call belongs to a live node that cannot be reached (the test's peer).
     await cluster.sql("UPDATE conversations SET owner_node = 'test-peer' WHERE id = $1",
                       conversation_id)
     try:
