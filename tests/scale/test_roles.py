@@ -47,3 +47,19 @@ async def test_an_api_node_serves_rest_loads_only_voices_and_refuses_calls(
         assert (await runtime.services.ops.ready())["accepting_calls"] is False
     finally:
         await runtime.stop()
+
+
+async def test_embedded_metrics_read_the_database_queue(tmp_path: Path) -> None:
+    runtime = build_runtime(_settings(tmp_path), fake_providers())  # no Redis: one node
+    await runtime.db.migrate()
+    try:
+        ops = runtime.services.ops
+        assert ops is not None
+        await runtime.postcall.queue.enqueue("postcall.conversation", {"conversation_id": "c"})
+        await runtime.postcall.queue.enqueue("postcall.conversation", {"conversation_id": "d"},
+                                             delay_s=60)  # not due: not waiting
+        text = (await ops.render()).decode()
+        assert "openline_job_queue_depth 1.0" in text and "openline_live_calls 0.0" in text
+        assert "openline_webhook_delivery_failures_total 0.0" in text
+    finally:
+        await runtime.db.dispose()
