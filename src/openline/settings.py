@@ -63,6 +63,27 @@ class Settings(BaseSettings):
     node_id: str | None = None
     #: a live conversation's lease; its node renews it three times per period
     conversation_lease_s: float = 30.0
+    # --- scale-out: many nodes on PostgreSQL and Redis (issue 16) ---
+    #: Redis for the cross-node live registry, control channel and job queue (None: one node)
+    redis_url: str | None = None
+    #: prefix of every Redis key and channel this deployment uses (several may share a Redis)
+    redis_prefix: str = "openline"
+    #: live conversations per workspace unless the workspace overrides it
+    max_concurrent_conversations: int = 100
+    #: where recordings live: a directory (default: <data dir>/recordings) or s3://bucket/prefix
+    recordings_url: str | None = None
+    #: where calls record while they run (default: the recordings directory, or for S3
+    #: <data dir>/recordings); shared storage lets other nodes recover a crashed node's calls
+    recordings_spool: Path | None = None
+    #: S3-compatible endpoint for ``s3://`` recordings (default: AWS), region and keys
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    #: where the other nodes reach this one (reconnect relay); default http://host:port
+    node_url: str | None = None
+    #: SIGTERM: how long live calls may run on before they are ended
+    drain_timeout_s: float = 60.0
     # --- Twilio (phone calls; off unless the account SID and auth token are set) ---
     twilio_account_sid: str | None = None
     #: signs Twilio's webhooks (and authenticates REST calls unless an API key is given)

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from openline import __version__
+from openline.api import ops
 from openline.api.dashboard import router as dashboard_router
 from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
@@ -66,10 +67,7 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
     for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
         app.include_router(vapi_module.router, include_in_schema=False)
     app.include_router(dashboard_router)  # the web dashboard at / (api/dashboard)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    app.include_router(ops.router)  # /health, /ready, /metrics
 
     _add_component_schemas(app)
     return app

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
+
+from redis.asyncio import Redis
 
 from openline.api.phonic.views import PhonicEvents
 from openline.domain.conversation import Conversation
-from openline.postcall.queue import ClaimedJob, DbJobQueue
+from openline.postcall.queue import ClaimedJob, DbJobQueue, JobQueue
+from openline.postcall.queue_saq import SaqJobQueue
 from openline.postcall.retention import RetentionSweeper
 from openline.postcall.worker import Handler, Worker, WorkerOptions
 from openline.providers.stt.base import STT
 from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
 from openline.services.conversations import ConversationService
+from openline.services.metrics import QueueDepth, db_queue_depth
 from openline.services.postcall import CONVERSATION_JOB, PostCallOptions, PostCallService
-from openline.services.recordings import RecordingLinks
+from openline.services.recordings import RecordingLinks, RecordingStore
 from openline.services.webhooks import DELIVER_JOB, WebhookOptions, WebhookService
 from openline.settings import Settings
 from openline.store.db import Database
@@ -23,10 +28,12 @@ from openline.voice.session import Providers
 
 @dataclass
 class PostCallRuntime:
-    queue: DbJobQueue
+    queue: JobQueue
     webhooks: WebhookService
     postcall: PostCallService
     worker: Worker
+    #: jobs due now and the oldest one's wait (metrics)
+    depth: QueueDepth
     #: deletes transcripts and recordings past the agents' retention windows
     retention: RetentionSweeper | None = None
 
@@ -42,6 +49,8 @@ class PostCallRuntime:
             await self.retention.stop()
         await self.worker.stop()
         await self.webhooks.close()
+        if isinstance(self.queue, SaqJobQueue):
+            await self.queue.close()
 
 
 def postcall_stt(settings: Settings, providers: Providers) -> STT:
@@ -74,12 +83,23 @@ async def _never_busy(_: float) -> None:
     return None
 
 
+def build_queue(settings: Settings, db: Database, redis: Redis | None
+                ) -> tuple[JobQueue, QueueDepth]:
+    """saq on Redis when Redis is configured (many nodes), else the database queue."""
+    if redis is not None:
+        saq = SaqJobQueue(redis, name=settings.redis_prefix)
+        return saq, saq.depth
+    return DbJobQueue(db), partial(db_queue_depth, db)
+
+
 def build_postcall(settings: Settings, db: Database, providers: Providers,
                    links: RecordingLinks,
-                   wait_idle: Callable[[float], Awaitable[None]] = _never_busy
+                   wait_idle: Callable[[float], Awaitable[None]] = _never_busy, *,
+                   redis: Redis | None = None, recordings: RecordingStore | None = None
                    ) -> PostCallRuntime:
-    """Queue, webhook and post-call services, and the in-process worker running them."""
-    queue = DbJobQueue(db)
+    """Queue, webhook and post-call services, and the worker running them (started only
+    by processes whose role runs jobs)."""
+    queue, depth = build_queue(settings, db, redis)
 
     def audio_url(conversation: Conversation) -> str | None:
         return links.url(conversation.id, "wav.gz") if conversation.has_recording else None
@@ -91,12 +111,12 @@ def build_postcall(settings: Settings, db: Database, providers: Providers,
         db, queue, providers.llm, postcall_stt(settings, providers), webhooks,
         ConversationService(db),
         PostCallOptions(summary=settings.postcall_summary,
-                        max_attempts=settings.job_max_attempts))
+                        max_attempts=settings.job_max_attempts), recordings=recordings)
     heavy = when_calls_are_idle(postcall.run_job, wait_idle)
     worker = Worker(queue, {CONVERSATION_JOB: heavy, DELIVER_JOB: webhooks.deliver},
                     WorkerOptions(concurrency=settings.job_concurrency,
                                   lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
                                   retry_base_s=settings.job_retry_base_s,
                                   retry_max_s=settings.job_retry_max_s))
-    return PostCallRuntime(queue, webhooks, postcall, worker,
+    return PostCallRuntime(queue, webhooks, postcall, worker, depth,
                            RetentionSweeper(db, every_s=settings.retention_sweep_s))

@@ -12,26 +12,22 @@ from openline.settings import Settings
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from openline.boot.server import create_app
+    from openline.boot.server import serve
 
     if args.host:
         settings.host = args.host
     if args.port:
         settings.port = args.port
-    app = create_app(settings)
-    print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir})", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                # base64 audio barely compresses: per-message deflate only costs CPU
-                ws_per_message_deflate=False)
+    print(f"Openline {settings.effective_public_url()} (data: {settings.data_dir}, "
+          f"role: {args.role})", flush=True)
+    serve(settings, role=args.role)
     return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from openline.boot.worker import run_worker
 
-    asyncio.run(run_worker(settings))
+    asyncio.run(run_worker(settings, handle_signals=True))
     return 0
 
 
@@ -73,6 +69,43 @@ async def _login_link(db: Any, auth: Any, settings: Settings, workspace_id: str,
     base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
     minutes = int(LINK_TTL.total_seconds() // 60)
     return f"{base}/dashboard/login/link?token={token}\t(signs in once, within {minutes} min)"
+def _limit(args: argparse.Namespace, settings: Settings) -> int:
+    """Show or set the default workspace's concurrency limit (its own override)."""
+    from openline.boot.root import database_for
+    from openline.services.auth import AuthService
+    from openline.services.call_setup import LIMIT_SETTING, workspace_limit
+    from openline.store import tables as t
+
+    if args.value not in (None, "default") and not (args.value.isdigit()
+                                                    and int(args.value) > 0):
+        print("error: the limit is a positive integer or 'default'", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        db = database_for(settings)
+        try:
+            await db.migrate()
+            auth = AuthService(db)
+            await auth.bootstrap()
+            ws = await auth.default_workspace()
+            async with db.session() as s:
+                row = await s.get(t.Workspace, ws.id)
+                assert row is not None
+                if args.value is not None:
+                    values = dict(row.settings or {})
+                    values.pop(LIMIT_SETTING, None)
+                    if args.value != "default":
+                        values[LIMIT_SETTING] = int(args.value)
+                    row.settings = values
+                own = (row.settings or {}).get(LIMIT_SETTING)
+                effective = workspace_limit(row, settings.max_concurrent_conversations)
+            source = "OPENLINE_MAX_CONCURRENT_CONVERSATIONS" if own is None else "workspace"
+            print(f"{effective}\t({source})")
+            return 0
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -98,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API and real-time server")
     serve.add_argument("--host", help="bind address (default 127.0.0.1 or OPENLINE_HOST)")
     serve.add_argument("--port", type=int, help="port (default 8000 or OPENLINE_PORT)")
+    serve.add_argument("--role", choices=("all", "api", "media"), default="all",
+                       help="all: REST and calls (default); api: REST only; media: calls. "
+                            "With OPENLINE_REDIS_URL, post-call jobs run in `openline worker`")
     sub.add_parser("worker", help="run post-call jobs and webhooks only (no calls, no HTTP)")
     keys = sub.add_parser("keys", help="manage API keys of the default workspace")
     keys_sub = keys.add_subparsers(dest="action", required=True)
@@ -108,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser("list", help="list keys (secrets are never shown again)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    limit = sub.add_parser("limit", help="show or set the default workspace's limit of "
+                           "live conversations (across all nodes)")
+    limit.add_argument("value", nargs="?",
+                       help="a positive integer, or 'default' for "
+                            "OPENLINE_MAX_CONCURRENT_CONVERSATIONS")
     chat = sub.add_parser("chat", help="text conversation with an agent in the terminal")
     chat.add_argument("agent")
     chat.add_argument("--project", default=None)
@@ -125,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``openline`` console script."""
     args = build_parser().parse_args(argv)
     settings = Settings()
-    handlers = {"serve": _serve, "worker": _worker, "keys": _keys, "chat": _chat, "call": _call}
+    handlers = {"serve": _serve, "worker": _worker, "keys": _keys, "chat": _chat, "call": _call,
+                "limit": _limit}
     try:
         return handlers[args.command](args, settings)
     except KeyboardInterrupt:

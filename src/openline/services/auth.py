@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
 from openline.domain.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from openline.services.call_setup import workspace_limit
 from openline.services.principal import CredentialKind, Principal
 from openline.store import tables as t
 from openline.store.db import Database
@@ -53,6 +54,7 @@ class _KeyAdmin:
     """Key rename/rotate and workspace settings (mixed into AuthService below)."""
 
     db: Database
+    default_max_active: int
 
     async def _live_key(self, s: AsyncSession, workspace_id: str, key_id: str) -> t.ApiKey:
         row = await s.get(t.ApiKey, key_id)
@@ -84,7 +86,7 @@ class _KeyAdmin:
         settings = ws.settings or {}
         return {
             "active_conversations": int(active or 0),
-            "max_active_conversations": ws.max_active_conversations,
+            "max_active_conversations": workspace_limit(ws, self.default_max_active),
             "logo_url": settings.get("logo_url"),
             "invite_link_allowed_domains": settings.get("invite_link_allowed_domains", []),
             "ip_allowlist": settings.get("ip_allowlist", []),
@@ -112,8 +114,10 @@ class _KeyAdmin:
 class AuthService(_KeyAdmin):
     """Authenticates callers and manages credentials."""
 
-    def __init__(self, db: Database, static_keys: tuple[str, ...] = ()) -> None:
+    def __init__(self, db: Database, static_keys: tuple[str, ...] = (), *,
+                 default_max_active: int = 100) -> None:
         self.db = db
+        self.default_max_active = default_max_active  # a workspace without its own limit
         self._static_hashes = {hash_secret(k) for k in static_keys if k}
         self._static_principal: Principal | None = None
 

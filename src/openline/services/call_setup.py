@@ -112,9 +112,12 @@ class CallSetup:
     languages: Callable[[], LanguageSupport] | None = None
 
     def __init__(self, db: Database, voices: Voices, http: httpx.AsyncClient, *,
-                 node_id: str, lease_s: float, allow_private_urls: bool = False) -> None:
+                 node_id: str, lease_s: float, allow_private_urls: bool = False,
+                 max_concurrent: int = 100) -> None:
         self.db, self._voices, self.http = db, voices, http
         self.node_id, self.lease_s = node_id, lease_s
+        #: live conversations per workspace unless the workspace sets its own limit
+        self.max_concurrent = max_concurrent
         self.allow_private_urls = allow_private_urls
 
     def resolve_config(self, conv_id: str, agent: t.Agent | None,
@@ -141,10 +144,11 @@ class CallSetup:
         conv_id = ids.new_id(ids.CONVERSATION)
         who = start.principal
         agent, project, resolved, tools = await self.validate(start, conv_id)
-        # The count and the insert are one step: the project row is locked for the
-        # transaction (PostgreSQL), and hot-path writes queue in-process (SQLite).
+        # The count and the insert are one step: the workspace and project rows are locked
+        # for the transaction (PostgreSQL: across every node sharing the database), and
+        # hot-path writes queue in-process (SQLite, one node).
         async with self.db.writer() as s:
-            await _check_capacity(s, project.id)
+            await _check_capacity(s, project.id, self.max_concurrent)
             now = utcnow()
             s.add(t.Conversation(
                 id=conv_id, workspace_id=who.workspace_id, project_id=project.id,
@@ -230,16 +234,44 @@ async def _agent_for(s: Any, who: Principal, start: StartCall
     return agent, project
 
 
-async def _check_capacity(s: Any, project_id: str) -> None:
+#: the key of a workspace's own limit in ``workspaces.settings`` (``openline limit N``)
+LIMIT_SETTING = "max_concurrent_conversations"
+
+
+def workspace_limit(ws: t.Workspace | None, default_limit: int) -> int:
+    """The workspace's own limit of live conversations, else the nodes' setting
+    (``OPENLINE_MAX_CONCURRENT_CONVERSATIONS``). The ``max_active_conversations`` column
+    written by earlier releases (always 100) is not consulted."""
+    own = (ws.settings or {}).get(LIMIT_SETTING) if ws is not None else None
+    return own if isinstance(own, int) and own > 0 else default_limit
+
+
+async def _check_capacity(s: Any, project_id: str, default_limit: int) -> None:
+    """Refuse a start beyond the workspace's limit or the project's own limit.
+
+    The database is the authority: live conversations are the rows without an end whose
+    owner still renews the lease, counted under a lock on the workspace row (then the
+    project row, always in that order). A node that dies stops renewing, so its calls stop
+    counting when their leases expire, even before a reaper closes them: no counter to
+    drift.
+    """
+    workspace_id = await s.scalar(select(t.Project.workspace_id)
+                                  .where(t.Project.id == project_id))
+    ws = await s.scalar(select(t.Workspace).where(t.Workspace.id == workspace_id)
+                        .with_for_update())
     project = await s.scalar(select(t.Project).where(t.Project.id == project_id)
                              .with_for_update())
-    ws = await s.get(t.Workspace, project.workspace_id)
-    limit = project.max_active_conversations or (ws.max_active_conversations if ws else None)
-    if limit is None:
+    live = (t.Conversation.ended_at.is_(None), t.Conversation.lease_until >= utcnow())
+    ws_limit = workspace_limit(ws, default_limit)
+    in_workspace = await s.scalar(select(func.count()).select_from(t.Conversation).where(
+        t.Conversation.workspace_id == workspace_id, *live))
+    if int(in_workspace or 0) >= ws_limit:
+        raise Conflict("Concurrency limit reached", code="concurrency_limit_reached")
+    if project.max_active_conversations is None:
         return
-    active = await s.scalar(select(func.count()).select_from(t.Conversation).where(
-        t.Conversation.project_id == project.id, t.Conversation.ended_at.is_(None)))
-    if int(active or 0) >= limit:
+    in_project = await s.scalar(select(func.count()).select_from(t.Conversation).where(
+        t.Conversation.project_id == project.id, *live))
+    if int(in_project or 0) >= project.max_active_conversations:
         raise Conflict("Concurrency limit reached", code="concurrency_limit_reached")
 
 

@@ -11,6 +11,7 @@ from openline.services.conversations import ConversationService
 from openline.services.dashboard import DashboardService
 from openline.services.external_storage import ExternalStorageService
 from openline.services.live import LiveService
+from openline.services.metrics import Operations
 from openline.services.phone_numbers import DEFAULT_POOL
 from openline.services.postcall import PostCallService
 from openline.services.projects import ProjectService
@@ -54,16 +55,18 @@ class Services:
     socket_jwt: SocketJwtService | None = None
     #: Openline's own SIP endpoint (None unless OPENLINE_SIP_PORT is set)
     sip: SipService | None = None
+    #: operations: readiness checks and metrics (``api/ops.py``); set by the composition root
+    ops: Operations | None = None
 
     @classmethod
     def build(
         cls, db: Database, voices: VoiceSource, live: LiveService, links: RecordingLinks, *,
         webhooks: WebhookService, postcall: PostCallService, speech: SpeechService,
         static_keys: tuple[str, ...] = (), phone_pool: Sequence[str] = DEFAULT_POOL,
-        allow_private_urls: bool = False,
+        allow_private_urls: bool = False, default_max_active: int = 100,
     ) -> Services:
         """Wire the services of one process around its database."""
-        auth = AuthService(db, static_keys)
+        auth = AuthService(db, static_keys, default_max_active=default_max_active)
         return cls(
             db=db,
             auth=auth,

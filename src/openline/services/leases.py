@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.audio.wav import read_wav
@@ -32,8 +32,11 @@ class LeaseKeeper:
 
     def __init__(self, db: Database, node_id: str, live_ids: Callable[[], list[str]],
                  recordings_dir: Path, *, lease_s: float = 30.0,
-                 renew_every_s: float | None = None) -> None:
+                 renew_every_s: float | None = None,
+                 on_closed: Callable[[list[str]], Awaitable[None]] | None = None) -> None:
         self.db, self.node_id, self.live_ids = db, node_id, live_ids
+        #: told the ids this node closed (archive their recordings, queue post-call work)
+        self.on_closed = on_closed
         self.recordings_dir = recordings_dir
         self.lease_s = lease_s
         self.renew_every_s = renew_every_s or lease_s / 3
@@ -61,16 +64,32 @@ class LeaseKeeper:
         turn, or the length of the recording flushed to disk, whichever is latest.
         """
         now, mine = utcnow(), set(self.live_ids())
+        expired = or_(t.Conversation.lease_until.is_(None), t.Conversation.lease_until < now)
         async with self.db.session() as s:
-            rows = list(await s.scalars(select(t.Conversation).where(
-                t.Conversation.ended_at.is_(None),
-                or_(t.Conversation.lease_until.is_(None), t.Conversation.lease_until < now))))
-            rows = [row for row in rows if row.id not in mine]
+            candidates = list(await s.scalars(select(t.Conversation.id).where(
+                t.Conversation.ended_at.is_(None), expired)))
+        # Several nodes reap at once: each row goes to whichever takes its lease first,
+        # so one node alone recovers its recording and closes it.
+        closed = [c for c in candidates if c not in mine and await self._take(c, expired)]
+        async with self.db.session() as s:
+            rows = [row for c in closed if (row := await s.get(t.Conversation, c)) is not None]
             for row in rows:
                 await self._close(s, row)
         if rows:
             log.warning("closed %d conversation(s) whose node stopped renewing", len(rows))
+            if self.on_closed is not None:
+                await self.on_closed(closed)
         return len(rows)
+
+    async def _take(self, conversation_id: str, expired: ColumnElement[bool]) -> bool:
+        async with self.db.session() as s:
+            result = await s.execute(
+                update(t.Conversation)
+                .where(t.Conversation.id == conversation_id,
+                       t.Conversation.ended_at.is_(None), expired)
+                .values(lease_until=utcnow() + timedelta(seconds=self.lease_s))
+                .execution_options(synchronize_session=False))
+        return int(getattr(result, "rowcount", 0) or 0) == 1
 
     async def _close(self, s: AsyncSession, row: t.Conversation) -> None:
         last_item = await s.execute(
@@ -90,7 +109,8 @@ class LeaseKeeper:
 
     def start(self, reap_every_s: float | None = None) -> None:
         """Renew and reap in the background until ``stop``."""
-        self._task = asyncio.create_task(self._loop(reap_every_s or self.lease_s),
+        # Reaping as often as renewing: a dead node's calls close within ~4/3 of a lease.
+        self._task = asyncio.create_task(self._loop(reap_every_s or self.renew_every_s),
                                          name="lease-keeper")
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import httpx
 
 from openline.audio.codecs import AudioFormat
-from openline.domain.errors import Conflict, NotFound
+from openline.domain.errors import Conflict, NotFound, OpenlineError
 from openline.services import tool_loading
 from openline.services.call_session import CallHooks, CallSession
 from openline.services.call_setup import (
@@ -33,19 +33,39 @@ from openline.services.external_storage import ArtifactKeeper
 from openline.services.item_writer import ItemWriter
 from openline.services.leases import LeaseKeeper
 from openline.services.live_registry import InProcessRegistry, LiveRegistry
+from openline.services.metrics import Operations
 from openline.services.outbound import CallContext, HttpWebhookCaller
 from openline.services.principal import Principal
+from openline.services.recordings import RecordingStore
 from openline.services.redaction import Protection
 from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
+from openline.store.blobs import DirectoryBlobs
 from openline.store.db import Database
-from openline.transports.base import CallTransport
+from openline.store.tables import utcnow
+from openline.transports.base import CallTransport, Control
 from openline.voice.contracts import ConversationObserver
 from openline.voice.session import Conversation, ConversationResult, Providers
 from openline.voice.tools import PhoneTransfer, RuntimeTool, WebhookCaller
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 10.0
+
+
+class LiveElsewhere(Conflict):
+    """A reconnect reached a node that does not run the conversation (its owner does)."""
+
+    def __init__(self, owner_node: str) -> None:
+        super().__init__(f"The conversation runs on node {owner_node}",
+                         code="reconnect_other_node")
+        self.owner_node = owner_node
+
+
+class Draining(OpenlineError):
+    """This node takes no new conversations (shutting down, or an API-only node)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="node_draining")
 
 
 @dataclass(frozen=True)
@@ -88,17 +108,27 @@ class LiveService:
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
                  voices: Voices, *, http: httpx.AsyncClient | None = None,
                  allow_private_urls: bool = False, registry: LiveRegistry | None = None,
-                 lease_s: float = 30.0) -> None:
+                 lease_s: float = 30.0, max_concurrent: int = 100,
+                 recordings: RecordingStore | None = None) -> None:
         self.db, self.providers, self.recordings_dir = db, providers, recordings_dir
         self.http = http or SafeAsyncClient(allow_private=allow_private_urls)
         self.allow_private_urls = allow_private_urls
         self.registry = registry or InProcessRegistry()
         self.setup = CallSetup(db, voices, self.http, node_id=self.registry.node_id,
-                               lease_s=lease_s, allow_private_urls=allow_private_urls)
+                               lease_s=lease_s, allow_private_urls=allow_private_urls,
+                               max_concurrent=max_concurrent)
+        self.recordings = recordings or RecordingStore(DirectoryBlobs(recordings_dir),
+                                                       recordings_dir)
         self.leases = LeaseKeeper(db, self.registry.node_id, self.registry.local_ids,
-                                  recordings_dir, lease_s=lease_s)
+                                  recordings_dir, lease_s=lease_s, on_closed=self._reaped)
         #: dialects' per-call extensions (the first one that answers applies)
         self.extensions: list[ExtensionFactory] = []
+        #: set by ``drain``: no new conversation starts here
+        self.draining = False
+        #: False on an API-only node (``openline serve --role api``)
+        self.takes_calls = True
+        #: metrics of this node (set by the composition root)
+        self.ops: Operations | None = None
 
     async def run_call(self, start: StartCall, transport: CallTransport,
                        opened: Callable[[CallOpened], Awaitable[None]] | None = None
@@ -124,7 +154,10 @@ class LiveService:
         """Tell the transport its call opened, then run the call to its stored end."""
         if opened is not None:
             await opened(_opened(session))
-        return await session.run()
+        result = await session.run()
+        if self.ops is not None:
+            self.ops.call_finished(result.latencies_ms)
+        return result
 
     def opened_info(self, conversation_id: str) -> CallOpened | None:
         """For a peer coming back to a call of this node: what its transport needs
@@ -134,6 +167,10 @@ class LiveService:
 
     async def open(self, start: StartCall, transport: CallTransport) -> CallSession:
         """Prepare the conversation and build its engine; it runs with ``session.run()``."""
+        if self.draining or not self.takes_calls:
+            raise Draining("This node is shutting down; try again (another node will answer)"
+                           if self.draining else "This node serves the REST API only "
+                           "(--role api); send conversations to a media node")
         return self.build(await self.setup.prepare(start), transport)
 
     def build(self, prepared: PreparedCall, transport: CallTransport) -> CallSession:
@@ -151,6 +188,9 @@ class LiveService:
         holder: list[CallSession] = []
 
         async def send(event: Any) -> None:
+            self.registry.publish(prepared.id, event)  # live watch streams, if any
+            if self.ops is not None:
+                self.ops.engine_event(event)
             await holder[0].dispatch(event)
 
         async def transfer(request: PhoneTransfer) -> bool:
@@ -185,7 +225,17 @@ class LiveService:
         await self.setup.end_unstarted(conversation_id, ended_by)
         await self._stored(conversation_id)
 
+    async def _reaped(self, conversation_ids: list[str]) -> None:
+        """Conversations of a node that stopped renewing, closed here: their recordings
+        and post-call work, as if they had ended on this node."""
+        for conversation_id in conversation_ids:
+            await self._stored(conversation_id)
+
     async def _stored(self, conversation_id: str) -> None:
+        try:
+            await self.recordings.archive(self.db, conversation_id)
+        except Exception:  # kept in the spool; the row still points at it
+            log.exception("could not archive the recording of %s", conversation_id)
         if self.on_ended is not None:
             try:
                 await self.on_ended(conversation_id)
@@ -198,11 +248,22 @@ class LiveService:
         """A dropped peer comes back: hand ``transport`` to its call and wait for the call
         to end. False (at once) when no call of this workspace waits for it."""
         if not await self.registry.offer_peer(conversation_id, who.workspace_id, transport):
+            async with self.db.session() as s:
+                row = await s.get(t.Conversation, conversation_id)
+            if (row is not None and row.workspace_id == who.workspace_id
+                    and row.ended_at is None and row.lease_until is not None
+                    and row.lease_until > utcnow() and row.owner_node
+                    and row.owner_node != self.registry.node_id):
+                raise LiveElsewhere(row.owner_node)  # alive, elsewhere: say where to go
             return False
         call = self.registry.local(conversation_id)
         if call is not None:
             await call.wait_finished()
         return True
+
+    async def node_url(self, node_id: str) -> str | None:
+        """Where another node of the deployment is reached (reconnect relay), if known."""
+        return await self.registry.node_url(node_id)
 
     async def wait_idle(self, timeout_s: float) -> None:
         """Until no conversation is live on this node, or ``timeout_s`` has passed."""
@@ -218,14 +279,41 @@ class LiveService:
         if local is not None and local.workspace_id == who.workspace_id:
             await self.registry.cancel(conversation_id, self.registry.node_id)
             return
+        row = await self._live_row(who, conversation_id)
+        if not await self.registry.cancel(conversation_id, row.owner_node):
+            raise TimeoutError("the node running this conversation did not acknowledge")
+
+    async def control(self, who: Principal, conversation_id: str, command: Control) -> None:
+        """A mid-call control for a live conversation, applied by whichever node runs it.
+
+        404/409 as ``cancel``; ``ControlRejected`` when the call refuses it;
+        ``OwnerUnreachable`` when the owner does not answer.
+        """
+        local = self.registry.local(conversation_id)
+        if local is not None and local.workspace_id == who.workspace_id:
+            await self.registry.control(conversation_id, self.registry.node_id, command)
+            return
+        row = await self._live_row(who, conversation_id)
+        await self.registry.control(conversation_id, row.owner_node, command)
+
+    async def watch(self, who: Principal, conversation_id: str
+                    ) -> AsyncIterator[dict[str, Any]]:
+        """The live conversation's engine events (JSON data) until it ends, from any node."""
+        local = self.registry.local(conversation_id)
+        owner = self.registry.node_id
+        if local is None or local.workspace_id != who.workspace_id:
+            owner = (await self._live_row(who, conversation_id)).owner_node or owner
+        async for item in self.registry.watch(conversation_id, owner):
+            yield item
+
+    async def _live_row(self, who: Principal, conversation_id: str) -> t.Conversation:
         async with self.db.session() as s:
             row = await s.get(t.Conversation, conversation_id)
         if row is None or row.workspace_id != who.workspace_id:
             raise NotFound("Conversation not found")
         if row.ended_at is not None:
             raise Conflict("Conversation already ended")
-        if not await self.registry.cancel(conversation_id, row.owner_node):
-            raise TimeoutError("the node running this conversation did not acknowledge")
+        return row
 
     async def load_tools(self, conversation_id: str, definitions: list[Any]
                          ) -> list[RuntimeTool]:
@@ -248,8 +336,14 @@ class LiveService:
         await self.leases.close_expired()
         self.leases.start()
 
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking conversations; let the live ones run on for up to ``timeout_s``."""
+        self.draining = True
+        await self.registry.wait_idle(timeout_s)
+
     async def shutdown(self) -> None:
         """End every live conversation (node stopping) and wait for them to be stored."""
+        self.draining = True
         await self.leases.stop()
         calls = [c for c in map(self.registry.local, self.registry.local_ids()) if c]
         for call in calls:

@@ -13,12 +13,20 @@ import contextlib
 import os
 import socket
 import uuid
-from typing import Protocol
+from collections.abc import AsyncIterator
+from typing import Any, Protocol, runtime_checkable
 
-from openline.transports.base import CallTransport
+from openline.services.control_channel import event_dict
+from openline.transports.base import CallTransport, Control, ControlRejected
 
 #: the new peer can arrive before the server noticed that the old one dropped
 DROP_NOTICE_S = 1.0
+#: events a slow watcher may fall behind by; older ones are dropped (watching is advisory)
+WATCH_BUFFER = 256
+
+
+class OwnerUnreachable(Exception):
+    """The node that owns a call did not answer (gone, or too slow)."""
 
 
 class LiveCall(Protocol):
@@ -33,6 +41,15 @@ class LiveCall(Protocol):
     def end(self, ended_by: str) -> None: ...
 
     async def wait_finished(self) -> None: ...
+
+
+@runtime_checkable
+class ControllableCall(LiveCall, Protocol):
+    """A call that runs its engine (a ringing phone call does not yet)."""
+
+    async def control(self, command: Control) -> None:
+        """Apply a mid-call control (raises ``ControlRejected``)."""
+        ...
 
 
 def default_node_id() -> str:
@@ -71,6 +88,24 @@ class LiveRegistry(Protocol):
         """A peer reconnects: hand it to the waiting call; False when nothing waits."""
         ...
 
+    async def control(self, conversation_id: str, owner_node: str | None,
+                      command: Control) -> None:
+        """Apply ``command`` on the owner node (``ControlRejected``, ``OwnerUnreachable``)."""
+        ...
+
+    def watch(self, conversation_id: str, owner_node: str | None
+              ) -> AsyncIterator[dict[str, Any]]:
+        """The call's engine events as JSON data, from now until it ends."""
+        ...
+
+    def publish(self, conversation_id: str, event: Any) -> None:
+        """The owner's hook: one engine event of a local call, for its watchers."""
+        ...
+
+    async def node_url(self, node_id: str) -> str | None:
+        """Where another live node serves HTTP (reconnect relay); ``None`` if unknown."""
+        ...
+
 
 class InProcessRegistry:
     """Single-node registry: calls in a dict, reconnect hand-off through futures."""
@@ -82,6 +117,7 @@ class InProcessRegistry:
         self._waiting: dict[str, tuple[str, asyncio.Future[CallTransport]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self._watchers: dict[str, set[asyncio.Queue[dict[str, Any] | None]]] = {}
 
     def add(self, call: LiveCall) -> None:
         self._calls[call.id] = call
@@ -89,6 +125,8 @@ class InProcessRegistry:
 
     def remove(self, conversation_id: str) -> None:
         self._calls.pop(conversation_id, None)
+        for queue in self._watchers.pop(conversation_id, ()):
+            _offer(queue, None)  # the call ended: its watch streams end
         if not self._calls:
             self._idle.set()
 
@@ -135,3 +173,43 @@ class InProcessRegistry:
             return False
         entry[1].set_result(transport)
         return True
+
+    async def control(self, conversation_id: str, owner_node: str | None,
+                      command: Control) -> None:
+        call = self._calls.get(conversation_id)
+        if call is None:
+            raise OwnerUnreachable("the conversation is not live on this node")
+        if not isinstance(call, ControllableCall):
+            raise ControlRejected("The conversation has not started yet", "not_started")
+        await call.control(command)
+
+    async def watch(self, conversation_id: str, owner_node: str | None
+                    ) -> AsyncIterator[dict[str, Any]]:
+        if conversation_id not in self._calls:
+            return
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(WATCH_BUFFER)
+        self._watchers.setdefault(conversation_id, set()).add(queue)
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+        finally:
+            self._watchers.get(conversation_id, set()).discard(queue)
+
+    def publish(self, conversation_id: str, event: Any) -> None:
+        queues = self._watchers.get(conversation_id)
+        if not queues:
+            return  # nobody watches: no serialisation on the hot path
+        data = event_dict(event)
+        for queue in queues:
+            _offer(queue, data)
+
+    async def node_url(self, node_id: str) -> str | None:
+        return None  # one node: there is no other
+
+
+def _offer(queue: asyncio.Queue[Any], item: Any) -> None:
+    """Put without blocking; a full queue drops its oldest entry (drop-oldest policy)."""
+    if queue.full():
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+    queue.put_nowait(item)

@@ -41,9 +41,11 @@ from openline.services import lookup, mapping
 from openline.services.commands import RunEvaluation, RunExtraction
 from openline.services.conversations import ConversationService
 from openline.services.principal import Principal
+from openline.services.recordings import RecordingStore
 from openline.services.redaction import Protection
 from openline.services.webhooks import WebhookService
 from openline.store import tables as t
+from openline.store.blobs import DirectoryBlobs
 from openline.store.db import Database
 from openline.store.tables import utcnow
 from openline.store.tables_postcall import ConversationEval, ConversationExtraction, Job
@@ -66,8 +68,11 @@ class PostCallService:
 
     def __init__(self, db: Database, queue: JobQueue, llm: LLM, stt: STT,
                  webhooks: WebhookService, conversations: ConversationService,
-                 options: PostCallOptions | None = None) -> None:
+                 options: PostCallOptions | None = None,
+                 recordings: RecordingStore | None = None) -> None:
         self.db, self.queue, self.llm, self.stt = db, queue, llm, stt
+        #: where recordings are read from (S3: downloaded for the job)
+        self.recordings = recordings or RecordingStore(DirectoryBlobs(Path(".")), Path("."))
         self.webhooks, self.conversations = webhooks, conversations
         self.options = options or PostCallOptions()
 
@@ -134,14 +139,14 @@ class PostCallService:
             items = await _items(s, conversation_id)
         turns = [transcripts.TurnAudio(i.role, i.live_transcript or "", i.started_at,
                                        i.duration_ms) for i in items]
-        recording = Path(row.recording_path) if row.recording_path else None
         config = row.config or {}
-        texts = await transcripts.refine(
-            self.stt, recording, row.started_at, turns,
-            # A multilingual conversation's turns are detected one by one.
-            language=None if config.get("additional_languages") else config.get(
-                "default_language"),
-            hotwords=config.get("boosted_keywords") or ())
+        async with self.recordings.local_file(row.recording_path) as recording:
+            texts = await transcripts.refine(
+                self.stt, recording, row.started_at, turns,
+                # A multilingual conversation's turns are detected one by one.
+                language=None if config.get("additional_languages") else config.get(
+                    "default_language"),
+                hotwords=config.get("boosted_keywords") or ())
         keep = Protection.of(config)
         texts = [keep.text(text) or "" for text in texts]  # redacted when asked
         async with self.db.session() as s:

@@ -33,12 +33,16 @@ async def recording(
                                                        signature):
         raise Forbidden("This recording link is invalid or has expired")
     stored = await svc.conversations.recording_path(conversation_id)
-    path = Path(stored) if stored else None
-    if path is None or not await asyncio.to_thread(path.exists):
+    path = Path(stored) if stored and "://" not in stored else None
+    if path is not None and container == "wav" and await asyncio.to_thread(path.exists):
+        return FileResponse(path, media_type="audio/wav", filename=f"{conversation_id}.wav")
+    wav = await svc.live.recordings.read(stored) if stored else None  # any node, any store
+    if wav is None:
         raise NotFound("Recording not found")
     if container == "wav":
-        return FileResponse(path, media_type="audio/wav", filename=f"{conversation_id}.wav")
-    data = await asyncio.to_thread(lambda: gzip.compress(path.read_bytes(), compresslevel=5))
+        return Response(wav, media_type="audio/wav", headers={
+            "Content-Disposition": f'attachment; filename="{conversation_id}.wav"'})
+    data = await asyncio.to_thread(gzip.compress, wav, compresslevel=5)
     return Response(data,
                     media_type="application/gzip",
                     headers={"Content-Disposition":

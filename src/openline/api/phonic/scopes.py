@@ -63,6 +63,8 @@ _HOOK, _KEY = "/v1/webhook_endpoints/{endpoint_id}", "/v1/api_keys/{key_id}"
 #: (method, path template) -> scope, for every route of ``api.app.build_api``.
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", "/health"): _P,
+    ("GET", "/ready"): _P,  # operations (api/ops.py): keep off the public side
+    ("GET", "/metrics"): _P,
     ("GET", "/openapi.json"): _P,
     ("GET", "/docs"): _P,
     ("GET", "/docs/oauth2-redirect"): _P,

@@ -12,6 +12,7 @@ from fastapi.responses import PlainTextResponse
 from starlette.websockets import WebSocketDisconnect
 
 from openline.api.phonic import scopes
+from openline.api.phonic.relay import relay
 from openline.api.phonic.sts_config import start_call
 from openline.domain.errors import (
     Conflict,
@@ -23,11 +24,14 @@ from openline.domain.errors import (
 )
 from openline.services.call_setup import ConfigurationFailed
 from openline.services.hub import Services
-from openline.services.live import CallOpened
+from openline.services.live import CallOpened, LiveElsewhere
 from openline.transports.sts import Disconnected, StsTransport, error_message
 
 router = APIRouter()
 CONFIG_WAIT_S = 30
+#: a reconnect reached a node that does not run the live conversation and could not relay
+#: it to the node that does
+RECONNECT_ELSEWHERE = 4801
 
 
 class StarletteSocket:
@@ -108,7 +112,14 @@ async def sts(ws: WebSocket) -> None:
         info = services.live.opened_info(resume) if allowed else None
         if info is not None:  # the returning client's audio and idle timeout, as before
             transport.configure(info.input_format, idle_timeout_s=info.idle_timeout_s)
-        if not (allowed and await services.live.resume(who, resume, transport)):
+        try:
+            resumed = allowed and await services.live.resume(who, resume, transport)
+        except LiveElsewhere as elsewhere:  # several nodes: docs/deployment.md (reconnects)
+            owner_url = await services.live.node_url(elsewhere.owner_node)
+            if not (owner_url and await relay(ws, owner_url)):
+                await transport.socket.close(RECONNECT_ELSEWHERE, "reconnect_other_node")
+            return
+        if not resumed:
             await transport.socket.close(4800, "reconnect session not found or expired")
         return
     config = await _read_config(transport)
