@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from openline.domain import ids
@@ -126,16 +127,24 @@ class AuthService(_KeyAdmin):
 
         Returns ``None`` when the workspace already exists.
         """
-        async with self.db.session() as s:
-            found = await s.scalar(select(t.Workspace).where(t.Workspace.name == DEFAULT_WORKSPACE))
-            if found is not None:
-                return None
-            ws = t.Workspace(id=ids.new_id(ids.WORKSPACE), name=DEFAULT_WORKSPACE, settings={})
-            s.add(ws)
-            await s.flush()  # no ORM relationships, so parents are flushed explicitly
-            s.add(t.Project(id=ids.new_id(ids.PROJECT), workspace_id=ws.id, name=DEFAULT_PROJECT))
-            await s.flush()
-            key = self._add_key(s, ws.id, "bootstrap")
+        try:
+            async with self.db.session() as s:
+                found = await s.scalar(
+                    select(t.Workspace).where(t.Workspace.name == DEFAULT_WORKSPACE))
+                if found is not None:
+                    return None
+                ws = t.Workspace(id=ids.new_id(ids.WORKSPACE), name=DEFAULT_WORKSPACE,
+                                 settings={})
+                s.add(ws)
+                await s.flush()  # no ORM relationships, so parents are flushed explicitly
+                s.add(t.Project(id=ids.new_id(ids.PROJECT), workspace_id=ws.id,
+                                name=DEFAULT_PROJECT))
+                await s.flush()
+                key = self._add_key(s, ws.id, "bootstrap")
+        except IntegrityError:
+            # Another node starting at the same moment created it first (unique name): its
+            # transaction committed, ours rolled back whole.
+            return None
         return key
 
     def _add_key(self, s: AsyncSession, workspace_id: str, name: str) -> NewKey:

@@ -13,7 +13,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -31,6 +31,8 @@ from openline.store import tables_vapi as _tables_vapi
 from openline.store import tables_vapi_live as _tables_vapi_live
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: PostgreSQL advisory-lock key held while migrating (any constant shared by all nodes)
+_MIGRATION_LOCK = 0x6F70656E6C696E65  # "openline"
 #: Every column holding secrets, for sealing what older releases left in plaintext.
 SEALED_COLUMNS = (*_tables.SEALED_COLUMNS, *_tables_postcall.SEALED_COLUMNS,
                   *_tables_phonic.SEALED_COLUMNS, *_tables_vapi.SEALED_COLUMNS,
@@ -94,6 +96,11 @@ class Database:
         database's secrets.
         """
         async with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Several nodes starting together on one database: one migrates, the others
+                # wait for its commit and then find the schema current.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": _MIGRATION_LOCK})
             await conn.run_sync(_upgrade, self.box)
 
     async def dispose(self) -> None:
