@@ -119,6 +119,12 @@ def test_squad_members_transfer_between_assistants(vapi: Vapi, raw: httpx.Client
     assert transfer["agents_to_transfer_to"] == [support[0]["name"]]
     back = raw.get(f"/v1/tools/{support[0]['tools'][0]}").json()["tool"]
     assert back["agents_to_transfer_to"] == [sales_agent["name"]]
+    other = vapi.squads.create(members=[  # an assistant may be in several squads
+        {"assistantId": sales.id, "assistantDestinations": [
+            {"type": "assistant", "assistantName": f"Support {tag}"}]}])
+    assert len(raw.get(f"/v1/agents/{sales.id}").json()["agent"]["tools"]) == 2
+    vapi.squads.delete(other.id)
+    assert raw.get(f"/v1/agents/{sales.id}").json()["agent"]["tools"] == sales_agent["tools"]
     assert squad.id in [s.id for s in vapi.squads.list(limit=100.0)]
     assert [s["id"] for s in raw.get("/squad", params={"idAny": squad.id}).json()] == [squad.id]
 

@@ -35,6 +35,10 @@ def test_sync_phone_numbers_files_and_calls(vapi: Vapi, live_server: LiveServer)
     number = vapi.phone_numbers.create(request={"provider": "vapi", "name": "Pool line"})
     assert number.number and vapi.phone_numbers.get(number.id).name == "Pool line"
     assert number.id in [n.id for n in vapi.phone_numbers.list() if n is not None]
+    page = vapi.phone_numbers.phone_number_controller_find_all_paginated(
+        search="pool LINE", limit=5.0)
+    assert [n.id for n in page.results] == [number.id] and page.metadata.total_items == 1
+    assert page.metadata.current_page == 1 and page.metadata.items_per_page == 5
     assert vapi.phone_numbers.update(number.id, request={"provider": "vapi",
                                                          "name": "Renamed"}).name == "Renamed"
     assert vapi.phone_numbers.delete(number.id).id == number.id

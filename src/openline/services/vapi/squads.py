@@ -11,6 +11,7 @@ shown) and removed with it.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -112,8 +113,7 @@ class SquadService:
             if not targets:
                 continue
             spec = parse(ToolSpec, {
-                "name": f"transfer_{agent_id[-12:].replace('-', '')}_{len(tool_ids)}_"
-                        f"{who.workspace_id[-6:].replace('-', '')}"[:60],
+                "name": f"squad_transfer_{uuid.uuid4().hex[:12]}",  # one per member and squad
                 "description": "Transfer the call to another assistant of the squad",
                 "type": "built_in_transfer_to_agent", "execution_mode": "sync",
                 "agents_to_transfer_to": list(dict.fromkeys(targets))})
