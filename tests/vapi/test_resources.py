@@ -135,6 +135,16 @@ def test_squad_members_transfer_between_assistants(vapi: Vapi, raw: httpx.Client
     assert vapi.squads.delete(squad.id).id == squad.id
     r = raw.post("/squad", json={"members": [{"assistantId": "agent_missing"}]})
     assert r.status_code == 400
+    agents_before = len(raw.get("/v1/agents").json()["agents"])
+    tools_before = len(raw.get("/v1/tools").json()["tools"])
+    r = raw.post("/squad", json={"members": [  # refused: nothing it made is left behind
+        {"assistant": {"name": "Half made"}, "assistantDestinations": [
+            {"type": "assistant", "assistantName": f"Sales {tag}"}]},
+        {"assistantId": sales.id, "assistantDestinations": [
+            {"type": "assistant", "assistantName": "Nobody at all"}]}]})
+    assert r.status_code == 400 and "Nobody at all" in r.json()["message"]
+    assert len(raw.get("/v1/agents").json()["agents"]) == agents_before
+    assert len(raw.get("/v1/tools").json()["tools"]) == tools_before
     assert raw.post("/squad", json={"name": "no members"}).status_code == 400
     empty = vapi.squads.create(members=[SquadMemberDto()])  # the seed reference's example
     assert len(empty.members) == 1
