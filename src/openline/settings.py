@@ -72,6 +72,22 @@ class Settings(BaseSettings):
     twilio_api_key_secret: str | None = None
     #: Twilio's REST API, or any Twilio-compatible one (tests point it at a local fake)
     twilio_api_base: str = "https://api.twilio.com"
+    # --- Phonic dialect, complete: data retention, replay, socket JWTs (issue 14) ---
+    #: how often the scheduled job deletes transcripts and recordings past their retention
+    retention_sweep_s: float = 300.0
+    #: replays running at once on this node (more are answered 503)
+    max_concurrent_replays: int = 4
+    #: the ``aud`` a customer-signed socket JWT must carry unless its key names another
+    socket_jwt_audience: str = "openline"
+    # --- Vapi dialect, live calls (server-URL messages) ---
+    #: the org's server URL: ``assistant-request`` for Vapi calls that name no assistant
+    vapi_server_url: str | None = None
+    #: sent with the org server's messages as ``X-Vapi-Secret``
+    vapi_server_secret: str | None = None
+    #: a ``vapi.websocket`` call whose client has not connected by then ends unstarted
+    vapi_socket_wait_s: float = 60.0
+    #: a tool's server still silent after this long gets a ``hang`` message out
+    vapi_hang_after_s: float = 5.0
 
     @property
     def twilio_enabled(self) -> bool:

@@ -260,14 +260,31 @@ def _conversations(ex: Exercise, server: LiveServer, project: str, ids: dict[str
     ex.call("get", f"/conversations/{done}/evals", 200)
     ex.call("get", f"/projects/{project}/conversation_evals", 200)
     ex.call("post", f"/conversations/{done}/cancel", 409)
+    _replays(ex, done)
     # A row that claims to be live (seeded: no node runs it) for the live-only answers.
     (live,) = seed_conversations(server.database_url, project, [
         {"started_at": datetime(2025, 5, 1, 12, 0, tzinfo=UTC), "live": True}])
     ex.call("post", f"/conversations/{live}/cancel")  # 200 or 504: no node runs it
     ex.call("delete", f"/conversations/{live}", 409)
     ex.call("delete", f"/conversations/{done}", 200)
+    ex.call("post", f"/conversations/{live}/replay", 409, json={})
     finish_conversation(server.database_url, live)
+    ex.call("post", f"/conversations/{live}/replay", 422, json={})  # no agent, no audio
     ex.call("delete", f"/conversations/{live}", 200)
+
+
+def _replays(ex: Exercise, done: str) -> None:
+    """Both replays of a finished call, and their refusals."""
+    items = ex.http.get(f"/conversations/{done}").json()["conversation"]["items"]
+    assistant = next(i for i in items if i["role"] == "assistant")
+    ex.call("post", f"/conversation_items/{assistant['id']}/replay", 200,
+            json={"system_prompt": "Be brief.", "num_responses": 2})
+    ex.call("post", f"/conversation_items/{assistant['id']}/replay", 400,
+            json={"num_responses": 0})
+    ex.call("post", "/conversation_items/item_missing/replay", 404, json={})
+    started = ex.call("post", f"/conversations/{done}/replay", 200, json={}).json()
+    _ended(ex, started["conversation_id"])
+    ex.call("post", "/conversations/conv_missing/replay", 404, json={})
 
 
 def _errors(ex: Exercise, project: str) -> None:

@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import FastAPI
 
 from openline import __version__
+from openline.api.dashboard import router as dashboard_router
 from openline.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from openline.api.phonic import (
     errors,
@@ -23,6 +24,9 @@ from openline.api.phonic import (
     routes_postcall,
     routes_projects,
     routes_recordings,
+    routes_replay,
+    routes_socket_jwt,
+    routes_storage,
     routes_tools,
     routes_tts,
     routes_voices,
@@ -31,6 +35,9 @@ from openline.api.phonic import (
 from openline.api.phonic.schemas import defs_of
 from openline.api.twilio import routes as twilio_routes
 from openline.api.vapi import app as vapi_app
+from openline.api.vapi import calls_create as vapi_calls_create
+from openline.api.vapi import control as vapi_control
+from openline.api.vapi import ws as vapi_ws
 from openline.domain.agent import AgentSpec
 from openline.domain.extraction import EvalPromptSpec, ExtractionSchemaSpec
 from openline.domain.tool import ToolSpec
@@ -50,10 +57,14 @@ def build_api(services: Services, lifespan: Lifespan | None = None, *,
     errors.install(app)
     for module in (routes_projects, routes_agents, routes_tools, routes_outbound_call,
                    routes_conversations, routes_auth, routes_voices, routes_recordings,
-                   routes_postcall, routes_tts, ws):
+                   routes_postcall, routes_tts, ws,
+                   routes_replay, routes_storage, routes_socket_jwt):  # issue 14
         app.include_router(module.router, prefix="/v1")
     app.include_router(twilio_routes.router)
     vapi_app.install(app, services)  # the Vapi dialect, at the root (/assistant, /call...)
+    for vapi_module in (vapi_calls_create, vapi_control, vapi_ws):  # Vapi live calls
+        app.include_router(vapi_module.router, include_in_schema=False)
+    app.include_router(dashboard_router)  # the web dashboard at / (api/dashboard)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

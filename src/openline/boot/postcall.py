@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from openline.api.phonic.views import PhonicEvents
 from openline.domain.conversation import Conversation
 from openline.postcall.queue import ClaimedJob, DbJobQueue
+from openline.postcall.retention import RetentionSweeper
 from openline.postcall.worker import Handler, Worker, WorkerOptions
 from openline.providers.stt.base import STT
 from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
@@ -26,13 +27,19 @@ class PostCallRuntime:
     webhooks: WebhookService
     postcall: PostCallService
     worker: Worker
+    #: deletes transcripts and recordings past the agents' retention windows
+    retention: RetentionSweeper | None = None
 
     async def start(self) -> None:
         """Queue work a crash left unqueued, then start the worker (inside the loop)."""
         await self.postcall.recover()
         self.worker.start()
+        if self.retention is not None:
+            self.retention.start()
 
     async def stop(self) -> None:
+        if self.retention is not None:
+            await self.retention.stop()
         await self.worker.stop()
         await self.webhooks.close()
 
@@ -91,4 +98,5 @@ def build_postcall(settings: Settings, db: Database, providers: Providers,
                                   lease_s=settings.job_lease_s, poll_s=settings.job_poll_s,
                                   retry_base_s=settings.job_retry_base_s,
                                   retry_max_s=settings.job_retry_max_s))
-    return PostCallRuntime(queue, webhooks, postcall, worker)
+    return PostCallRuntime(queue, webhooks, postcall, worker,
+                           RetentionSweeper(db, every_s=settings.retention_sweep_s))

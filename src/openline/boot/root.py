@@ -15,12 +15,16 @@ from dataclasses import dataclass
 
 from openline.boot.postcall import PostCallRuntime, build_postcall
 from openline.boot.providers import ProviderVoices, build_providers, load_all
+from openline.boot.vapi_live import build_vapi_calls
 from openline.services.auth import NewKey
+from openline.services.external_storage import ArtifactKeeper, ExternalStorageService
 from openline.services.hub import Services
 from openline.services.live import LiveService
 from openline.services.live_registry import InProcessRegistry
 from openline.services.phone_numbers import DEFAULT_POOL, parse_pool
 from openline.services.recordings import RecordingLinks
+from openline.services.replay import ReplayService
+from openline.services.socket_jwt import SocketJwtService
 from openline.services.speech import SpeechService
 from openline.services.telephony.service import TwilioOptions, TwilioService
 from openline.settings import Settings
@@ -86,6 +90,8 @@ class Runtime:
         await self.services.live.shutdown()
         if self.services.twilio is not None:
             await self.services.twilio.close()
+        if self.services.vapi_calls is not None:
+            await self.services.vapi_calls.close()
         await self.postcall.stop()
         await self.db.dispose()
 
@@ -110,7 +116,20 @@ def build_runtime(settings: Settings, providers: Providers | None = None) -> Run
         allow_private_urls=settings.allow_private_urls,
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
+    build_phonic_complete(settings, services, providers)
+    services.vapi_calls = build_vapi_calls(settings, services, postcall)
     return Runtime(settings, db, providers, services, postcall)
+
+
+def build_phonic_complete(settings: Settings, services: Services, providers: Providers) -> None:
+    """Replay, external storage (with the end-of-call data protection) and socket JWTs."""
+    services.storage = ExternalStorageService(services.db,
+                                              allow_private_urls=settings.allow_private_urls)
+    services.live.artifacts = ArtifactKeeper(services.db, services.storage)
+    services.replay = ReplayService(services.db, services.live, providers.llm,
+                                    max_concurrent=settings.max_concurrent_replays)
+    services.socket_jwt = SocketJwtService(services.db,
+                                           default_audience=settings.socket_jwt_audience)
 
 
 def build_twilio(settings: Settings, live: LiveService,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from openline.settings import Settings
 
@@ -48,6 +49,8 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             if args.action == "create":
                 key = first if first is not None else await auth.create_key(ws.id, args.name)
                 print(f"{key.id}\t{key.name}\t{key.secret}")
+                if args.dashboard:  # a one-time sign-in link for the web dashboard
+                    print(await _login_link(db, auth, settings, ws.id, key.id))
             elif args.action == "list":
                 for row in await auth.list_keys(ws.id):
                     state = "revoked" if row.revoked_at else "active"
@@ -60,6 +63,16 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
             await db.dispose()
 
     return asyncio.run(run())
+
+
+async def _login_link(db: Any, auth: Any, settings: Settings, workspace_id: str,
+                      key_id: str) -> str:
+    from openline.services.dashboard import LINK_TTL, DashboardService
+
+    token = await DashboardService(db, auth).create_login_link(workspace_id, key_id)
+    base = (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    minutes = int(LINK_TTL.total_seconds() // 60)
+    return f"{base}/dashboard/login/link?token={token}\t(signs in once, within {minutes} min)"
 
 
 def _chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -90,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key and print its secret once")
     create.add_argument("--name", default="cli")
+    create.add_argument("--dashboard", action="store_true",
+                        help="also print a one-time sign-in link for the web dashboard")
     keys_sub.add_parser("list", help="list keys (secrets are never shown again)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")

@@ -65,6 +65,11 @@ TEMPLATE_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TIMER_SEC = 86_400
 #: Retention windows up to ten years.
 MAX_RETENTION_HOURS = 87_600
+#: Why ``enable_watermarking: true`` is refused (README, "Data protection"): the one
+#: maintained speech watermarker (AudioSeal) needs PyTorch and model weights downloaded at
+#: run time, which Openline does not do; a hand-made mark would be no real protection.
+WATERMARKING_REFUSAL = ("audio watermarking is not supported by this server (no CPU "
+                        "watermarking model is installed); leave enable_watermarking false")
 
 
 class _Lenient(BaseModel):
@@ -290,6 +295,8 @@ class AgentSpec(_Lenient):
                 errors["external_storage_policy"] = "cannot be combined with enable_redaction"
         if len(set(self.tools)) != len(self.tools):
             errors["tools"] = "tools must not repeat"
+        if self.enable_watermarking:
+            errors["enable_watermarking"] = WATERMARKING_REFUSAL
         return errors
 
     def template_defaults(self) -> dict[str, str]:

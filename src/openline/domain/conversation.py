@@ -96,6 +96,14 @@ class Conversation:
     call_info: Mapping[str, Any] | None = None
     has_recording: bool = False
     items: tuple[ConversationItem, ...] = ()
+    #: when the retention policy deleted the transcripts and the recording
+    transcripts_deleted_at: datetime | None = None
+    audio_recordings_deleted_at: datetime | None = None
+
+    @property
+    def is_redacted(self) -> bool:
+        """Transcripts were stored with PII redacted (the agent's ``enable_redaction``)."""
+        return bool(self.settings.get("enable_redaction"))
 
     @property
     def is_live(self) -> bool:

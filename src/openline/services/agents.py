@@ -27,6 +27,7 @@ from openline.services.commands import (
     UpdateAgent,
     UpdatePhoneNumber,
 )
+from openline.services.external_storage import check_policy_exists
 from openline.services.masking import keep_agent_secrets, keep_endpoint_secrets
 from openline.services.principal import Principal
 from openline.store import tables as t
@@ -146,6 +147,7 @@ class AgentService:
         return True
 
     async def _check_refs(self, s: AsyncSession, proj: t.Project, spec: AgentSpec) -> None:
+        await check_policy_exists(s, proj.id, spec.external_storage_policy)
         custom = [n for n in spec.tools if n not in BUILT_IN_TOOL_NAMES]
         if not custom:
             return

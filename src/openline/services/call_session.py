@@ -24,6 +24,7 @@ from openline.services.item_writer import ItemWriter
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
+from openline.store.tables_dashboard import ConversationStageTimings
 from openline.transports import base as tb
 from openline.voice import events as ev
 from openline.voice.session import Conversation, ConversationResult
@@ -75,6 +76,9 @@ class CallHooks:
     wait_for_peer: Callable[[str, str, float], Awaitable[tb.CallTransport | None]]
     #: after the end is stored, before anyone waiting for the call is released
     stored: Callable[[str], Awaitable[None]]
+    #: the saved recording -> the one to keep (data protection: external storage, zero
+    #: retention); ``None`` keeps it as it is
+    artifacts: Callable[[str, Path | None, ItemWriter], Awaitable[Path | None]] | None = None
 
 
 class CallSession:
@@ -237,6 +241,11 @@ class CallSession:
                 engine.recorder.save, self.recordings_dir / f"{self.id}.wav")
         except Exception:  # a failed recording must not lose the conversation record
             log.exception("could not save the recording of %s", self.id)
+        if self.hooks.artifacts is not None:
+            try:
+                path = await self.hooks.artifacts(self.id, path, self.writer)
+            except Exception:  # the conversation record is stored all the same
+                log.exception("data protection at the end of %s failed", self.id)
         async with self.db.writer() as s:
             row = await s.get(t.Conversation, self.id)
             if row is None:
@@ -245,5 +254,8 @@ class CallSession:
                       result.ended_by if result else (engine.lifecycle.ended_by or "error"))
             row.latencies_ms = list(engine.latencies_ms)
             row.interruptions_count = engine.interruptions
+            if result is not None and result.stage_timings:  # the dashboard's latency chart
+                await s.merge(ConversationStageTimings(conversation_id=self.id,
+                                                       turns=list(result.stage_timings)))
             row.recording_path = str(path) if path else None
             row.live_transcript = self.writer.transcript

@@ -14,6 +14,7 @@ from openline.services import lookup, mapping
 from openline.services.commands import ListConversations
 from openline.services.principal import Principal
 from openline.store import tables as t
+from openline.store import tables_phonic as tph
 from openline.store.db import Database
 
 
@@ -111,8 +112,12 @@ class ConversationService:
         agent_ids = {r.agent_id for r in rows if r.agent_id}
         alive = set(await s.scalars(select(t.Agent.id).where(t.Agent.id.in_(agent_ids)))) \
             if agent_ids else set()
+        retention = {r.conversation_id: r for r in await s.scalars(
+            select(tph.ConversationRetention).where(
+                tph.ConversationRetention.conversation_id.in_(conv_ids)))}
         return [mapping.conversation(r, workspace, proj, items[r.id],
-                                     bool(r.agent_id) and r.agent_id not in alive)
+                                     bool(r.agent_id) and r.agent_id not in alive,
+                                     retention.get(r.id))
                 for r in rows]
 
     async def get(self, who: Principal, conversation_id: str) -> Conversation:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -29,17 +29,20 @@ from openline.services.call_setup import (
     TransferDirectory,
     Voices,
 )
+from openline.services.external_storage import ArtifactKeeper
 from openline.services.item_writer import ItemWriter
 from openline.services.leases import LeaseKeeper
 from openline.services.live_registry import InProcessRegistry, LiveRegistry
 from openline.services.outbound import CallContext, HttpWebhookCaller
 from openline.services.principal import Principal
+from openline.services.redaction import Protection
 from openline.services.url_safety import SafeAsyncClient
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.transports.base import CallTransport
+from openline.voice.contracts import ConversationObserver
 from openline.voice.session import Conversation, ConversationResult, Providers
-from openline.voice.tools import PhoneTransfer, RuntimeTool
+from openline.voice.tools import PhoneTransfer, RuntimeTool, WebhookCaller
 
 log = logging.getLogger(__name__)
 SHUTDOWN_WAIT_S = 10.0
@@ -55,11 +58,28 @@ class CallOpened:
     warnings: tuple[str, ...]
 
 
+class CallExtension(Protocol):
+    """What a dialect adds to one of its calls (the Vapi dialect's server-URL messages):
+    it may wrap the call's transport and item observer, and run its webhook tools."""
+
+    def transport(self, inner: CallTransport) -> CallTransport: ...
+
+    def observer(self, inner: ConversationObserver) -> ConversationObserver: ...
+
+    def webhooks(self, default: WebhookCaller) -> WebhookCaller: ...
+
+
+#: asked as each call is built (it may add tools to ``prepared.tools``); None: no extension
+ExtensionFactory = Callable[[PreparedCall], CallExtension | None]
+
+
 class LiveService:
     """Starts, tracks and ends the conversations this node runs."""
 
     #: called with a conversation's id once its end is stored (queues post-call work)
     on_ended: Callable[[str], Awaitable[None]] | None = None
+    #: data protection at a call's end (external storage, zero retention, due dates)
+    artifacts: ArtifactKeeper | None = None
 
     def __init__(self, db: Database, providers: Providers, recordings_dir: Path,
                  voices: Voices, *, http: httpx.AsyncClient | None = None,
@@ -73,6 +93,8 @@ class LiveService:
                                lease_s=lease_s, allow_private_urls=allow_private_urls)
         self.leases = LeaseKeeper(db, self.registry.node_id, self.registry.local_ids,
                                   recordings_dir, lease_s=lease_s)
+        #: dialects' per-call extensions (the first one that answers applies)
+        self.extensions: list[ExtensionFactory] = []
 
     async def run_call(self, start: StartCall, transport: CallTransport,
                        opened: Callable[[CallOpened], Awaitable[None]] | None = None
@@ -108,11 +130,16 @@ class LiveService:
 
     def build(self, prepared: PreparedCall, transport: CallTransport) -> CallSession:
         """The engine and call session of a prepared conversation, registered as live."""
+        extension = next((e for e in (f(prepared) for f in self.extensions) if e is not None),
+                         None)
+        if extension is not None:
+            transport = extension.transport(transport)
         cfg = prepared.resolved.session
         cfg.runtime_tools, cfg.built_in_tools = prepared.tools
-        writer = ItemWriter(self.db, prepared.id)
+        writer = ItemWriter(self.db, prepared.id, Protection.of(prepared.resolved.snapshot))
         hooks = CallHooks(set_external_id=self.set_external_id, load_tools=self.load_tools,
-                          wait_for_peer=self.registry.wait_for_peer, stored=self._stored)
+                          wait_for_peer=self.registry.wait_for_peer, stored=self._stored,
+                          artifacts=self._artifacts if self.artifacts else None)
         holder: list[CallSession] = []
 
         async def send(event: Any) -> None:
@@ -122,10 +149,13 @@ class LiveService:
             return await holder[0].transfer_to_phone(request)
 
         call_info = prepared.call_info.stored() if prepared.call_info else None
+        webhooks: WebhookCaller = HttpWebhookCaller(
+            self.http, CallContext(prepared.id, call_info), allow_private=self.allow_private_urls)
+        observer: ConversationObserver = writer
+        if extension is not None:
+            webhooks, observer = extension.webhooks(webhooks), extension.observer(writer)
         engine = Conversation(
-            cfg, self.providers, send, writer,
-            webhooks=HttpWebhookCaller(self.http, CallContext(prepared.id, call_info),
-                                       allow_private=self.allow_private_urls),
+            cfg, self.providers, send, observer, webhooks=webhooks,
             agents=TransferDirectory(self.setup, prepared.project_id),
             recordings_dir=self.recordings_dir, sink=transport.audio_sink(cfg.output_format),
             transfer=transfer)
@@ -134,6 +164,12 @@ class LiveService:
         holder.append(session)
         self.registry.add(session)
         return session
+
+    async def _artifacts(self, conversation_id: str, recording: Path | None,
+                         writer: ItemWriter) -> Path | None:
+        assert self.artifacts is not None
+        return await self.artifacts.finish(conversation_id, writer.protection, recording,
+                                           writer.spoken)
 
     async def end_unstarted(self, conversation_id: str, ended_by: str) -> None:
         """A prepared conversation that never ran (an unanswered phone call): store its

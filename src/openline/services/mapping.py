@@ -28,6 +28,7 @@ from openline.domain.phone_number import NumberSource, PhoneNumber, SipSettings
 from openline.domain.project import Project, Ref
 from openline.domain.tool import Tool, ToolSpec
 from openline.store import tables as t
+from openline.store import tables_phonic as tph
 from openline.store import tables_postcall as tp
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ def _task_results(data: Mapping[str, Any] | None) -> dict[str, TaskResult]:
 
 
 def conversation(row: t.Conversation, workspace: Ref, project_row: t.Project,
-                 items: Sequence[t.ConversationItem], agent_deleted: bool) -> Conversation:
+                 items: Sequence[t.ConversationItem], agent_deleted: bool,
+                 retention: tph.ConversationRetention | None = None) -> Conversation:
     agent_ref = ConversationAgent(row.agent_id, row.agent_name, agent_deleted) \
         if row.agent_id else None
     return Conversation(
@@ -137,7 +139,10 @@ def conversation(row: t.Conversation, workspace: Ref, project_row: t.Project,
         interruptions_count=row.interruptions_count,
         task_results=_task_results(row.task_results), metadata=row.meta,
         call_info=row.call_info, has_recording=row.recording_path is not None,
-        items=tuple(item(i) for i in items))
+        items=tuple(item(i) for i in items),
+        transcripts_deleted_at=retention.transcripts_deleted_at if retention else None,
+        audio_recordings_deleted_at=retention.audio_recordings_deleted_at
+        if retention else None)
 
 
 def extraction(row: tp.ConversationExtraction, schema_deleted: bool) -> Extraction:

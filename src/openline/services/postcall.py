@@ -41,6 +41,7 @@ from openline.services import lookup, mapping
 from openline.services.commands import RunEvaluation, RunExtraction
 from openline.services.conversations import ConversationService
 from openline.services.principal import Principal
+from openline.services.redaction import Protection
 from openline.services.webhooks import WebhookService
 from openline.store import tables as t
 from openline.store.db import Database
@@ -107,6 +108,9 @@ class PostCallService:
             row = await s.get(t.Conversation, conversation_id)
         if row is None or row.ended_at is None:
             return  # deleted meanwhile, or (impossible) still live: nothing to do
+        if Protection.of(row.config).zero_retention:  # nothing but metadata is kept
+            await self._send_events(conversation_id)
+            return
         if row.post_call_transcript is None:
             await self._step("transcripts", job, self._refine_transcripts(conversation_id))
         if row.config.get("tasks") and not row.task_results:
@@ -136,6 +140,8 @@ class PostCallService:
             self.stt, recording, row.started_at, turns,
             language=config.get("default_language"),
             hotwords=config.get("boosted_keywords") or ())
+        keep = Protection.of(config)
+        texts = [keep.text(text) or "" for text in texts]  # redacted when asked
         async with self.db.session() as s:
             for item, text in zip(items, texts, strict=True):
                 stored = await s.get(t.ConversationItem, item.id)
@@ -152,17 +158,20 @@ class PostCallService:
                  for task in row.config.get("tasks") or [] if task.get("name")]
         results = await analysis.task_results(self.llm, tasks, transcript) if transcript else {
             name: analysis.TaskResult(False, "nothing was said") for name, _ in tasks}
+        keep = Protection.of(row.config)
         async with self.db.session() as s:
             conv = await s.get(t.Conversation, conversation_id)
             if conv is not None:
-                conv.task_results = {name: {"completed": r.completed, "reasoning": r.reasoning}
+                conv.task_results = {name: {"completed": r.completed,
+                                            "reasoning": keep.text(r.reasoning) or ""}
                                      for name, r in results.items()}
 
     async def _summarize(self, conversation_id: str) -> None:
-        _, transcript = await self._transcript(conversation_id)
+        row, transcript = await self._transcript(conversation_id)
         if not transcript:
             return  # nothing to summarise; leave summary null
-        summary = await analysis.summarize(self.llm, transcript)
+        summary = Protection.of(row.config).text(
+            await analysis.summarize(self.llm, transcript))
         async with self.db.session() as s:
             conv = await s.get(t.Conversation, conversation_id)
             if conv is not None:
@@ -189,7 +198,7 @@ class PostCallService:
 
     async def extract(self, who: Principal, cmd: RunExtraction) -> Extraction:
         """Run an extraction schema now; 404 unknown, 409 live, 400 without ``schema_id``."""
-        await self.conversations.require_ended(who, cmd.conversation_id)
+        conv = await self.conversations.require_ended(who, cmd.conversation_id)
         if not cmd.schema_id:
             raise ValidationFailed("Invalid parameters: schema_id", {"schema_id": "is required"})
         async with self.db.session() as s:
@@ -200,7 +209,8 @@ class PostCallService:
         result = await analysis.extract(self.llm, spec.prompt, fields, transcript)
         row = ConversationExtraction(
             id=ids.new_id(ids.EXTRACTION), conversation_id=cmd.conversation_id,
-            schema_id=schema.id, schema_name=schema.name, result=result.result,
+            schema_id=schema.id, schema_name=schema.name,
+            result=Protection.of(conv.settings).document(result.result),
             notes=result.notes)
         async with self.db.session() as s:
             await _ensure_results_room(s, ConversationExtraction.conversation_id,
@@ -236,7 +246,8 @@ class PostCallService:
         row = ConversationEval(
             id=ids.new_id(ids.EVAL), conversation_id=cmd.conversation_id,
             project_id=conv.project.id, prompt_id=prompt.id, prompt_name=prompt.name,
-            result=verdict.result, reasoning=verdict.reasoning)
+            result=verdict.result,
+            reasoning=Protection.of(conv.settings).text(verdict.reasoning))
         async with self.db.session() as s:
             await _ensure_results_room(s, ConversationEval.conversation_id,
                                        cmd.conversation_id, "evaluations")

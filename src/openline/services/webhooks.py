@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -89,6 +89,9 @@ class WebhookService:
         self.options = options or WebhookOptions()
         self._http = http
         self.renderers: dict[Dialect, EventRenderer] = dict(renderers or {})
+        #: told of every published event first (a dialect's own deliveries: the Vapi
+        #: end-of-call report); one that raises fails the publish, so the job retries
+        self.listeners: list[Callable[[DomainEvent], Awaitable[None]]] = []
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -158,6 +161,8 @@ class WebhookService:
         """Queue ``event`` for every subscribed endpoint of its workspace; returns how many.
 
         Publishing the same occurrence again (a retried job) queues nothing new."""
+        for listener in self.listeners:
+            await listener(event)
         workspace_id = event.conversation.workspace.id
         async with self.db.session() as s:
             rows = list(await s.scalars(select(tp.WebhookEndpoint).where(

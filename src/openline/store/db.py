@@ -24,13 +24,17 @@ from sqlalchemy.ext.asyncio import (
 
 from openline.store import sealed
 from openline.store import tables as _tables
+from openline.store import tables_dashboard as _tables_dashboard  # noqa: F401  (registers them)
+from openline.store import tables_phonic as _tables_phonic
 from openline.store import tables_postcall as _tables_postcall
 from openline.store import tables_vapi as _tables_vapi
+from openline.store import tables_vapi_live as _tables_vapi_live
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 #: Every column holding secrets, for sealing what older releases left in plaintext.
 SEALED_COLUMNS = (*_tables.SEALED_COLUMNS, *_tables_postcall.SEALED_COLUMNS,
-                  *_tables_vapi.SEALED_COLUMNS)
+                  *_tables_phonic.SEALED_COLUMNS, *_tables_vapi.SEALED_COLUMNS,
+                  *_tables_vapi_live.SEALED_COLUMNS)
 
 
 def sqlite_url(data_dir: Path) -> str:

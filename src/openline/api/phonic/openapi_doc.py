@@ -49,6 +49,9 @@ _ERRORS: dict[int, tuple[str, str]] = {
     404: ("Not found", "BasicError"),
     409: ("Conflicts with the current state", "BasicError"),
     413: ("Request body larger than the cap", "BasicError"),
+    422: ("Cannot be replayed (no audio, no agent, or not an assistant item)", "BasicError"),
+    429: ("Concurrency limit reached", "BasicError"),
+    503: ("Insufficient capacity", "BasicError"),
     504: ("Not acknowledged in time", "BasicError"),
 }
 
@@ -197,6 +200,19 @@ ANSWERS: dict[str, dict[str, Any]] = {
                                                     webhook_endpoint=_ref("WebhookEndpoint")),
     "get /v1/webhook_endpoints/{endpoint_id}/deliveries": _list_of("deliveries", _ANY_OBJECT),
     "post /v1/tts": _obj(["audio"], audio={"type": "string", "contentEncoding": "base64"}),
+    # replay and external storage policies (issue 14)
+    "post /v1/conversations/{conversation_id}/replay": _obj(
+        ["message"], message=_STR, conversation_id=_STR),
+    "post /v1/conversation_items/{item_id}/replay": _obj(
+        ["responses"], responses={"type": "array", "items": _obj(
+            ["text", "tool_calls"], text=_STR,
+            tool_calls={"type": "array", "items": _ANY_OBJECT})}),
+    "get /v1/external_storage_policies": _list_of("external_storage_policies", _ANY_OBJECT),
+    "post /v1/external_storage_policies": _ref("Created"),
+    "get /v1/external_storage_policies/{name_or_id}": _obj(
+        ["external_storage_policy"], external_storage_policy=_ANY_OBJECT),
+    "get /v1/socket_jwt_keys": _list_of("socket_jwt_keys", _ANY_OBJECT),
+    "post /v1/socket_jwt_keys": _obj(["id"], id=_STR),
 }
 _BEARER = {"type": "http", "scheme": "bearer",
            "description": "`Authorization: Bearer <API key, session token or conversation token>`"}

@@ -48,10 +48,13 @@ class Scope(enum.Enum):
     #: the STS socket: API keys, session tokens without ``conversation_ids``, and
     #: conversation tokens (for their agent); see :func:`socket_refusal`
     STS_SOCKET = "sts_socket"
+    #: the web dashboard (``api/dashboard``): its own session cookie and CSRF token are
+    #: the credential, checked by its pages; without a session they redirect to sign-in
+    DASHBOARD = "dashboard"
 
 
 _P, _S, _K = Scope.PUBLIC, Scope.SIGNED_LINK, Scope.API_KEY
-_READ, _WS = Scope.CONVERSATION_READ, Scope.STS_SOCKET
+_READ, _WS, _D = Scope.CONVERSATION_READ, Scope.STS_SOCKET, Scope.DASHBOARD
 _AGENT, _TOOL, _SCHEMA = "/v1/agents/{name_or_id}", "/v1/tools/{name_or_id}", \
     "/v1/extraction_schemas/{name_or_id}"
 _PROJECT, _CONV = "/v1/projects/{name_or_id}", "/v1/conversations/{conversation_id}"
@@ -128,9 +131,25 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("GET", _HOOK): _K,
     ("DELETE", _HOOK): _K,
     ("GET", f"{_HOOK}/deliveries"): _K,
+    # Vapi live calls: POST /call takes an API key; the socket and control URLs carry
+    # the call's token (an HMAC the route checks), the credential Vapi hands out
+    ("POST", "/call"): _K,
+    ("POST", "/call/{call_id}/control/{token}"): _S,
+    (WEBSOCKET, "/call/{call_id}/transport/{token}"): _S,
     # the real-time socket (authenticated by ws.py, which applies socket_refusal)
     (WEBSOCKET, "/v1/sts/ws"): _WS,
     ("POST", "/v1/conversations/outbound_call"): _K,
+    # replay, external storage policies, socket JWT keys (issue 14)
+    ("POST", f"{_CONV}/replay"): _K,
+    ("POST", "/v1/conversation_items/{item_id}/replay"): _K,
+    ("GET", "/v1/external_storage_policies"): _K,
+    ("POST", "/v1/external_storage_policies"): _K,
+    ("GET", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("PATCH", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("DELETE", "/v1/external_storage_policies/{name_or_id}"): _K,
+    ("GET", "/v1/socket_jwt_keys"): _K,
+    ("POST", "/v1/socket_jwt_keys"): _K,
+    ("DELETE", "/v1/socket_jwt_keys/{key_id}"): _K,
     # Twilio's webhooks and media stream: X-Twilio-Signature is the credential
     ("POST", "/twilio/voice"): _S,
     ("POST", "/twilio/calls/{conversation_id}/status"): _S,
@@ -139,6 +158,27 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/twilio/calls/{conversation_id}/transfer"): _S,
     (WEBSOCKET, "/twilio/stream"): _S,
     **{route: _K for route in vapi_paths.API_KEY_ROUTES},  # the Vapi dialect (api/vapi)
+    # the web dashboard (api/dashboard): its session cookie, checked by its pages
+    ("GET", "/"): _D,
+    **{(method, f"/dashboard{path}"): _D for method, path in (
+        ("GET", ""), ("GET", "/login"), ("POST", "/login"), ("GET", "/login/link"),
+        ("POST", "/logout"), ("GET", "/static/{name}"),
+        ("GET", "/agents"), ("GET", "/agents/new"), ("POST", "/agents/new"),
+        ("GET", "/agents/{name}"), ("POST", "/agents/{name}"),
+        ("POST", "/agents/{name}/enable"), ("POST", "/agents/{name}/disable"),
+        ("POST", "/agents/{name}/delete"), ("POST", "/agents/{name}/numbers"),
+        ("GET", "/agents/{name}/versions"), ("GET", "/agents/{name}/talk"),
+        ("POST", "/agents/{name}/talk/token"),
+        ("GET", "/conversations"), ("GET", "/conversations/{conversation_id}"),
+        ("POST", "/conversations/{conversation_id}/cancel"), ("GET", "/live"),
+        ("GET", "/tools"), ("GET", "/tools/new"), ("GET", "/tools/{name}"),
+        ("POST", "/tools/{name}"), ("POST", "/tools/{name}/delete"),
+        ("GET", "/schemas"), ("GET", "/schemas/new"), ("GET", "/schemas/{name}"),
+        ("POST", "/schemas/{name}"),
+        ("GET", "/webhooks"), ("POST", "/webhooks"), ("GET", "/webhooks/{endpoint_id}"),
+        ("POST", "/webhooks/{endpoint_id}/resend"), ("POST", "/webhooks/{endpoint_id}/delete"),
+        ("GET", "/keys"), ("POST", "/keys"), ("POST", "/keys/{key_id}/revoke"),
+        ("GET", "/voices"))},
 }
 
 _REFUSED = {
@@ -160,7 +200,7 @@ _ROUTE_MESSAGES = {
 
 def allows(scope: Scope, who: Principal, path_params: Mapping[str, Any]) -> bool:
     """Whether ``who`` may call a REST route of ``scope`` with these path parameters."""
-    if scope in (Scope.PUBLIC, Scope.SIGNED_LINK):
+    if scope in (Scope.PUBLIC, Scope.SIGNED_LINK, Scope.DASHBOARD):
         return True
     if who.is_api_key:
         return scope is not Scope.STS_SOCKET

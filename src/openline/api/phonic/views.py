@@ -170,11 +170,12 @@ def voice_json(voice: VoiceInfo, audio_url: str | None) -> dict[str, Any]:
             "audio_url": audio_url}
 
 
-def item_json(item: ConversationItem) -> dict[str, Any]:
+def item_json(item: ConversationItem, redacted: bool = False) -> dict[str, Any]:
     return {
         "id": item.id, "item_idx": item.item_idx, "role": item.role,
         "live_transcript": item.live_transcript, "post_call_transcript": item.post_call_transcript,
-        "redacted_transcript": None, "duration_ms": item.duration_ms,
+        "redacted_transcript": (item.text or None) if redacted else None,
+        "duration_ms": item.duration_ms,
         "started_at": iso(item.started_at), "voice_id": item.voice_id,
         "audio_speed": item.audio_speed, "system_prompt": item.system_prompt,
         "tool_calls": [dict(call) for call in item.tool_calls],
@@ -214,12 +215,14 @@ def conversation_json(c: Conversation, audio_url: str | None) -> dict[str, Any]:
         "ended_by": c.ended_by,
         "task_results": {name: {"completed": r.completed, "reasoning": r.reasoning}
                          for name, r in c.task_results.items()},
-        "items": [item_json(i) for i in c.items],
+        "items": [item_json(i, c.is_redacted) for i in c.items],
         "analysis": analysis_json(c.analysis),
-        "is_redacted": False,
-        "redacted_transcript": None,
+        "is_redacted": c.is_redacted,
+        "redacted_transcript": (c.post_call_transcript or c.live_transcript)
+        if c.is_redacted else None,
         "metadata": c.metadata,
-        "deletion_info": {"transcripts_deleted_at": None, "audio_recordings_deleted_at": None},
+        "deletion_info": {"transcripts_deleted_at": iso(c.transcripts_deleted_at),
+                          "audio_recordings_deleted_at": iso(c.audio_recordings_deleted_at)},
         "call_info": c.call_info,
     })
     return out

@@ -85,8 +85,10 @@ def _origin(ws: WebSocket) -> str:
 async def sts(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
     credential, in_query = _credential(ws)
+    token = ws.query_params.get("jwt")
     try:
-        who = await services.auth.authenticate(credential)
+        who = await (services.socket_jwt.authenticate(token) if token and services.socket_jwt
+                     else services.auth.authenticate(credential))
     except Unauthorized:
         await ws.send_denial_response(PlainTextResponse(
             "Websocket initialized with invalid credentials.", status_code=401))
@@ -98,6 +100,9 @@ async def sts(ws: WebSocket) -> None:
     await ws.accept()
     transport = StsTransport(StarletteSocket(ws))
     resume = ws.query_params.get("reconnect_conv_id")
+    if token and who.conversation_ids and not resume:  # a JWT naming its conversation
+        await transport.socket.close(1008, "this token can only resume its conversation")
+        return
     if resume:
         if not (await scopes.may_resume(services, who, resume)
                 and await services.live.resume(who, resume, transport)):

@@ -33,7 +33,7 @@ from openline.audio.codecs import WIRE_FORMATS
 from openline.domain.errors import OpenlineError, ValidationFailed
 from openline.domain.validation import check_e164
 from openline.services.call_session import CallSession
-from openline.services.call_setup import CallInfo, StartCall
+from openline.services.call_setup import CallInfo, PreparedCall, StartCall
 from openline.services.live import LiveService
 from openline.services.principal import Principal
 from openline.services.session_config import overrides_from_config
@@ -56,6 +56,12 @@ BUSY = "All our lines are busy right now. Please try again later. Goodbye."
 MACHINE = ("machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other")
 #: keep retrying a transfer nobody answers at most this many times
 TRANSFER_RETRIES = 2
+
+
+#: (CallSid, To, From) -> the call to start and a hook for its prepared conversation, or
+#: text to say and hang up, or None
+Unassigned = Callable[[str, str, str], Awaitable[
+    "tuple[StartCall, Callable[[PreparedCall], Awaitable[None]]] | str | None"]]
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,10 @@ class TwilioService:
             options.account_sid, options.api_key_sid or options.account_sid,
             options.api_key_secret or options.auth_token, api_base=options.api_base)
         self.transferred, self.rng = transferred, rng
+        #: a dialect answering calls to numbers no agent holds (the Vapi dialect's
+        #: ``assistant-request``): the call to start and what to do once it is prepared,
+        #: or text to say before hanging up, or None (not in service)
+        self.unassigned: Unassigned | None = None
         self.calls: dict[str, PhoneCall] = {}  # by conversation id
         self.by_sid: dict[str, PhoneCall] = {}
         self.tokens = StreamTokens()
@@ -123,7 +133,7 @@ class TwilioService:
             return self._stream_twiml(known)
         owner = await owner_of(self.db, to)
         if owner is None:
-            return twiml.say_and_hang_up(NOT_IN_SERVICE)
+            return await self._unassigned(sid, to, caller_number(form.get("From")))
         if owner.agent.is_disabled:
             return twiml.say_and_hang_up(UNAVAILABLE)
         spec = owner.agent.spec
@@ -144,6 +154,23 @@ class TwilioService:
             log.warning("inbound call %s to %s refused: %s", sid, to, exc)
             return twiml.say_and_hang_up(BUSY if exc.code == "concurrency_limit_reached"
                                          else UNAVAILABLE)
+        call = PhoneCall(prepared, "inbound", to, caller, call_sid=sid)
+        self._track(call)
+        self._expire_later(call, self.options.stream_token_s)
+        return self._stream_twiml(call)
+
+    async def _unassigned(self, sid: str, to: str, caller: str) -> str:
+        """A number no agent holds: a dialect may still answer it (``unassigned``)."""
+        answer = await self.unassigned(sid, to, caller) if self.unassigned else None
+        if answer is None or isinstance(answer, str):
+            return twiml.say_and_hang_up(answer or NOT_IN_SERVICE)
+        start, prepared_hook = answer
+        try:
+            prepared = await self.live.setup.prepare(start)
+        except OpenlineError as exc:
+            log.warning("inbound call %s to %s refused: %s", sid, to, exc)
+            return twiml.say_and_hang_up(UNAVAILABLE)
+        await prepared_hook(prepared)
         call = PhoneCall(prepared, "inbound", to, caller, call_sid=sid)
         self._track(call)
         self._expire_later(call, self.options.stream_token_s)
@@ -258,17 +285,21 @@ class TwilioService:
     # ----- outbound -----------------------------------------------------------------------
     async def place_call(self, start: StartCall, to_number: str, *,
                          detect_voicemail: bool = False, voicemail_message: str | None = None,
-                         dry_run: bool = False) -> str | None:
+                         dry_run: bool = False, from_number: str | None = None,
+                         prepared: Callable[[PreparedCall], None] | None = None) -> str | None:
         """Validate and place an outbound call; the conversation id (None for a dry run).
         Raises the reason it may not be placed (unknown agent, no number to call from,
-        invalid config, Twilio's refusal)."""
+        invalid config, Twilio's refusal). ``from_number``: the caller id to use (a
+        dialect's own phone number), else the agent's Twilio number; ``prepared`` is told
+        of the conversation before the call is placed (its stream may come at once)."""
         try:
             to_number = check_e164(to_number)
         except ValueError as exc:
             raise ValidationFailed(f"Invalid to_phone_number: {exc}",
                                    {"to_phone_number": str(exc)}) from exc
         agent, _, _, _ = await self.live.setup.validate(start)
-        from_number = await calling_number(self.db, agent.id) if agent else None
+        if from_number is None:
+            from_number = await calling_number(self.db, agent.id) if agent else None
         if from_number is None:
             raise ValidationFailed("The agent has no phone number to call from",
                                    {"config.agent": "needs a phone number"})
@@ -278,6 +309,8 @@ class TwilioService:
         call = PhoneCall(await self.live.setup.prepare(start), "outbound", from_number,
                          to_number, detect_voicemail=detect_voicemail,
                          voicemail_message=voicemail_message)
+        if prepared is not None:
+            prepared(call.prepared)
         self._track(call)
         conv = call.conversation_id
         try:

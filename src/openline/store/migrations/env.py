@@ -5,8 +5,11 @@ from __future__ import annotations
 from alembic import context
 
 from openline.store import (
+    tables_dashboard,  # noqa: F401  (registers the dashboard tables)
+    tables_phonic,  # noqa: F401  (data protection, storage, JWTs)
     tables_postcall,  # noqa: F401  (registers the post-call tables)
     tables_vapi,  # noqa: F401  (registers the Vapi tables)
+    tables_vapi_live,  # noqa: F401  (the Vapi dialect's live calls)
 )
 from openline.store.tables import Base
 
