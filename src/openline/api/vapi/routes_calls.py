@@ -46,6 +46,22 @@ async def stereo_recording(call_id: str, vapi: Vapi, who: Who) -> RedirectRespon
     return RedirectResponse(call.recording_url, status_code=307)
 
 
+#: the other artifact downloads of the SDK: Openline keeps none of these apart
+_NOT_KEPT = ("mono-recording", "video-recording", "customer-recording",
+             "assistant-recording", "pcap", "call-logs")
+
+
+@router.get("/call/{call_id}/{artifact}")
+async def other_artifact(call_id: str, artifact: str, vapi: Vapi, who: Who) -> None:
+    """A clear 404: Openline records one stereo file per call (``stereo-recording``), keeps
+    no packet capture, and has the call's API logs at ``/logs?callId=``."""
+    await vapi.calls.get(who, call_id)  # 404 for an unknown call first
+    if artifact not in _NOT_KEPT:
+        raise NotFound(f"Unknown call artifact: {artifact}")
+    raise NotFound(f"Openline keeps no {artifact} of a call: its recording is one stereo "
+                   f"file (caller left, assistant right) at /call/{call_id}/stereo-recording")
+
+
 @router.patch("/call/{call_id}")
 async def update_call(call_id: str, vapi: Vapi, who: Who, body: Body) -> dict[str, Any]:
     return (await vapi.calls.update(who, call_id, body)).json()
