@@ -152,3 +152,14 @@ def test_agents_made_through_phonic_are_assistants(vapi: Vapi, raw: httpx.Client
         "Changed through Vapi"
     vapi.assistants.delete(agent["id"])
     assert raw.get(f"/v1/agents/{name}").status_code == 404
+
+
+def test_renames_show_in_both_dialects(vapi: Vapi, raw: httpx.Client) -> None:
+    tag = uuid.uuid4().hex[:6]
+    made = vapi.assistants.create(name=f"Old {tag}")
+    assert vapi.assistants.update(made.id, name=f"New Name {tag}").name == f"New Name {tag}"
+    assert raw.get(f"/v1/agents/{made.id}").json()["agent"]["name"] == f"new-name-{tag}"
+    r = raw.patch(f"/v1/agents/{made.id}", json={"name": f"phonic-{tag}"})
+    assert r.status_code == 200
+    assert vapi.assistants.get(made.id).name == f"phonic-{tag}"
+    vapi.assistants.delete(made.id)

@@ -14,6 +14,7 @@ from vapi.core.api_error import ApiError
 from openline.services.vapi.call_view import ENDED_REASONS
 from openline.store import tables as t
 from openline.store.db import Database
+from openline.store.tables_vapi import VapiResource
 from tests.conftest import LiveServer
 from tests.seed import seed_conversations
 from vapi import AsyncVapi, Vapi
@@ -122,3 +123,38 @@ def test_every_ended_by_has_a_vapi_ended_reason(vapi: Vapi, live_server: LiveSer
     assert ENDED_REASONS["voicemail"] == "voicemail"
     for conv_id in ids:
         vapi.calls.delete(conv_id)
+
+
+def _call_doc(server: LiveServer, conv_id: str, doc: dict[str, object],
+              phone_number_id: str) -> None:
+    """The document ``POST /call`` stores for a call (``phoneNumberId`` as its link)."""
+    async def run() -> None:
+        db = Database(server.database_url)
+        try:
+            async with db.session() as s:
+                row = await s.get(t.Conversation, conv_id)
+                assert row is not None
+                s.add(VapiResource(id=conv_id, workspace_id=row.workspace_id, kind="call",
+                                   doc=doc, link_id=phone_number_id))
+        finally:
+            await db.dispose()
+    asyncio.run(run())
+
+
+def test_phone_number_filter_and_the_stored_call_document(
+        vapi: Vapi, live_server: LiveServer, agent_id: str) -> None:
+    first, second = seed_conversations(live_server.database_url, "main",
+                                       [{"agent_id": agent_id}, {"agent_id": agent_id}])
+    _call_doc(live_server, first, {"type": "outboundPhoneCall", "name": "Reminder",
+                                   "customer": {"number": "+15550100100"},
+                                   "phoneNumberId": "pn-1", "status": "ended",
+                                   "analysis": {"successEvaluation": "true"}}, "pn-1")
+    assert [c.id for c in vapi.calls.list(phone_number_id="pn-1")] == [first]
+    call = vapi.calls.get(first)
+    assert (call.type, call.name, call.customer.number) == (
+        "outboundPhoneCall", "Reminder", "+15550100100")
+    assert call.analysis.success_evaluation == "true" and call.phone_number_id == "pn-1"
+    assert vapi.calls.get(second).type == "vapi.websocketCall"
+    for conv_id in (first, second):
+        vapi.calls.delete(conv_id)
+    assert vapi.calls.list(phone_number_id="pn-1") == []

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
+import pytest
 from phonic import AsyncPhonic
+from vapi.core.api_error import ApiError
 
 from tests.api.conftest import environment
 from tests.conftest import LiveServer
@@ -45,6 +48,17 @@ async def test_a_vapi_assistant_is_called_through_phonic(avapi: AsyncVapi,
     assert [m.role for m in call.artifact.messages] == ["system", "bot", "user", "bot"]
     assert call.artifact.messages[0].message == "Answer briefly."
     assert call.artifact.recording_url and "/v1/recordings/" in call.artifact.recording_url
+    assert await avapi.calls.call_artifact_controller_stereo_recording_download(conv_id) is None
+    async with httpx.AsyncClient(base_url=live_server.url, headers={
+            "Authorization": f"Bearer {live_server.api_key}"}) as http:
+        wav = await http.get(f"/call/{conv_id}/stereo-recording", follow_redirects=True)
+        assert wav.status_code == 200 and wav.content[:4] == b"RIFF"
+        assert (await http.get("/call/conv_missing/stereo-recording")).status_code == 404
+        pcap = await http.get(f"/call/{conv_id}/pcap")
+        assert pcap.status_code == 404 and "stereo-recording" in pcap.json()["message"]
+    with pytest.raises(ApiError) as mono:
+        await avapi.calls.call_artifact_controller_mono_recording_download(conv_id)
+    assert mono.value.status_code == 404
     listed = await avapi.calls.list(assistant_id=assistant.id)
     assert [c.id for c in listed] == [conv_id]
     assert (await avapi.calls.delete(conv_id)).id == conv_id

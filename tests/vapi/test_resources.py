@@ -119,6 +119,12 @@ def test_squad_members_transfer_between_assistants(vapi: Vapi, raw: httpx.Client
     assert transfer["agents_to_transfer_to"] == [support[0]["name"]]
     back = raw.get(f"/v1/tools/{support[0]['tools'][0]}").json()["tool"]
     assert back["agents_to_transfer_to"] == [sales_agent["name"]]
+    other = vapi.squads.create(members=[  # an assistant may be in several squads
+        {"assistantId": sales.id, "assistantDestinations": [
+            {"type": "assistant", "assistantName": f"Support {tag}"}]}])
+    assert len(raw.get(f"/v1/agents/{sales.id}").json()["agent"]["tools"]) == 2
+    vapi.squads.delete(other.id)
+    assert raw.get(f"/v1/agents/{sales.id}").json()["agent"]["tools"] == sales_agent["tools"]
     assert squad.id in [s.id for s in vapi.squads.list(limit=100.0)]
     assert [s["id"] for s in raw.get("/squad", params={"idAny": squad.id}).json()] == [squad.id]
 
@@ -129,6 +135,16 @@ def test_squad_members_transfer_between_assistants(vapi: Vapi, raw: httpx.Client
     assert vapi.squads.delete(squad.id).id == squad.id
     r = raw.post("/squad", json={"members": [{"assistantId": "agent_missing"}]})
     assert r.status_code == 400
+    agents_before = len(raw.get("/v1/agents").json()["agents"])
+    tools_before = len(raw.get("/v1/tools").json()["tools"])
+    r = raw.post("/squad", json={"members": [  # refused: nothing it made is left behind
+        {"assistant": {"name": "Half made"}, "assistantDestinations": [
+            {"type": "assistant", "assistantName": f"Sales {tag}"}]},
+        {"assistantId": sales.id, "assistantDestinations": [
+            {"type": "assistant", "assistantName": "Nobody at all"}]}]})
+    assert r.status_code == 400 and "Nobody at all" in r.json()["message"]
+    assert len(raw.get("/v1/agents").json()["agents"]) == agents_before
+    assert len(raw.get("/v1/tools").json()["tools"]) == tools_before
     assert raw.post("/squad", json={"name": "no members"}).status_code == 400
     empty = vapi.squads.create(members=[SquadMemberDto()])  # the seed reference's example
     assert len(empty.members) == 1

@@ -17,7 +17,9 @@ def _crud(collection: str, item: str) -> tuple[tuple[str, str], ...]:
 API_KEY_ROUTES: tuple[tuple[str, str], ...] = (
     *_crud("/assistant", _ASSISTANT),
     ("GET", "/call"), ("GET", _CALL), ("PATCH", _CALL), ("DELETE", _CALL),
+    ("GET", f"{_CALL}/stereo-recording"), ("GET", f"{_CALL}/{{artifact}}"),
     *_crud("/tool", _TOOL), *_crud("/squad", _SQUAD), *_crud("/phone-number", _NUMBER),
+    ("GET", "/v2/phone-number"),
     *_crud("/file", _FILE), ("GET", f"{_FILE}/content"), *_crud("/block", _BLOCK),
     ("POST", "/analytics"), ("GET", "/logs"), ("DELETE", "/logs"),
 )

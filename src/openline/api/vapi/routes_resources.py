@@ -3,17 +3,18 @@ list filters; each resource's meaning lives in ``services/vapi``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
 from openline.api.phonic.params import CLEAN_PARAMETERS
-from openline.api.vapi.deps import Body, Filters, Vapi, Who
+from openline.api.vapi.deps import Body, Filters, Vapi, Who, parse_limit
 from openline.api.vapi.routing import VapiRoute
+from openline.domain.errors import ValidationFailed
 from openline.services.vapi.blocks import KIND as BLOCK
 from openline.services.vapi.blocks import check_block
 from openline.services.vapi.call_view import iso
-from openline.services.vapi.docs import Doc, ListQuery
+from openline.services.vapi.docs import MAX_LIMIT, Doc, ListQuery
 from openline.services.vapi.phone_numbers import number_json
 from openline.services.vapi.squads import squad_json
 from openline.services.vapi.tools import tool_json
@@ -85,6 +86,35 @@ async def delete_squad(squad_id: str, vapi: Vapi, who: Who) -> dict[str, Any]:
 async def list_numbers(vapi: Vapi, who: Who, q: Filters) -> list[dict[str, Any]]:
     return [number_json(d, who.workspace_id)
             for d in await vapi.phone_numbers.list_all(who, q)]
+
+
+@router.get("/v2/phone-number")
+async def list_numbers_paginated(
+    vapi: Vapi, who: Who, q: Filters, search: Annotated[str | None, Query()] = None,
+    page: Annotated[str | None, Query()] = None,
+    sort_order: Annotated[Literal["ASC", "DESC"] | None, Query(alias="sortOrder")] = None,
+    sort_by: Annotated[Literal["createdAt", "duration", "cost"] | None,
+                       Query(alias="sortBy")] = None,
+) -> dict[str, Any]:
+    """``{results, metadata}``; ``search`` matches name, number or SIP URI (any case).
+    Numbers cost nothing and have no duration here, so every ``sortBy`` sorts by creation."""
+    number = parse_limit(page, 1)
+    if number < 1:
+        raise ValidationFailed("page must be at least 1", {"page": "at least 1"})
+    found = await vapi.phone_numbers.list_all(who, ListQuery(MAX_LIMIT, q.created, q.updated))
+    if search:
+        needle = search.lower()
+        found = [d for d in found if any(needle in str(d.doc.get(k) or "").lower()
+                                         for k in ("name", "number", "sipUri"))]
+    if sort_order == "ASC":
+        found.reverse()
+    size = q.limit
+    results = [number_json(d, who.workspace_id)
+               for d in found[(number - 1) * size:number * size]] if size else []
+    pages = -(-len(found) // size) if size else 0
+    return {"results": results, "metadata": {
+        "itemsPerPage": size, "totalItems": len(found), "currentPage": number,
+        "totalPages": pages, "hasNextPage": number < pages, "sortOrder": sort_order or "DESC"}}
 
 
 @router.post("/phone-number", status_code=201)

@@ -117,6 +117,8 @@ def agent_fields(body: Mapping[str, Any], tool_names: Mapping[str, str]) -> dict
     if isinstance(transcriber, dict):
         _transcriber(transcriber, fields)
     _timers(body, fields)
+    if isinstance(body.get("backchannelingEnabled"), bool):  # legacy key (SDK 0.1.0)
+        fields["enable_assistant_backchannel"] = body["backchannelingEnabled"]
     stop = body.get("stopSpeakingPlan")
     if isinstance(stop, dict) and _number(stop.get("numWords")):
         fields["min_words_to_interrupt"] = max(1, int(stop["numWords"]))
@@ -227,6 +229,7 @@ VAPI_KEYS = {
     "no_input_poke_text": "messagePlan.idleMessages",
     "min_words_to_interrupt": "stopSpeakingPlan.numWords",
     "vad_min_silence_duration_ms": "startSpeakingPlan.waitSeconds", "name": "name",
+    "enable_assistant_backchannel": "backchannelingEnabled",
 }
 
 
@@ -252,7 +255,10 @@ def in_vapi_terms(build: Callable[[], AgentSpec]) -> AgentSpec:
 def view(spec: AgentSpec, doc: Mapping[str, Any]) -> dict[str, Any]:
     """The assistant keys that come from the agent, laid over the stored document."""
     out = dict(doc)
-    out["name"] = doc.get("name") or spec.name
+    stored = doc.get("name")
+    # The Vapi name as sent, unless the agent was renamed through Phonic since.
+    out["name"] = stored if isinstance(stored, str) and stored and spec.name.startswith(
+        slug_for(stored, spec.name)) else spec.name
     if spec.generate_welcome_message:
         out["firstMessageMode"] = FIRST_MESSAGE_MODES[2]
     elif spec.welcome_message:

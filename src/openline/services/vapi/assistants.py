@@ -7,6 +7,7 @@ configuration over the document, so agents made through Phonic are assistants to
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from openline.domain.agent import Agent
+from openline.domain.agent_changes import AgentChanges
 from openline.domain.errors import Conflict, NotFound
 from openline.services import lookup, mapping
 from openline.services import phone_numbers as phones
@@ -134,7 +136,10 @@ class AssistantService:
         tools = await self.tool_names(who, body)
         changes = amap.changes_for(body, tools)
         merged = {**current.doc, **body}
-        if not changes.is_empty():
+        renamed = isinstance(body.get("name"), str) and body["name"] != current.json()["name"]
+        if renamed:  # the agent follows, so both dialects show the new name
+            await self._rename(who, assistant_id, changes, amap.slug_for(body["name"], "assistant"))
+        elif not changes.is_empty():
             await self.agents.update(who, UpdateAgent(Key(assistant_id), changes))
         async with self.db.session() as s:
             row = await self.docs.row(s, who, KIND, assistant_id)
@@ -147,6 +152,19 @@ class AssistantService:
             if agent_row is not None:
                 agent_row.updated_at = t.utcnow()
         return await self.get(who, assistant_id)
+
+    async def _rename(self, who: Principal, assistant_id: str, changes: AgentChanges,
+                      base: str) -> None:
+        name = base
+        for attempt in range(5):
+            try:
+                await self.agents.update(who, UpdateAgent(
+                    Key(assistant_id), dataclasses.replace(changes, name=name)))
+                return
+            except Conflict as exc:
+                if exc.code != "name_taken" or attempt == 4:
+                    raise
+                name = f"{base}-{uuid.uuid4().hex[:8]}"
 
     async def delete(self, who: Principal, assistant_id: str) -> Assistant:
         gone = await self.get(who, assistant_id)

@@ -62,16 +62,20 @@ class CallService:
 
     async def list_all(self, who: Principal, q: CallQuery) -> list[Call]:
         async with self.db.session() as s:
-            proj = await lookup.project(s, who.workspace_id, None)
-            rows = list(await s.scalars(self._filtered(proj.id, q)))
-            return await self._calls(s, who, proj, rows)
+            # the project comes with the rows (a round trip less than looking it up first)
+            hits = (await s.execute(self._filtered(who.workspace_id, q))).all()
+            if not hits:
+                return []
+            rows: list[t.Conversation] = [conv for conv, _ in hits]
+            return await self._calls(s, who, hits[0][1], rows)
 
-    def _filtered(self, project_id: str, q: CallQuery) -> Select[t.Conversation]:
-        c = t.Conversation
+    def _filtered(self, workspace_id: str, q: CallQuery
+                  ) -> Select[t.Conversation, t.Project]:
+        c, p = t.Conversation, t.Project
         updated = func.coalesce(c.ended_at, c.started_at)
-        stmt = select(c).where(c.project_id == project_id,
-                               *q.page.created.clauses(c.started_at),
-                               *q.page.updated.clauses(updated))
+        stmt = select(c, p).join(p, p.id == c.project_id).where(
+            p.workspace_id == workspace_id, p.name == lookup.DEFAULT_PROJECT,
+            *q.page.created.clauses(c.started_at), *q.page.updated.clauses(updated))
         if q.call_id is not None:
             stmt = stmt.where(c.id == q.call_id)
         if q.assistant_id is not None:
@@ -94,16 +98,25 @@ class CallService:
             .order_by(t.ConversationItem.conversation_id, t.ConversationItem.item_idx)
         ):
             items[item.conversation_id].append(item)
-        docs = await self.docs.many_in(s, who, KIND, conv_ids)
         agents = sorted({r.agent_id for r in rows if r.agent_id})
-        assistants = await self.docs.many_in(s, who, "assistant", agents) if agents else {}
+        # one query for both kinds: every round trip to the database counts in a list
+        found = await s.scalars(select(VapiResource).where(
+            VapiResource.id.in_([*conv_ids, *agents]),
+            VapiResource.workspace_id == who.workspace_id,
+            VapiResource.kind.in_((KIND, "assistant"))))
+        docs: dict[str, VapiResource] = {}
+        assistants: dict[str, VapiResource] = {}
+        for row in found:
+            (docs if row.kind == KIND else assistants)[row.id] = row
         workspace = Ref(who.workspace_id, who.workspace_name)
         out = []
         for r in rows:
             conv = mapping.conversation(r, workspace, proj, items[r.id], False)
             url = self.links.url(r.id, "wav") if r.recording_path else None
-            assistant = assistants[r.agent_id].doc if r.agent_id in assistants else {}
-            out.append(Call(conv, docs[r.id].doc if r.id in docs else {}, url, assistant))
+            assistant = dict(assistants[r.agent_id].doc or {}) \
+                if r.agent_id in assistants else {}
+            out.append(Call(conv, dict(docs[r.id].doc or {}) if r.id in docs else {}, url,
+                            assistant))
         return out
 
     async def _owned(self, s: AsyncSession, who: Principal,

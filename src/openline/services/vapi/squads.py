@@ -11,6 +11,7 @@ shown) and removed with it.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,18 +90,17 @@ class SquadService:
         return ids
 
     async def _wire(self, who: Principal, members: list[dict[str, Any]],
-                    agent_ids: list[str | None]) -> list[str]:
-        """One transfer tool per member with destinations; the tools' IDs."""
+                    agent_ids: list[str | None], tool_ids: list[str]) -> None:
+        """One transfer tool per member with destinations (their IDs into ``tool_ids``).
+        Every destination is checked before anything is created."""
         names = await self.vapi_tools.agent_names(who)
         by_id = {}
         for agent_id in agent_ids:
             if agent_id is not None:
                 by_id[agent_id] = (await self.assistants.get(who, agent_id)).agent.name
-        tool_ids: list[str] = []
+        plan: list[tuple[str, list[str]]] = []
         for i, (member, agent_id) in enumerate(zip(members, agent_ids, strict=True)):
             targets: list[str] = []
-            if agent_id is None:
-                continue
             for d in member.get("assistantDestinations") or []:
                 key = d.get("assistantName") or d.get("assistantId")
                 target = names.get(key) or by_id.get(key)
@@ -109,11 +109,11 @@ class SquadService:
                         f"Unknown assistant: {key}",
                         {f"members.{i}.assistantDestinations": f"no assistant named {key}"})
                 targets.append(target)
-            if not targets:
-                continue
+            if targets and agent_id is not None:
+                plan.append((agent_id, targets))
+        for agent_id, targets in plan:
             spec = parse(ToolSpec, {
-                "name": f"transfer_{agent_id[-12:].replace('-', '')}_{len(tool_ids)}_"
-                        f"{who.workspace_id[-6:].replace('-', '')}"[:60],
+                "name": f"squad_transfer_{uuid.uuid4().hex[:12]}",  # one per member and squad
                 "description": "Transfer the call to another assistant of the squad",
                 "type": "built_in_transfer_to_agent", "execution_mode": "sync",
                 "agents_to_transfer_to": list(dict.fromkeys(targets))})
@@ -122,7 +122,6 @@ class SquadService:
             agent = (await self.assistants.get(who, agent_id)).agent
             await self.agents.update(who, UpdateAgent(Key(agent_id), AgentChanges(
                 tools=[*agent.spec.tools, spec.name])))
-        return tool_ids
 
     async def _unwire(self, who: Principal, internal: Mapping[str, Any]) -> None:
         for tool_id in internal.get("tools") or []:
@@ -135,11 +134,12 @@ class SquadService:
     async def _build(self, who: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
         members = [dict(m) for m in body.get("members") or []]
         created: list[str] = []
+        tools: list[str] = []
         try:
             agent_ids = await self._members(who, members, created)
-            tools = await self._wire(who, members, agent_ids)
-        except Exception:
-            await self._unwire(who, {"assistants": created})
+            await self._wire(who, members, agent_ids, tools)
+        except Exception:  # nothing the failed request made is left behind
+            await self._unwire(who, {"assistants": created, "tools": tools})
             raise
         return {"members": agent_ids, "tools": tools, "assistants": created}
 
