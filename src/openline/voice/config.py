@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
+from openline.voice.end_of_turn import EndOfTurnPolicy
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
 
@@ -24,6 +25,9 @@ class SessionConfig:
     input_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
     output_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
     turn: TurnSettings = field(default_factory=TurnSettings)
+    #: the semantic end-of-turn decision (used when the providers have a turn model);
+    #: None: the fixed silence only
+    end_of_turn: EndOfTurnPolicy | None = field(default_factory=EndOfTurnPolicy)
     min_words_to_interrupt: int = 1
     #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
     min_interruption_ms: int = 250

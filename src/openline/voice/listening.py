@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,12 +19,14 @@ from openline.audio.resample import Quality, StreamingResampler
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
 from openline.voice.assistant import UserTurn
+from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
 from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
 
 if TYPE_CHECKING:
     from openline.voice.session import Conversation
 
+log = logging.getLogger(__name__)
 INBOUND_QUEUE_CHUNKS = 200  # ~4 s of 20 ms chunks
 
 
@@ -40,7 +44,11 @@ class Listener:
     def __init__(self, conv: Conversation) -> None:
         self.conv = conv
         cfg = conv.cfg
-        self.turns = TurnDetector(cfg.turn)
+        self.eot = EndOfTurnDecision(cfg.end_of_turn, cfg.turn.min_silence_ms,
+                                     model_available=conv.p.turn is not None)
+        # The detector's own END is the longest wait; the decision may end a turn sooner.
+        self.turns = TurnDetector(dataclasses.replace(cfg.turn,
+                                                      min_silence_ms=self.eot.bound_ms))
         self.vad: VADStream | None = None  # set by open(), once the VAD is loaded
         self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
         rate = cfg.input_format.sample_rate
@@ -82,17 +90,43 @@ class Listener:
         if self.turns.in_speech and prob >= conv.cfg.turn.threshold:
             self._last_voiced_at = conv.clock.monotonic()
         if event is TurnEvent.SPEECH_START:
+            self.eot.reset()
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
             conv.timers.mark_activity()
             conv.emit_now(ev.UserStartedSpeaking())
         elif event is TurnEvent.RESUME:
+            self.eot.reset()
             self.drop_speculation()
         elif event is TurnEvent.PAUSE:
             self._start_speculation()
-        elif event is TurnEvent.END:
+        if event is TurnEvent.END or (self.turns.in_speech and self._decide()):
             self._end_of_turn()
+            return
         if self.turns.in_speech:
             self._maybe_barge_in()
+
+    def _decide(self) -> bool:
+        """In a pause: ask the end-of-turn model when a probe is due; end the turn?"""
+        silence = self.turns.silence_ms
+        if silence <= 0:
+            return False
+        if self.eot.probe_due(silence):
+            audio = self.turns.turn_audio(trim_trailing_silence=False)
+            self.conv.spawn(self._probe(audio, self.eot.generation), "end-of-turn")
+        return self.eot.should_end(silence)
+
+    async def _probe(self, audio: npt.NDArray[np.int16], generation: int) -> None:
+        model = self.conv.p.turn
+        assert model is not None
+        try:
+            prob: float | None = await model.predict(audio)
+        except Exception as exc:  # the fixed silence takes over; the call goes on
+            log.warning("end-of-turn model failed: %s", exc)
+            prob = None
+        if not self.eot.record(generation, prob) or not self.turns.in_speech:
+            return
+        if self.eot.verdict is Verdict.COMPLETE and self.eot.should_end(self.turns.silence_ms):
+            self._end_of_turn()
 
     def _maybe_barge_in(self) -> None:
         cfg, current = self.conv.cfg, self.conv.playout.current
@@ -123,8 +157,11 @@ class Listener:
         self._job = None
         job.timings["endpointing_ms"] = round(
             (conv.clock.monotonic() - self._last_voiced_at) * 1000, 1)
+        if self.eot.probability is not None:
+            job.timings["end_of_turn_p"] = round(self.eot.probability, 3)
         turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at)
         self.turns.reset()
+        self.eot.reset()
         conv.timers.mark_activity()
         conv.emit_now(ev.UserFinishedSpeaking())
         if not conv.spawn(conv.assistant.user_turn(job, turn)):
