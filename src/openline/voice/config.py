@@ -31,6 +31,10 @@ class SessionConfig:
     min_words_to_interrupt: int = 1
     #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
     min_interruption_ms: int = 250
+    #: voiced time from which caller speech over the assistant interrupts whatever its words;
+    #: between min_interruption_ms and this, acknowledgements ("uh-huh") do not interrupt
+    #: (voice/backchannel.py). At or below min_interruption_ms: every sound interrupts.
+    backchannel_max_ms: int = 900
     no_input_poke_sec: int | None = None
     no_input_poke_text: str = "Are you still there?"
     generate_no_input_poke_text: bool = False

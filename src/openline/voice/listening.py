@@ -16,9 +16,11 @@ import numpy as np
 import numpy.typing as npt
 
 from openline.audio.resample import Quality, StreamingResampler
+from openline.domain.errors import ProviderError
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
 from openline.voice.assistant import UserTurn
+from openline.voice.backchannel import BACKCHANNEL_PROBE_MS, is_backchannel
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
 from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
@@ -58,6 +60,8 @@ class Listener:
         self._job: ReplyJob | None = None  # the speculative reply of the turn in progress
         self._last_voiced_at = 0.0
         self._speech_started_at = 0.0
+        self._turn_seq = 0  # counts user turns (speech starts)
+        self._probed = -1  # the turn whose backchannel probe has started
 
     def open(self, vad: VADStream) -> None:
         self.vad = vad
@@ -91,6 +95,7 @@ class Listener:
             self._last_voiced_at = conv.clock.monotonic()
         if event is TurnEvent.SPEECH_START:
             self.eot.reset()
+            self._turn_seq += 1
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
             conv.timers.mark_activity()
             conv.emit_now(ev.UserStartedSpeaking())
@@ -133,7 +138,28 @@ class Listener:
         if (current is None or not current.started or not current.interruptible
                 or current.interrupted or cfg.min_words_to_interrupt > 1):
             return  # with min_words_to_interrupt > 1 the transcript decides (at the commit)
-        if self.turns.voiced_ms >= cfg.min_interruption_ms:
+        voiced = self.turns.voiced_ms
+        if voiced < cfg.min_interruption_ms:
+            return  # noise, echo, a click: shorter than the threshold never cuts off
+        if cfg.backchannel_max_ms <= cfg.min_interruption_ms or voiced >= cfg.backchannel_max_ms:
+            self.conv.assistant.barge_in()  # long enough to be an interruption, whatever it is
+        elif self._probed != self._turn_seq and voiced >= BACKCHANNEL_PROBE_MS:
+            # Is it "uh-huh" or "wait"? Hear the words first (voice/backchannel.py).
+            self._probed = self._turn_seq
+            audio = self.turns.turn_audio(trim_trailing_silence=False)
+            self.conv.spawn(self._backchannel_probe(audio, self._probed), "backchannel")
+
+    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int) -> None:
+        cfg = self.conv.cfg
+        try:
+            heard = (await self.conv.p.stt.transcribe(
+                audio, language=cfg.language, hotwords=cfg.boosted_keywords)).text
+        except ProviderError as exc:  # cannot tell: the caller is not talked over
+            log.warning("backchannel recognition failed: %s", exc)
+            heard = "?"
+        if speech != self._turn_seq or not self.turns.in_speech:
+            return  # that speech is over; its turn decides (Assistant.user_turn)
+        if not is_backchannel(heard):
             self.conv.assistant.barge_in()
 
     def _new_job(self) -> ReplyJob:
