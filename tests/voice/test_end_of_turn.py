@@ -209,3 +209,45 @@ async def test_engine_with_the_real_model_answers_a_question_fast_and_waits_on_a
 
     assert await endpointing(COMPLETE[0]) < 400
     assert await endpointing(INCOMPLETE[0]) >= 800
+
+
+# ----- the words overrule the audio model ----------------------------------------------------
+def test_transcripts_that_end_mid_sentence_sound_unfinished() -> None:
+    from openline.voice.end_of_turn import sounds_unfinished
+
+    for text in ("I would like to book an appointment for", "My date of birth is March.",
+                 "My phone number is 457.", "Can you check whether the", "um"):
+        assert sounds_unfinished(text), text
+    for text in ("What time do you close on Saturdays?", "Thanks, that is all.",
+                 "Do you have anything around 7:30?", "", "I need to cancel."):
+        assert not sounds_unfinished(text), text
+
+
+def test_a_complete_verdict_with_an_unfinished_transcript_counts_as_incomplete() -> None:
+    d = EndOfTurnDecision(POLICY, 800, model_available=True)
+    d.probe_due(224)
+    d.record(d.generation, 0.97, "My phone number is four five seven")
+    assert d.verdict is Verdict.INCOMPLETE and not d.should_end(900)
+    d.probe_due(512)
+    d.record(d.generation, 0.97, "What time do you open?")
+    assert d.verdict is Verdict.COMPLETE and d.should_end(512)
+
+
+@virtual
+async def test_engine_waits_when_the_speculative_transcript_is_unfinished() -> None:
+    """The model says complete, but the recogniser heard "... for": the wait is the bound."""
+    import asyncio
+
+    providers = Providers(EnergyVAD(), FakeSTT(default="I would like to book a table for"),
+                          ScriptedLLM(["Sure."]), FakeTTS(ms_per_char=20),
+                          turn=ScriptedTurnModel([0.99]))
+    conv, log, _ = make(providers=providers, end_of_turn=POLICY,
+                        turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
+    task = asyncio.create_task(conv.run())
+    await play(conv, tone(600))
+    spoken_at = conv.clock.monotonic()
+    await play(conv, silence(2000))
+    conv.end("user")
+    await task
+    waited = (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+    assert 1150 <= waited < 1300, waited

@@ -34,8 +34,11 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf))
 
 
-def build_turn_model() -> EndOfTurnModel | None:
-    """Smart Turn from the installed ``pipecat-ai`` wheel; None (fixed silence) without it."""
+def build_turn_model(settings: Settings) -> EndOfTurnModel | None:
+    """Smart Turn from the installed ``pipecat-ai`` wheel; None (fixed silence) without it
+    or when ``end_of_turn_model`` is off."""
+    if not settings.end_of_turn_model:
+        return None
     try:
         installed_smart_turn_path()
     except ProviderUnavailable as exc:
@@ -56,7 +59,7 @@ def build_providers(settings: Settings) -> Providers:
                                                   beam_size=1, max_concurrency=2)),
         llm=build_llm(settings),
         tts=tts,
-        turn=build_turn_model(),
+        turn=build_turn_model(settings),
     )
 
 

@@ -40,6 +40,9 @@ class SessionConfig:
     generate_no_input_poke_text: bool = False
     no_input_end_conversation_sec: int = 180
     boosted_keywords: tuple[str, ...] = ()
+    #: without boosted keywords, offer the recogniser the agent's own vocabulary
+    #: (voice/vocabulary.py: names, enum values, tool words from the prompt, welcome, tools)
+    auto_vocabulary: bool = True
     language: str | None = "en"
     background_noise: str | None = None
     background_noise_level: float = 0.0

@@ -13,6 +13,11 @@ on what the caller sounded like when they stopped:
 * **no verdict** (no model installed, the model failed): the fixed ``min_silence_ms``, as
   before.
 
+The words count too: a "complete" from the audio model is overruled when the speculative
+transcript (ready by then: recognition starts at the first pause) ends mid-sentence
+(``sounds_unfinished``: "...for", "...is March", "...four five seven"). Smart Turn judges
+prosody, and synthetic or flat voices mislead it; the transcript catches those cases.
+
 Speculation is untouched: recognition and generation still start at the first pause
 (``TurnSettings.speculate_after_ms``) and overlap with the probes, so a "complete" verdict
 finds the reply already prepared.
@@ -27,7 +32,35 @@ already faster than a probe.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
+
+#: words a finished sentence rarely ends on: articles, prepositions, conjunctions,
+#: possessives, auxiliaries, fillers, month names (a date goes on) and digits spelled out
+#: (a number being dictated: "four five seven")
+_DANGLING_TEXT = """
+a an the and or but so because if that which who to of for from with at by in on into about
+like than as my your our his her their its this these those is are was were am be been will
+would can could should have has had do does did um uh er i we you he she they it me us
+january february march april may june july august september october november december
+zero oh one two three four five six seven eight nine
+"""
+_DANGLING = frozenset(_DANGLING_TEXT.split())
+_LAST_WORD = re.compile(r"([A-Za-z0-9']+)[^A-Za-z0-9']*$")
+
+
+def sounds_unfinished(transcript: str) -> bool:
+    """The words say the caller is mid-sentence: the transcript ends on a function word, a
+    month, or a digit (dictating a number), and not on a question mark. A false alarm
+    costs a longer wait (the bound), never a cut-off."""
+    text = transcript.strip()
+    if not text or text.endswith("?"):
+        return False
+    match = _LAST_WORD.search(text)
+    if match is None:
+        return False
+    last = match.group(1).lower()
+    return last in _DANGLING or last[-1].isdigit()
 
 
 @dataclass(frozen=True)
@@ -92,9 +125,10 @@ class EndOfTurnDecision:
                 return self.verdict is not Verdict.COMPLETE
         return False
 
-    def record(self, generation: int, probability: float | None) -> bool:
-        """A probe's result (None: the model failed). False when it came too late to count
-        (speech resumed meanwhile)."""
+    def record(self, generation: int, probability: float | None,
+               transcript: str | None = None) -> bool:
+        """A probe's result (None: the model failed) and, if known, the turn's transcript.
+        False when it came too late to count (speech resumed meanwhile)."""
         if generation != self.generation:
             return False
         if probability is None:
@@ -102,8 +136,9 @@ class EndOfTurnDecision:
             return True
         self.probability = probability
         assert self.policy is not None
-        self.verdict = (Verdict.COMPLETE if probability >= self.policy.threshold
-                        else Verdict.INCOMPLETE)
+        complete = probability >= self.policy.threshold and not (
+            transcript is not None and sounds_unfinished(transcript))
+        self.verdict = Verdict.COMPLETE if complete else Verdict.INCOMPLETE
         return True
 
     def should_end(self, silence_ms: float) -> bool:

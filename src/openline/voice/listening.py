@@ -24,6 +24,7 @@ from openline.voice.backchannel import BACKCHANNEL_PROBE_MS, is_backchannel
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
 from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
+from openline.voice.vocabulary import domain_vocabulary
 
 if TYPE_CHECKING:
     from openline.voice.session import Conversation
@@ -61,6 +62,7 @@ class Listener:
         self._last_voiced_at = 0.0
         self._speech_started_at = 0.0
         self._turn_seq = 0  # counts user turns (speech starts)
+        self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
         self._probed = -1  # the turn whose backchannel probe has started
 
     def open(self, vad: VADStream) -> None:
@@ -128,10 +130,22 @@ class Listener:
         except Exception as exc:  # the fixed silence takes over; the call goes on
             log.warning("end-of-turn model failed: %s", exc)
             prob = None
-        if not self.eot.record(generation, prob) or not self.turns.in_speech:
+        transcript = await self._speculative_text() if prob is not None else None
+        if not self.eot.record(generation, prob, transcript) or not self.turns.in_speech:
             return
         if self.eot.verdict is Verdict.COMPLETE and self.eot.should_end(self.turns.silence_ms):
             self._end_of_turn()
+
+    async def _speculative_text(self) -> str | None:
+        """The transcript of the speculation in progress (None: none, or it failed). The
+        reply needs it anyway, so waiting for it costs no time to first audio."""
+        job = self._job
+        if job is None:
+            return None
+        await asyncio.wait({job.transcript})
+        if job.transcript.cancelled() or job.transcript.exception() is not None:
+            return None
+        return job.transcript.result()[0]
 
     def _maybe_barge_in(self) -> None:
         cfg, current = self.conv.cfg, self.conv.playout.current
@@ -153,7 +167,7 @@ class Listener:
         cfg = self.conv.cfg
         try:
             heard = (await self.conv.p.stt.transcribe(
-                audio, language=cfg.language, hotwords=cfg.boosted_keywords)).text
+                audio, language=cfg.language, hotwords=self.hotwords())).text
         except ProviderError as exc:  # cannot tell: the caller is not talked over
             log.warning("backchannel recognition failed: %s", exc)
             heard = "?"
@@ -162,10 +176,24 @@ class Listener:
         if not is_backchannel(heard):
             self.conv.assistant.barge_in()
 
+    def hotwords(self) -> tuple[str, ...]:
+        """The agent's boosted keywords; without any, its own vocabulary (if enabled).
+        Measured (benchmarks/recognition.py): the derived vocabulary helps an agent with no
+        keywords, but added to configured keywords it dilutes them. Computed once per
+        configuration (a transfer replaces the configuration)."""
+        cfg = self.conv.cfg
+        if self._hotwords[0] is not cfg:
+            words = cfg.boosted_keywords
+            if not words and cfg.auto_vocabulary:
+                words = tuple(domain_vocabulary(cfg.system_prompt, cfg.welcome_message,
+                                                cfg.runtime_tools))
+            self._hotwords = (cfg, words)
+        return self._hotwords[1]
+
     def _new_job(self) -> ReplyJob:
         cfg = self.conv.cfg
         return ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
-                        cfg.boosted_keywords, self.conv.assistant.run_reply)
+                        self.hotwords(), self.conv.assistant.run_reply)
 
     def _start_speculation(self) -> None:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""
