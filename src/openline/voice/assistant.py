@@ -62,6 +62,9 @@ class UserTurn:
     voiced_ms: float
     last_voiced_at: float | None = None  # monotonic; None for text and keypad turns
     source: UserSource = "speech"
+    #: False: speech over the assistant whose user_started_speaking was held back (it
+    #: might have been an acknowledgement); announced here if it turns out to be a turn
+    announced: bool = True
 
 
 class Assistant:
@@ -82,6 +85,12 @@ class Assistant:
         self.replying += 1
         try:
             text, language = await job.transcript
+            if not turn.announced and not self.pending:
+                if not text or self._is_acknowledgement(text, turn):
+                    job.cancel()  # an unannounced "uh-huh" or noise: the client saw nothing
+                    return
+                await conv.emit(ev.UserStartedSpeaking())
+                await conv.emit(ev.UserFinishedSpeaking())
             if self._is_acknowledgement(text, turn):
                 job.cancel()  # "uh-huh" over the assistant: not a turn (voice/backchannel.py)
                 await conv.emit(ev.InputCancelled())

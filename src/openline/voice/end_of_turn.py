@@ -39,8 +39,10 @@ from dataclasses import dataclass
 #: possessives, auxiliaries, fillers, month names (a date goes on) and digits spelled out
 #: (a number being dictated: "four five seven")
 _DANGLING_TEXT = """
-a an the and or but so because if that which who to of for from with at by in on into about
-like than as my your our his her their its this these those is are was were am be been will
+a an the and or but so because if whether when where what how why that which who whose
+to of for from with at by in on into onto about around before after until over under
+between through during without within per via than then as like just also not very
+my your our his her their its this these those is are was were am be been will
 would can could should have has had do does did um uh er i we you he she they it me us
 january february march april may june july august september october november december
 zero oh one two three four five six seven eight nine

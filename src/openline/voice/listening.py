@@ -63,6 +63,8 @@ class Listener:
         self._speech_started_at = 0.0
         self._turn_seq = 0  # counts user turns (speech starts)
         self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
+        self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
+        self._unannounced = False  # user_started_speaking held back (voice/backchannel.py)
         self._probed = -1  # the turn whose backchannel probe has started
 
     def open(self, vad: VADStream) -> None:
@@ -100,7 +102,11 @@ class Listener:
             self._turn_seq += 1
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
             conv.timers.mark_activity()
-            conv.emit_now(ev.UserStartedSpeaking())
+            # Over the assistant, user_started_speaking *is* the barge-in for the client
+            # (Phonic: it stops playback): hold it until the words say it is one.
+            self._unannounced = self._may_be_backchannel()
+            if not self._unannounced:
+                conv.emit_now(ev.UserStartedSpeaking())
         elif event is TurnEvent.RESUME:
             self.eot.reset()
             self.drop_speculation()
@@ -123,14 +129,19 @@ class Listener:
         return self.eot.should_end(silence)
 
     async def _probe(self, audio: npt.NDArray[np.int16], generation: int) -> None:
-        model = self.conv.p.turn
+        model, clock = self.conv.p.turn, self.conv.clock
         assert model is not None
+        asked = clock.monotonic()
         try:
             prob: float | None = await model.predict(audio)
         except Exception as exc:  # the fixed silence takes over; the call goes on
             log.warning("end-of-turn model failed: %s", exc)
             prob = None
+        answered = clock.monotonic()
         transcript = await self._speculative_text() if prob is not None else None
+        if generation == self.eot.generation:  # for the turn's timings (the last probe's)
+            self._probe_ms = (round((answered - asked) * 1000, 1),
+                              round((clock.monotonic() - answered) * 1000, 1))
         if not self.eot.record(generation, prob, transcript) or not self.turns.in_speech:
             return
         if self.eot.verdict is Verdict.COMPLETE and self.eot.should_end(self.turns.silence_ms):
@@ -147,16 +158,31 @@ class Listener:
             return None
         return job.transcript.result()[0]
 
-    def _maybe_barge_in(self) -> None:
+    def _interruptible_now(self) -> bool:
         cfg, current = self.conv.cfg, self.conv.playout.current
-        if (current is None or not current.started or not current.interruptible
-                or current.interrupted or cfg.min_words_to_interrupt > 1):
-            return  # with min_words_to_interrupt > 1 the transcript decides (at the commit)
+        # with min_words_to_interrupt > 1 the transcript decides (at the commit)
+        return not (current is None or not current.started or not current.interruptible
+                    or current.interrupted or cfg.min_words_to_interrupt > 1)
+
+    def _may_be_backchannel(self) -> bool:
+        cfg = self.conv.cfg
+        return self._interruptible_now() and cfg.backchannel_max_ms > cfg.min_interruption_ms
+
+    def _barge_in(self) -> None:
+        if self._unannounced:
+            self._unannounced = False
+            self.conv.emit_now(ev.UserStartedSpeaking())
+        self.conv.assistant.barge_in()
+
+    def _maybe_barge_in(self) -> None:
+        cfg = self.conv.cfg
+        if not self._interruptible_now():
+            return
         voiced = self.turns.voiced_ms
         if voiced < cfg.min_interruption_ms:
             return  # noise, echo, a click: shorter than the threshold never cuts off
         if cfg.backchannel_max_ms <= cfg.min_interruption_ms or voiced >= cfg.backchannel_max_ms:
-            self.conv.assistant.barge_in()  # long enough to be an interruption, whatever it is
+            self._barge_in()  # long enough to be an interruption, whatever it is
         elif self._probed != self._turn_seq and voiced >= BACKCHANNEL_PROBE_MS:
             # Is it "uh-huh" or "wait"? Hear the words first (voice/backchannel.py).
             self._probed = self._turn_seq
@@ -174,7 +200,7 @@ class Listener:
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
         if not is_backchannel(heard):
-            self.conv.assistant.barge_in()
+            self._barge_in()
 
     def hotwords(self) -> tuple[str, ...]:
         """The agent's boosted keywords; without any, its own vocabulary (if enabled).
@@ -213,10 +239,15 @@ class Listener:
             (conv.clock.monotonic() - self._last_voiced_at) * 1000, 1)
         if self.eot.probability is not None:
             job.timings["end_of_turn_p"] = round(self.eot.probability, 3)
-        turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at)
+            job.timings["end_of_turn_model_ms"], job.timings["transcript_wait_ms"] = (
+                self._probe_ms)
+        announced, self._unannounced = not self._unannounced, False
+        turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at,
+                        announced=announced)
         self.turns.reset()
         self.eot.reset()
         conv.timers.mark_activity()
-        conv.emit_now(ev.UserFinishedSpeaking())
+        if announced:
+            conv.emit_now(ev.UserFinishedSpeaking())
         if not conv.spawn(conv.assistant.user_turn(job, turn)):
             job.cancel()  # the conversation is ending
