@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ from _common import (
     cpu_busy_s,
     log,
     ms,
+    percentile,
     sdk,
     summary,
     voiced_end,
@@ -191,6 +192,11 @@ async def converse(server: Any, lines: list[Line]) -> list[Observed]:
     return observed
 
 
+def stats(values: list[float]) -> dict[str, float]:
+    """``summary`` plus p90."""
+    return {**summary(values), "p90": percentile(values, 90)}
+
+
 def stages(timings: dict[str, float]) -> str:
     keys = ("endpointing_ms", "end_of_turn_p", "end_of_turn_model_ms", "transcript_wait_ms",
             "stt_ms", "llm_first_token_ms", "tts_first_audio_ms")
@@ -221,11 +227,128 @@ async def measure(stack: str, model: bool, lines: list[Line], workdir: Path) -> 
         "cut_offs": sum(o.cut_off for o in observed),
         "paused_turns": sum(1 for o in observed if o.line.paused_ms),
         "paused_cut_offs": sum(o.cut_off for o in observed if o.line.paused_ms),
-        "v2v": summary([o.turn.v2v_ms for o in clean if o.turn.v2v_ms is not None]),
-        "endpointing": summary([o.turn.timings["endpointing_ms"] for o in clean
+        "v2v": stats([o.turn.v2v_ms for o in clean if o.turn.v2v_ms is not None]),
+        "endpointing": stats([o.turn.timings["endpointing_ms"] for o in clean
                                 if "endpointing_ms" in o.turn.timings]),
         "machine_cpu_share": busy / max(elapsed, 1e-9) / 2,  # 2 cores
     }
+
+
+# --------------------------------------------------------------------------- backchannels
+ACKS = ("uh-huh", "mm-hmm", "okay", "yeah", "right", "got it", "sure", "I see", "alright",
+        "yes")
+INTERRUPTIONS = ("wait, stop", "no, that's wrong", "hold on", "stop",
+                 "actually, I need something else", "no no no", "excuse me", "sorry, what?",
+                 "wait a second", "that's not right")
+BACKCHANNEL_VOICES = (("en-us", 165), ("en-gb", 150))
+QUESTION = "Can I book a cleaning for next Tuesday morning?"
+SPEAK_INTO_REPLY_S = 0.6
+
+
+@dataclass
+class Trial:
+    phrase: str
+    kind: str  # "ack" | "interruption"
+    onset_at: float | None = None
+    reply_audio_at: float | None = None
+    cue_at: float | None = None  # user_started_speaking after the phrase began
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    replying: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def voiced_send_loop(socket: Any, caller: Caller, state: dict[str, Any]) -> None:
+    """``latency.send_loop`` that also stamps the trial's first voiced chunk."""
+    import base64
+
+    from _common import Ticker
+    from phonic.types import AudioChunkPayload
+
+    ticker = Ticker()
+    while True:
+        await ticker.tick()
+        chunk, _ = caller.next_chunk()
+        trial = state["trial"]
+        if (state["phase"] == "over" and trial is not None and trial.onset_at is None
+                and int(np.abs(chunk).max(initial=0)) > 1000):
+            trial.onset_at = time.perf_counter()
+        await socket.send_audio_chunk(AudioChunkPayload(
+            type="audio_chunk", audio=base64.b64encode(chunk.tobytes()).decode()))
+
+
+async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
+    """Each trial: ask, let the reply start, speak an acknowledgement or an interruption
+    over it, and see whether (and when) the server signals a barge-in."""
+    from phonic.types import ConfigPayload
+
+    question = aligned(espeak(QUESTION, "en-us", 165, workdir))
+    trials = [Trial(p, kind) for voice in BACKCHANNEL_VOICES
+              for kind, phrases in (("ack", ACKS), ("interruption", INTERRUPTIONS))
+              for p in phrases]
+    audio = {(t.phrase, v): aligned(espeak(t.phrase, v[0], v[1], workdir))
+             for t in trials for v in BACKCHANNEL_VOICES}
+    state: dict[str, Any] = {"trial": None, "phase": "ask"}
+    async with sdk(server).conversations.connect() as socket:
+        await socket.send_config(ConfigPayload(type="config", agent=AGENT,
+                                               input_format="pcm_16000",
+                                               output_format="pcm_16000"))
+        await _wait_ready(socket)
+        caller = Caller()
+
+        async def read() -> None:
+            async for message in socket:
+                trial, kind, now = state["trial"], getattr(message, "type", None), \
+                    time.perf_counter()
+                if trial is None:
+                    continue
+                if kind == "audio_chunk" and trial.reply_audio_at is None:
+                    trial.reply_audio_at = now
+                    trial.replying.set()
+                elif kind == "user_started_speaking" and state["phase"] == "over":
+                    trial.cue_at = trial.cue_at or now
+                elif kind == "assistant_finished_speaking" and state["phase"] == "over":
+                    trial.finished.set()
+
+        tasks = [asyncio.create_task(read()),
+                 asyncio.create_task(voiced_send_loop(socket, caller, state))]
+        try:
+            for i, trial in enumerate(trials):
+                voice = BACKCHANNEL_VOICES[(i // (len(ACKS) + len(INTERRUPTIONS)))
+                                           % len(BACKCHANNEL_VOICES)]
+                state.update(trial=trial, phase="ask")
+                caller.say(Turn(QUESTION), question)
+                async with asyncio.timeout(TURN_TIMEOUT_S):
+                    await trial.replying.wait()
+                await asyncio.sleep(SPEAK_INTO_REPLY_S)
+                state["phase"] = "over"
+                caller.say(Turn(trial.phrase), audio[(trial.phrase, voice)])
+                caller.gap_left = 0
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TURN_TIMEOUT_S):
+                        await trial.finished.wait()
+                await asyncio.sleep(0.5)
+                cue = (f"barge-in {ms((trial.cue_at - trial.onset_at) * 1000)} ms after onset"
+                       if trial.cue_at and trial.onset_at else "no barge-in")
+                log(f"  {i + 1:2d} {trial.kind:12s} {trial.phrase!r:36s} {cue}")
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return trials
+
+
+def backchannel_table(trials: list[Trial]) -> str:
+    acks = [t for t in trials if t.kind == "ack"]
+    cuts = [t for t in trials if t.kind == "interruption"]
+    delays = [(t.cue_at - t.onset_at) * 1000 for t in cuts
+              if t.cue_at is not None and t.onset_at is not None]
+    fast = sum(1 for d in delays if d <= 400)
+    d = stats(delays)
+    return ("| caller speech over the reply | interrupted | within 400 ms of voice onset | "
+            "barge-in delay p50 / p90 / max |\n|---|---|---|---|\n"
+            f"| acknowledgements ({len(acks)}) | {sum(t.cue_at is not None for t in acks)} | "
+            "- | - |\n"
+            f"| interruptions ({len(cuts)}) | {len(delays)} | {fast} | "
+            f"{ms(d['p50'])} / {ms(d['p90'])} / {ms(d['max'])} ms |")
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -238,6 +361,17 @@ def table(results: list[dict[str, Any]]) -> str:
                      f"{r['paused_cut_offs']}/{r['paused_turns']}) | {ms(v['p50'])} | "
                      f"{ms(v['p90'])} | {ms(v['p95'])} | {ms(e['p50'])} | {v['n']} |")
     return "\n".join(lines)
+
+
+async def run_backchannels(args: argparse.Namespace, workdir: Path) -> str:
+    log(f"{args.stack}: backchannel trials")
+    with bench_server(workdir, args.stack) as server:
+        await sdk(server).agents.create(name=AGENT, system_prompt=PROMPT, welcome_message="",
+                                        voice_id="joe", audio_format="pcm_16000",
+                                        no_input_poke_sec=300, no_input_end_conversation_sec=300)
+        await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, QUIET_WAIT_S)
+        trials = await backchannel_trials(server, workdir)
+    return backchannel_table(trials)
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
@@ -253,12 +387,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the fixed-silence run")
+    parser.add_argument("--backchannels", action="store_true",
+                        help="run the 40 acknowledgement / interruption trials instead")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     if not 2 <= args.turns <= 200:
         parser.error("--turns must be within 2..200")
     if shutil.which("espeak-ng") is None:
         parser.error("espeak-ng is needed to synthesize the caller")
+    if args.backchannels:
+        with tempfile.TemporaryDirectory(prefix="openline-backchannels-") as tmp:
+            text = asyncio.run(run_backchannels(args, Path(tmp)))
+        print(f"\n{text}")
+        if args.write_docs:
+            write_between(f"backchannels-{args.stack}", (
+                f"{args.stack} stack, run {date.today().isoformat()}, default agent settings; "
+                f"measured while other sessions shared the CPU. Each trial asks a question, "
+                f"and {SPEAK_INTO_REPLY_S} s into the reply speaks the phrase (espeak-ng, "
+                f"en-us 165 / en-gb 150 wpm); *interrupted* = the server sent "
+                f"`user_started_speaking` (the Phonic client's cue to stop playback), "
+                f"delay from the phrase's first voiced chunk. Reproduce: `.venv/bin/python "
+                f"benchmarks/turn_taking.py --stack {args.stack} --backchannels "
+                f"--write-docs`.\n\n{text}\n"), SECTION)
+        return 0
     with tempfile.TemporaryDirectory(prefix="openline-turns-") as tmp:
         results = asyncio.run(run(args, Path(tmp)))
     text = table(results)
