@@ -43,6 +43,7 @@ def test_complete_verdict_ends_at_the_first_probe() -> None:
     assert d.enabled and d.bound_ms == 1200
     assert not d.probe_due(200) and d.probe_due(224) and not d.probe_due(256)
     assert not d.should_end(224)  # asked, no answer yet: wait (up to the bound)
+    assert not d.probe_due(600)  # never a second probe while the first is running
     assert d.record(d.generation, 0.9) and d.verdict is Verdict.COMPLETE
     assert d.should_end(224)
 

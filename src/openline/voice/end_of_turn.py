@@ -95,6 +95,7 @@ class EndOfTurnDecision:
         self.verdict = Verdict.NONE
         self.probability: float | None = None
         self.failed = False  # the model failed this turn: fall back to the fixed silence
+        self.pending = False  # a probe is running
         self._asked: set[int] = set()
         self.generation = 0  # identifies the current speech run (a verdict is for one run)
 
@@ -114,17 +115,21 @@ class EndOfTurnDecision:
         self.verdict = Verdict.NONE
         self.probability = None
         self.failed = False
+        self.pending = False
         self._asked.clear()
         self.generation += 1
 
     def probe_due(self, silence_ms: float) -> bool:
-        """True once per probe point reached (the caller then runs the model)."""
-        if self.policy is None or self.failed:
+        """True once per probe point reached (the caller then runs the model). Never while
+        a probe is still running: on a busy machine a second one would only queue behind
+        it (the later probe point is taken once the first answers "incomplete")."""
+        if self.policy is None or self.failed or self.pending:
             return False
         for probe in self.policy.probe_ms:
             if silence_ms >= probe and probe not in self._asked:
-                self._asked.add(probe)
-                return self.verdict is not Verdict.COMPLETE
+                self._asked.update(p for p in self.policy.probe_ms if p <= silence_ms)
+                self.pending = self.verdict is not Verdict.COMPLETE
+                return self.pending
         return False
 
     def record(self, generation: int, probability: float | None,
@@ -133,6 +138,7 @@ class EndOfTurnDecision:
         False when it came too late to count (speech resumed meanwhile)."""
         if generation != self.generation:
             return False
+        self.pending = False
         if probability is None:
             self.failed = True
             return True

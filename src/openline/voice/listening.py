@@ -1,5 +1,10 @@
 """The input path: caller audio -> frames -> VAD -> turn detection -> speculation, barge-in.
 
+In a pause the end-of-turn decision (``end_of_turn.py``) asks the turn model at its probe
+points and ends the turn early on "complete"; over the assistant, caller speech is first
+checked for an acknowledgement (``backchannel.py``) before it interrupts. The recogniser
+hears the agent's keywords, or else its own vocabulary (``vocabulary.py``).
+
 Queue policy: inbound audio is a bounded queue that drops the oldest chunk when full (a
 stalled engine must not grow memory; late audio is worthless).
 """
