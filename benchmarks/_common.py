@@ -140,8 +140,8 @@ def _server_command(providers: str, use_cli: bool) -> list[str]:
 
 @contextmanager
 def bench_server(workdir: Path, providers: str = "embedded", *, use_cli: bool = False,
-                 database_url: str | None = None,
-                 api_key: str | None = None) -> Iterator[ServerHandle]:
+                 database_url: str | None = None, api_key: str | None = None,
+                 env_extra: dict[str, str] | None = None) -> Iterator[ServerHandle]:
     """Openline in a subprocess (own GIL and event loop); yields once ``/health`` answers.
 
     ``use_cli`` runs ``openline serve`` itself (embedded stack, no ``/bench/stats``);
@@ -153,6 +153,7 @@ def bench_server(workdir: Path, providers: str = "embedded", *, use_cli: bool = 
            "OPENLINE_HOST": "127.0.0.1", "OPENLINE_PORT": str(port),
            "OPENLINE_LOG_LEVEL": "warning", "PYTHONPATH": str(ROOT / "src")}
     env.pop("OPENLINE_DATABASE_URL", None)
+    env.update(env_extra or {})
     if database_url:
         env["OPENLINE_DATABASE_URL"] = database_url
     log_path = workdir / f"server-{port}.log"
@@ -313,6 +314,16 @@ class Probe:
                 "underruns": sum(r["underruns"] for r in self.results)}
 
 
+def _instant_llm_providers(settings: Any) -> Any:
+    """The embedded VAD, recogniser, end-of-turn model and voices with an instant LLM."""
+    from openline.boot.providers import build_providers
+    from openline.providers.testing import ScriptedLLM
+
+    providers = build_providers(settings)
+    providers.llm = ScriptedLLM(fallback=FAKE_REPLY)
+    return providers
+
+
 def _fake_providers() -> Any:
     from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
     from openline.voice.session import Providers
@@ -365,10 +376,13 @@ def serve(argv: Sequence[str]) -> int:
     from openline.settings import Settings
 
     parser = argparse.ArgumentParser(prog="_common.py serve")
-    parser.add_argument("--providers", choices=("embedded", "fake"), default="embedded")
+    parser.add_argument("--providers", choices=("embedded", "fake", "instant-llm"),
+                        default="embedded")
     args = parser.parse_args(argv)
     settings = Settings()
-    providers = _fake_providers() if args.providers == "fake" else None
+    providers = (_fake_providers() if args.providers == "fake"
+                 else _instant_llm_providers(settings) if args.providers == "instant-llm"
+                 else None)
     app = create_app(settings, providers, announce_key=False, verbose=True)
     _instrument(app, Probe())
     uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level=settings.log_level)
@@ -377,5 +391,5 @@ def serve(argv: Sequence[str]) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] != "serve":
-        sys.exit("usage: _common.py serve [--providers embedded|fake]")
+        sys.exit("usage: _common.py serve [--providers embedded|fake|instant-llm]")
     sys.exit(serve(sys.argv[2:]))

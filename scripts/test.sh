@@ -21,6 +21,9 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 # Exact versions from constraints.txt (pyproject.toml only states compatible ranges).
 .venv/bin/python -m pip install -q -c constraints.txt -e '.[test]'
+# The Smart Turn end-of-turn model ships inside the pipecat-ai wheel; only the file is used
+# (providers/vad/smart_turn.py), so none of the framework's dependencies are installed.
+.venv/bin/python -m pip install -q --no-deps -c constraints.txt pipecat-ai
 
 echo "== ruff"; .venv/bin/ruff check src tests benchmarks
 echo "== mypy"; .venv/bin/mypy

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None
     default_voice: str = "joe"
+    # --- end of turn (issue 13: semantic end-of-turn decision, voice/end_of_turn.py) ---
+    #: use the Smart Turn model of the installed pipecat-ai wheel when it is there; false:
+    #: every turn ends on the agent's fixed VAD silence
+    end_of_turn_model: bool = True
     #: let webhooks / configuration endpoints reach loopback and private networks
     allow_private_urls: bool = False
     # --- post-call work (job queue, analysis, event webhooks) ---

@@ -121,7 +121,7 @@ async def test_tools_wait_for_the_commit_of_the_turn(kind: str) -> None:
 async def test_barge_in_with_an_empty_transcript_resumes_and_leaves_nothing_pending() -> None:
     conv, log, p = make(replies=[LONG_REPLY, "Seven eight nine ten.", "Fine."],
                         texts=["tell me a story", "", "what now"],
-                        stream_ahead_of_real_time=False)
+                        stream_ahead_of_real_time=False, backchannel_max_ms=0)
     runner = asyncio.create_task(conv.run())
     await utter(conv, 500, 400)
     await log.wait_for(ev.AssistantStartedSpeaking)
@@ -155,7 +155,7 @@ async def test_barge_in_with_an_empty_transcript_resumes_and_leaves_nothing_pend
 async def test_barge_in_with_an_empty_transcript_resumes_a_fixed_text_where_it_stopped() -> None:
     text = ("Alpha bravo charlie delta echo foxtrot golf hotel india juliet. "
             "Kilo lima mike november oscar papa quebec romeo sierra tango.")
-    conv, log, _ = make(texts=[""], stream_ahead_of_real_time=False)
+    conv, log, _ = make(texts=[""], stream_ahead_of_real_time=False, backchannel_max_ms=0)
     runner = asyncio.create_task(conv.run())
     await asyncio.sleep(0.1)
     conv.say(text)
@@ -180,7 +180,7 @@ async def test_interrupting_a_generated_welcome_stops_its_generation() -> None:
     llm = ScriptedLLM([LONG_REPLY, "Okay."], token_delay_s=0.05)  # 40 words: 2 s of tokens
     providers = Providers(EnergyVAD(), FakeSTT(["stop"]), llm, FakeTTS(ms_per_char=20))
     conv, log, _ = make(providers=providers, generate_welcome_message=True,
-                        stream_ahead_of_real_time=False)
+                        stream_ahead_of_real_time=False, backchannel_max_ms=0)
     runner = asyncio.create_task(conv.run())
     await log.wait_for(ev.AssistantStartedSpeaking)
     await utter(conv, 500, 400)  # barge in while the model is still generating
@@ -199,7 +199,7 @@ async def test_interrupting_a_fixed_welcome_stops_its_synthesis() -> None:
     providers = Providers(EnergyVAD(), FakeSTT(["stop"]), ScriptedLLM(["Okay."]), tts)
     welcome = " ".join(f"This is welcome sentence number {n}." for n in range(1, 7))
     conv, log, _ = make(providers=providers, welcome_message=welcome,
-                        stream_ahead_of_real_time=False)
+                        stream_ahead_of_real_time=False, backchannel_max_ms=0)
     runner = asyncio.create_task(conv.run())
     await log.wait_for(ev.AssistantStartedSpeaking)
     await utter(conv, 500, 400)

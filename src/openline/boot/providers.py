@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 
+from openline.domain.errors import ProviderUnavailable
 from openline.domain.languages import LanguageSupport, tag_language
 from openline.providers.llm.base import LLM
 from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
@@ -14,7 +15,9 @@ from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWh
 from openline.providers.tts.espeak import EspeakTTS
 from openline.providers.tts.multi import MultiTTS
 from openline.providers.tts.piper import PiperOptions, PiperTTS
+from openline.providers.vad.base import EndOfTurnModel
 from openline.providers.vad.silero import SileroOptions, SileroVAD
+from openline.providers.vad.smart_turn import SmartTurnModel, installed_smart_turn_path
 from openline.services.voices import VoiceInfo
 from openline.settings import Settings
 from openline.voice.session import Providers
@@ -32,6 +35,19 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf))
 
 
+def build_turn_model(settings: Settings) -> EndOfTurnModel | None:
+    """Smart Turn from the installed ``pipecat-ai`` wheel; None (fixed silence) without it
+    or when ``end_of_turn_model`` is off."""
+    if not settings.end_of_turn_model:
+        return None
+    try:
+        installed_smart_turn_path()
+    except ProviderUnavailable as exc:
+        log.warning("%s; end of turn falls back to the fixed VAD silence", exc.message)
+        return None
+    return SmartTurnModel()
+
+
 def build_providers(settings: Settings) -> Providers:
     """The embedded stack (or configured replacements); nothing is downloaded."""
     tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir)), EspeakTTS()],
@@ -44,13 +60,17 @@ def build_providers(settings: Settings) -> Providers:
                                                   beam_size=1, max_concurrency=2)),
         llm=build_llm(settings),
         tts=tts,
+        turn=build_turn_model(settings),
     )
 
 
 async def load_all(providers: Providers, *, verbose: bool = True) -> None:
     """Load every model before the first call (a slow first greeting is a known complaint)."""
     for name, provider in (("VAD", providers.vad), ("speech recognition", providers.stt),
-                           ("voices", providers.tts), ("language model", providers.llm)):
+                           ("voices", providers.tts), ("language model", providers.llm),
+                           ("end-of-turn model", providers.turn)):
+        if provider is None:
+            continue
         start = time.perf_counter()
         if verbose:
             print(f"  loading {name}...", end="", flush=True)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from openline.voice import events as ev
+from openline.voice.acknowledgements import is_backchannel
 from openline.voice.builtins import built_in_specs
 from openline.voice.chat_context import SystemNote, UserMessage, UserSource
 from openline.voice.contracts import ItemRecord
@@ -61,6 +62,9 @@ class UserTurn:
     voiced_ms: float
     last_voiced_at: float | None = None  # monotonic; None for text and keypad turns
     source: UserSource = "speech"
+    #: False: speech over the assistant whose user_started_speaking was held back (it
+    #: might have been an acknowledgement); announced here if it turns out to be a turn
+    announced: bool = True
 
 
 class Assistant:
@@ -81,7 +85,18 @@ class Assistant:
         self.replying += 1
         try:
             text, language = await job.transcript
-            if not text or self._too_few_words(text, turn):
+            if not turn.announced and not self.pending:
+                if not text or self._is_acknowledgement(text, turn):
+                    job.cancel()  # an unannounced "uh-huh" or noise: the client saw nothing
+                    return
+                await conv.emit(ev.UserStartedSpeaking())
+                await conv.emit(ev.UserFinishedSpeaking())
+            if self._is_acknowledgement(text, turn):
+                job.cancel()  # "uh-huh" over the assistant: not a turn (voice/acknowledgements.py)
+                await conv.emit(ev.InputCancelled())
+                return
+            if (not text or self._too_few_words(text, turn)
+                    or (self.pending and self._acknowledges(text, turn))):
                 job.cancel()
                 await conv.emit(ev.InputCancelled())
                 await self._resume_after_noise()
@@ -240,6 +255,19 @@ class Assistant:
             else:
                 self.conv.chat.add_system(RESUME_NOTE.format(heard=handle.heard_text))
                 self.generate_reply("generated")
+
+    def _acknowledges(self, text: str, turn: UserTurn) -> bool:
+        return (turn.source == "speech" and self.conv.cfg.backchannel_max_ms
+                > self.conv.cfg.min_interruption_ms and is_backchannel(text))
+
+    def _is_acknowledgement(self, text: str, turn: UserTurn) -> bool:
+        """An acknowledgement (or a sound under the barge-in threshold) while the assistant
+        still speaks, uninterrupted: not a turn."""
+        if self.pending or not self.conv.playout.speaking or turn.source != "speech":
+            return False
+        if turn.voiced_ms < self.conv.cfg.min_interruption_ms:
+            return True  # shorter than the barge-in threshold: noise or echo, whatever words
+        return bool(text) and self._acknowledges(text, turn)
 
     def _too_few_words(self, text: str, turn: UserTurn) -> bool:
         needed = self.conv.cfg.min_words_to_interrupt

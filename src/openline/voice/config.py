@@ -7,6 +7,7 @@ from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.voice.backchannel import BackchannelSettings
+from openline.voice.end_of_turn import EndOfTurnPolicy
 from openline.voice.languages import LanguageSettings
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
@@ -26,14 +27,24 @@ class SessionConfig:
     input_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
     output_format: AudioFormat = WIRE_FORMATS["pcm_16000"]
     turn: TurnSettings = field(default_factory=TurnSettings)
+    #: the semantic end-of-turn decision (used when the providers have a turn model);
+    #: None: the fixed silence only
+    end_of_turn: EndOfTurnPolicy | None = field(default_factory=EndOfTurnPolicy)
     min_words_to_interrupt: int = 1
     #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
     min_interruption_ms: int = 250
+    #: voiced time from which caller speech over the assistant interrupts whatever its words;
+    #: between min_interruption_ms and this, acknowledgements ("uh-huh") do not interrupt
+    #: (voice/acknowledgements.py). At or below min_interruption_ms: every sound interrupts.
+    backchannel_max_ms: int = 900
     no_input_poke_sec: int | None = None
     no_input_poke_text: str = "Are you still there?"
     generate_no_input_poke_text: bool = False
     no_input_end_conversation_sec: int = 180
     boosted_keywords: tuple[str, ...] = ()
+    #: without boosted keywords, offer the recogniser the agent's own vocabulary
+    #: (voice/vocabulary.py: names, enum values, tool words from the prompt, welcome, tools)
+    auto_vocabulary: bool = True
     language: str | None = "en"
     background_noise: str | None = None
     background_noise_level: float = 0.0

@@ -11,7 +11,7 @@ from openline.domain.tool_call import ToolCallRecord
 from openline.providers.llm.base import LLM
 from openline.providers.stt.base import STT
 from openline.providers.tts.base import TTS
-from openline.providers.vad.base import VAD
+from openline.providers.vad.base import VAD, EndOfTurnModel
 from openline.voice import events as ev
 from openline.voice.recorder import Recorder
 
@@ -22,6 +22,8 @@ class Providers:
     stt: STT
     llm: LLM
     tts: TTS
+    #: the audio end-of-turn model (None: endpointing is the fixed VAD silence)
+    turn: EndOfTurnModel | None = None
 
 
 @dataclass

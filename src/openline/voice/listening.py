@@ -1,5 +1,10 @@
 """The input path: caller audio -> frames -> VAD -> turn detection -> speculation, barge-in.
 
+In a pause the end-of-turn decision (``end_of_turn.py``) asks the turn model at its probe
+points and ends the turn early on "complete"; over the assistant, caller speech is first
+checked for an acknowledgement (``acknowledgements.py``) before it interrupts. The recogniser
+hears the agent's keywords, or else its own vocabulary (``vocabulary.py``).
+
 Queue policy: inbound audio is a bounded queue that drops the oldest chunk when full (a
 stalled engine must not grow memory; late audio is worthless).
 """
@@ -8,21 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from openline.audio.resample import Quality, StreamingResampler
+from openline.domain.errors import ProviderError
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
+from openline.voice.acknowledgements import BACKCHANNEL_PROBE_MS, is_backchannel
 from openline.voice.assistant import UserTurn
+from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
 from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
+from openline.voice.vocabulary import domain_vocabulary
 
 if TYPE_CHECKING:
     from openline.voice.session import Conversation
 
+log = logging.getLogger(__name__)
 INBOUND_QUEUE_CHUNKS = 200  # ~4 s of 20 ms chunks
 
 
@@ -40,7 +52,11 @@ class Listener:
     def __init__(self, conv: Conversation) -> None:
         self.conv = conv
         cfg = conv.cfg
-        self.turns = TurnDetector(cfg.turn)
+        self.eot = EndOfTurnDecision(cfg.end_of_turn, cfg.turn.min_silence_ms,
+                                     model_available=conv.p.turn is not None)
+        # The detector's own END is the longest wait; the decision may end a turn sooner.
+        self.turns = TurnDetector(dataclasses.replace(cfg.turn,
+                                                      min_silence_ms=self.eot.bound_ms))
         self.vad: VADStream | None = None  # set by open(), once the VAD is loaded
         self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
         rate = cfg.input_format.sample_rate
@@ -50,6 +66,11 @@ class Listener:
         self._job: ReplyJob | None = None  # the speculative reply of the turn in progress
         self._last_voiced_at = 0.0
         self._speech_started_at = 0.0
+        self._turn_seq = 0  # counts user turns (speech starts)
+        self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
+        self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
+        self._unannounced = False  # user_started_speaking held back (voice/acknowledgements.py)
+        self._probed = -1  # the turn whose backchannel probe has started
 
     def open(self, vad: VADStream) -> None:
         self.vad = vad
@@ -82,30 +103,128 @@ class Listener:
         if self.turns.in_speech and prob >= conv.cfg.turn.threshold:
             self._last_voiced_at = conv.clock.monotonic()
         if event is TurnEvent.SPEECH_START:
+            self.eot.reset()
+            self._turn_seq += 1
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
             conv.timers.mark_activity()
-            conv.emit_now(ev.UserStartedSpeaking())
+            # Over the assistant, user_started_speaking *is* the barge-in for the client
+            # (Phonic: it stops playback): hold it until the words say it is one.
+            self._unannounced = self._may_be_backchannel()
+            if not self._unannounced:
+                conv.emit_now(ev.UserStartedSpeaking())
         elif event is TurnEvent.RESUME:
+            self.eot.reset()
             self.drop_speculation()
         elif event is TurnEvent.PAUSE:
             self._start_speculation()
-        elif event is TurnEvent.END:
+        if event is TurnEvent.END or (self.turns.in_speech and self._decide()):
             self._end_of_turn()
+            return
         if self.turns.in_speech:
             self._maybe_barge_in()
 
-    def _maybe_barge_in(self) -> None:
+    def _decide(self) -> bool:
+        """In a pause: ask the end-of-turn model when a probe is due; end the turn?"""
+        silence = self.turns.silence_ms
+        if silence <= 0:
+            return False
+        if self.eot.probe_due(silence):
+            audio = self.turns.turn_audio(trim_trailing_silence=False)
+            self.conv.spawn(self._probe(audio, self.eot.generation), "end-of-turn")
+        return self.eot.should_end(silence)
+
+    async def _probe(self, audio: npt.NDArray[np.int16], generation: int) -> None:
+        model, clock = self.conv.p.turn, self.conv.clock
+        assert model is not None
+        asked = clock.monotonic()
+        try:
+            prob: float | None = await model.predict(audio)
+        except Exception as exc:  # the fixed silence takes over; the call goes on
+            log.warning("end-of-turn model failed: %s", exc)
+            prob = None
+        answered = clock.monotonic()
+        transcript = await self._speculative_text() if prob is not None else None
+        if generation == self.eot.generation:  # for the turn's timings (the last probe's)
+            self._probe_ms = (round((answered - asked) * 1000, 1),
+                              round((clock.monotonic() - answered) * 1000, 1))
+        if not self.eot.record(generation, prob, transcript) or not self.turns.in_speech:
+            return
+        if self.eot.verdict is Verdict.COMPLETE and self.eot.should_end(self.turns.silence_ms):
+            self._end_of_turn()
+
+    async def _speculative_text(self) -> str | None:
+        """The transcript of the speculation in progress (None: none, or it failed). The
+        reply needs it anyway, so waiting for it costs no time to first audio."""
+        job = self._job
+        if job is None:
+            return None
+        await asyncio.wait({job.transcript})
+        if job.transcript.cancelled() or job.transcript.exception() is not None:
+            return None
+        return job.transcript.result()[0]
+
+    def _interruptible_now(self) -> bool:
         cfg, current = self.conv.cfg, self.conv.playout.current
-        if (current is None or not current.started or not current.interruptible
-                or current.interrupted or cfg.min_words_to_interrupt > 1):
-            return  # with min_words_to_interrupt > 1 the transcript decides (at the commit)
-        if self.turns.voiced_ms >= cfg.min_interruption_ms:
-            self.conv.assistant.barge_in()
+        # with min_words_to_interrupt > 1 the transcript decides (at the commit)
+        return not (current is None or not current.started or not current.interruptible
+                    or current.interrupted or cfg.min_words_to_interrupt > 1)
+
+    def _may_be_backchannel(self) -> bool:
+        cfg = self.conv.cfg
+        return self._interruptible_now() and cfg.backchannel_max_ms > cfg.min_interruption_ms
+
+    def _barge_in(self) -> None:
+        if self._unannounced:
+            self._unannounced = False
+            self.conv.emit_now(ev.UserStartedSpeaking())
+        self.conv.assistant.barge_in()
+
+    def _maybe_barge_in(self) -> None:
+        cfg = self.conv.cfg
+        if not self._interruptible_now():
+            return
+        voiced = self.turns.voiced_ms
+        if voiced < cfg.min_interruption_ms:
+            return  # noise, echo, a click: shorter than the threshold never cuts off
+        if cfg.backchannel_max_ms <= cfg.min_interruption_ms or voiced >= cfg.backchannel_max_ms:
+            self._barge_in()  # long enough to be an interruption, whatever it is
+        elif self._probed != self._turn_seq and voiced >= BACKCHANNEL_PROBE_MS:
+            # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
+            self._probed = self._turn_seq
+            audio = self.turns.turn_audio(trim_trailing_silence=False)
+            self.conv.spawn(self._backchannel_probe(audio, self._probed), "backchannel")
+
+    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int) -> None:
+        cfg = self.conv.cfg
+        try:
+            heard = (await self.conv.p.stt.transcribe(
+                audio, language=cfg.language, hotwords=self.hotwords())).text
+        except ProviderError as exc:  # cannot tell: the caller is not talked over
+            log.warning("backchannel recognition failed: %s", exc)
+            heard = "?"
+        if speech != self._turn_seq or not self.turns.in_speech:
+            return  # that speech is over; its turn decides (Assistant.user_turn)
+        if not is_backchannel(heard):
+            self._barge_in()
+
+    def hotwords(self) -> tuple[str, ...]:
+        """The agent's boosted keywords; without any, its own vocabulary (if enabled).
+        Measured (benchmarks/recognition.py): the derived vocabulary helps an agent with no
+        keywords, but added to configured keywords it dilutes them. Computed once per
+        configuration (a transfer replaces the configuration)."""
+        cfg = self.conv.cfg
+        if self._hotwords[0] is not cfg:
+            words = cfg.boosted_keywords
+            if not words and cfg.auto_vocabulary:
+                words = tuple(domain_vocabulary(cfg.system_prompt, cfg.welcome_message,
+                                                cfg.runtime_tools))
+            self._hotwords = (cfg, words)
+        return self._hotwords[1]
 
     def _new_job(self) -> ReplyJob:
         cfg = self.conv.cfg
         return ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
-                        cfg.boosted_keywords, self.conv.assistant.run_reply)
+                        self.hotwords(), self.conv.assistant.run_reply)
 
     def _start_speculation(self) -> None:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""
@@ -123,9 +242,17 @@ class Listener:
         self._job = None
         job.timings["endpointing_ms"] = round(
             (conv.clock.monotonic() - self._last_voiced_at) * 1000, 1)
-        turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at)
+        if self.eot.probability is not None:
+            job.timings["end_of_turn_p"] = round(self.eot.probability, 3)
+            job.timings["end_of_turn_model_ms"], job.timings["transcript_wait_ms"] = (
+                self._probe_ms)
+        announced, self._unannounced = not self._unannounced, False
+        turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at,
+                        announced=announced)
         self.turns.reset()
+        self.eot.reset()
         conv.timers.mark_activity()
-        conv.emit_now(ev.UserFinishedSpeaking())
+        if announced:
+            conv.emit_now(ev.UserFinishedSpeaking())
         if not conv.spawn(conv.assistant.user_turn(job, turn)):
             job.cancel()  # the conversation is ending

@@ -11,13 +11,20 @@ _ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "st.", "vs.", "etc.", "
                             "jr.", "sr.", "no.", "approx.", "inc.", "ltd."})
 #: Speak a long clause early rather than wait for its full stop (first-audio latency).
 MAX_CHARS_BEFORE_COMMA_SPLIT = 120
+#: The reply's first clause goes to synthesis on its own ("Sure," / "Of course, ...") as
+#: soon as it is complete: the caller hears the reply start while the model is still
+#: writing the sentence, and the first synthesis is short (Piper's cost grows with length).
+_CLAUSE = re.compile(r"[,;:](\s+)")
+FIRST_CLAUSE_MAX_WORDS = 8
 
 
 class SentenceSplitter:
     """Feed text deltas, get complete sentences; ``flush()`` returns the remainder."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, first_clause: bool = True) -> None:
         self._buffer = ""
+        #: the next piece may be a clause (nothing has been emitted yet)
+        self._first = first_clause
 
     def push(self, delta: str) -> list[str]:
         """Add ``delta``; return the sentences it completed (possibly none)."""
@@ -34,12 +41,26 @@ class SentenceSplitter:
                 out.append(candidate)
             start = match.end()
         self._buffer = self._buffer[start:]
+        if self._first and not out:
+            out += self._first_clause()
+        self._first = self._first and not out
         if len(self._buffer) > MAX_CHARS_BEFORE_COMMA_SPLIT:
             cut = self._buffer.rfind(", ")
             if cut > 20:
                 out.append(self._buffer[: cut + 1].strip())
                 self._buffer = self._buffer[cut + 2 :]
         return out
+
+    def _first_clause(self) -> list[str]:
+        """The leading clause of the reply, once its comma (or ; :) has been written."""
+        match = _CLAUSE.search(self._buffer)
+        if match is None or _is_decimal(self._buffer, match.start()):
+            return []
+        clause = self._buffer[: match.start() + 1].strip()
+        if not clause or len(clause.split()) > FIRST_CLAUSE_MAX_WORDS:
+            return []  # a long clause: wait for the sentence (Piper splits long ones itself)
+        self._buffer = self._buffer[match.end():]
+        return [clause]
 
     def flush(self) -> str:
         """The text left over at the end of the stream (may be empty)."""

@@ -7,12 +7,15 @@ faster-whisper is only ever handed a local directory.
 
 Decoding is tuned for turn latency: no internal VAD (the engine already segmented the
 utterance), no timestamps, no conditioning on previous text and a single temperature (no
-fallback re-decodes), so one call costs one decoder pass.
+fallback re-decodes), so one call costs one decoder pass (two with boosted keywords: the
+boosted text is kept only when it brings a keyword the unaided text lacks, see ``_short``).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -63,9 +66,21 @@ class FasterWhisperOptions:
     #: recognitions at once; 2 lets a fresh turn start while an abandoned speculative
     #: recognition (which cannot be interrupted) is still finishing
     max_concurrency: int = 1
+    #: boosted keywords change a transcript only when they bring a keyword (see ``_short``)
+    gate_hotwords: bool = True
     #: encode the utterance plus silence (>= 10 s) instead of Whisper's fixed 30 s window:
     #: ~4x faster for short turns at the same accuracy in our tests; long audio: full path
     short_window: bool = True
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def brings_keyword(plain: str, boosted: str, hotwords: Sequence[str]) -> bool:
+    """Does ``boosted`` contain a word of ``hotwords`` (3+ letters) that ``plain`` lacks?"""
+    keyword_words = {w for k in hotwords for w in _WORD.findall(k.lower()) if len(w) >= 3}
+    new = set(_WORD.findall(boosted.lower())) - set(_WORD.findall(plain.lower()))
+    return bool(new & keyword_words)
 
 
 class FasterWhisperSTT(STT):
@@ -153,21 +168,37 @@ class FasterWhisperSTT(STT):
             lang = model.model.detect_language(encoded)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
                               language=lang)
+        boosted = self._decode(tokenizer, encoded, audio.size, hotwords)
+        if not hotwords or not self.options.gate_hotwords:
+            return RawTranscript(text=boosted[0], language=lang, confidence=boosted[1])
+        # Gated boosting: the same encoding decoded without the keywords too (the decoder
+        # is the cheap part); the boosted text wins only when it brings a keyword word the
+        # unaided one lacks. Always-on context also rewrites plain speech ("is there
+        # parking" -> "is thereby being"); gated, plain speech stays as unaided Whisper hears
+        # it (benchmarks/recognition.py).
+        plain = self._decode(tokenizer, encoded, audio.size, [])
+        text, confidence = boosted if brings_keyword(plain[0], boosted[0], hotwords) else plain
+        return RawTranscript(text=text, language=lang, confidence=confidence)
+
+    def _decode(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str]
+                ) -> tuple[str, float | None]:
+        """One decoder pass over an encoded window, with ``hotwords`` as prior context."""
         prompt: list[int] = []
         context = " ".join(p for p in (self.options.initial_prompt, ", ".join(hotwords)) if p)
         if context:
             prompt = [tokenizer.sot_prev, *tokenizer.encode(" " + context.strip())[-100:]]
         prompt += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         # Short windows can loop ("X. X."): bound the length by the audio (speech is
-        # ~3 words/s, ~4-5 tokens/s) and refuse to repeat 5-token runs.
-        limit = min(MAX_TOKENS, 12 + int(7 * audio.size / SAMPLE_RATE))
-        result = model.model.generate(
+        # ~3 words/s, ~4-5 tokens/s) and refuse to repeat 5-token runs. CTranslate2's
+        # max_length counts the prompt too: without adding it, a long keyword context left
+        # no room and the result was empty (every boosted recognition of a 14-keyword agent).
+        limit = len(prompt) + min(MAX_TOKENS, 12 + int(7 * samples / SAMPLE_RATE))
+        result = self._model.model.generate(
             encoded, [prompt], beam_size=self.options.beam_size, max_length=limit,
             suppress_blank=True, suppress_tokens=[-1], no_repeat_ngram_size=5,
             return_scores=True)[0]
         text = tokenizer.decode(result.sequences_ids[0]).strip()
-        confidence = math.exp(result.scores[0]) if result.scores else None
-        return RawTranscript(text=text, language=lang, confidence=confidence)
+        return text, (math.exp(result.scores[0]) if result.scores else None)
 
     async def _close(self) -> None:
         self._model = None

@@ -13,13 +13,14 @@ engine's endpointing job, not the VAD's.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 
 import numpy as np
 import numpy.typing as npt
 
 from openline.audio.pcm import as_float32
-from openline.providers.base import Provider
+from openline.providers.base import Provider, wrap_error
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512
@@ -73,3 +74,36 @@ class VAD(Provider, ABC):
     @abstractmethod
     def _make_stream(self) -> VADStream:
         """Hook: build a stream over the loaded model."""
+
+
+class EndOfTurnModel(Provider, ABC):
+    """An audio end-of-turn classifier: has the speaker finished their turn?
+
+    ``predict(audio)`` takes the turn's audio so far (mono, 16 kHz, int16 or float32,
+    trailing silence included: the model hears the pause) and returns P(complete) in
+    [0, 1]. Inference runs on the provider's runner, off the event loop. Deciding *when*
+    to commit from that probability and the silence is the engine's job
+    (``voice/end_of_turn.py``).
+    """
+
+    sample_rate: int = SAMPLE_RATE
+
+    async def predict(self, audio: npt.ArrayLike) -> float:
+        """P(the turn is complete) for ``audio``. Raises ``ProviderError`` on failure."""
+        await self.ensure_loaded()
+        samples = as_float32(np.asarray(audio))
+        if samples.ndim != 1:
+            raise ValueError("end-of-turn models expect mono (1-D) audio")
+        stats = self.metrics.op("predict")
+        start = time.perf_counter()
+        try:
+            prob = await self.runner.run(self._predict_sync, samples)
+        except Exception as exc:
+            stats.record(time.perf_counter() - start, failed=True)
+            raise wrap_error(self.name, exc) from exc
+        stats.record(time.perf_counter() - start)
+        return prob
+
+    @abstractmethod
+    def _predict_sync(self, audio: npt.NDArray[np.float32]) -> float:
+        """Hook: blocking inference on float32 audio in [-1, 1]."""

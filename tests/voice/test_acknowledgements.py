@@ -1,0 +1,162 @@
+"""Backchannels and false barge-in: "uh-huh" over the assistant does not interrupt, noise
+shorter than the threshold never cuts off, a real interruption does, and after any cut-off
+the assistant resumes or answers. Engine on a virtual clock; words from a keyed fake
+recogniser (the tone's pitch says which words it is) or from the real Whisper on espeak."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from openline.providers.stt.base import STT, RawTranscript
+from openline.providers.testing import EnergyVAD, FakeTTS, ScriptedLLM
+from openline.voice import events as ev
+from openline.voice.acknowledgements import is_backchannel
+from openline.voice.session import Conversation, Providers
+from tests.voice.harness import Log, make, play, silence, tone, virtual
+
+LONG_REPLY = "One two three four five six seven eight nine ten. " * 4
+WORDS = {300: "tell me a story", 500: "Uh-huh.", 700: "Wait, stop.", 900: ""}
+
+
+class PitchSTT(STT):
+    """Recognises a tone by its pitch (``WORDS``): every call, speculative or not, hears
+    what the audio is, like a real recogniser would."""
+
+    name = "pitch-stt"
+    cache_size = 0
+
+    def _transcribe_sync(self, audio: npt.NDArray[np.float32], language: str | None,
+                         hotwords: list[str]) -> RawTranscript:
+        spectrum = np.abs(np.fft.rfft(audio))
+        pitch = float(np.argmax(spectrum)) * 16_000 / max(1, audio.size)
+        text = WORDS[min(WORDS, key=lambda f: abs(f - pitch))] if spectrum.max() > 1 else ""
+        return RawTranscript(text=text, language="en")
+
+
+def test_acknowledgements_and_interruptions_are_told_apart() -> None:
+    for text in ("Uh-huh.", "Mm-hmm", "MMM", "okay", "Yeah, right.", "I see.", "All right.",
+                 "Got it.", "", "..."):
+        assert is_backchannel(text), text
+    for text in ("Wait, stop.", "No.", "Hold on", "Sorry, what?", "Thank you.",
+                 "yeah yeah yeah okay sure", "Can you repeat that?"):
+        assert not is_backchannel(text), text
+
+
+def _conversation(**settings: object) -> tuple[Conversation, Log, Providers]:
+    providers = Providers(EnergyVAD(), PitchSTT(), ScriptedLLM([LONG_REPLY, "Sure, stopping."]),
+                          FakeTTS(ms_per_char=20))
+    return make(providers=providers, stream_ahead_of_real_time=False, **settings)
+
+
+async def _over_the_reply(conv: Conversation, log: Log, ms: int, pitch: int) -> float:
+    """Ask for the long reply, then make a sound over it; returns when the sound began."""
+    await play(conv, tone(500, 300))
+    await play(conv, silence(400))
+    await log.wait_for(ev.AssistantStartedSpeaking)
+    await asyncio.sleep(0.8)
+    onset = conv.clock.monotonic()
+    await play(conv, tone(ms, pitch))
+    await play(conv, silence(1000))
+    return onset
+
+
+@virtual
+async def test_an_acknowledgement_over_the_assistant_does_not_interrupt() -> None:
+    conv, log, _ = _conversation()
+    runner = asyncio.create_task(conv.run())
+    await _over_the_reply(conv, log, 450, 500)
+    await log.wait_for(ev.AssistantFinishedSpeaking)
+    await asyncio.sleep(1.0)
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 0
+    assert not log.of(ev.ClearAudio) and not log.of(ev.InterruptedResponse)
+    # The client never saw a second user turn start: Phonic clients stop playback on it.
+    assert len(log.of(ev.UserStartedSpeaking)) == 1 and not log.of(ev.InputCancelled)
+    assert log.spoken() == LONG_REPLY.strip()
+    assert [i.role for i in log.items] == ["user", "assistant"]  # no item for "uh-huh"
+    assert [e.text for e in log.of(ev.InputText)] == ["tell me a story"]
+
+
+@virtual
+async def test_a_real_interruption_cuts_in_soon_after_the_voice_starts() -> None:
+    conv, log, _ = _conversation()
+    runner = asyncio.create_task(conv.run())
+    onset = await _over_the_reply(conv, log, 600, 700)
+    await log.wait_for(ev.AssistantFinishedSpeaking)  # the answer to "wait, stop"
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 1
+    assert log.time_of(ev.ClearAudio) - onset <= 0.4
+    assert [e.text for e in log.of(ev.InputText)] == ["tell me a story", "Wait, stop."]
+    assert "Sure, stopping." in log.spoken()
+
+
+@virtual
+async def test_noise_shorter_than_the_threshold_never_cuts_off() -> None:
+    conv, log, _ = _conversation(min_interruption_ms=250)
+    runner = asyncio.create_task(conv.run())
+    await _over_the_reply(conv, log, 200, 700)  # would be "wait, stop" if it were long enough
+    await log.wait_for(ev.AssistantFinishedSpeaking)
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 0 and not log.of(ev.ClearAudio)
+    assert log.spoken().startswith(LONG_REPLY.strip())
+
+
+@virtual
+async def test_after_a_long_noise_cuts_the_assistant_off_it_resumes() -> None:
+    conv, log, _ = _conversation(backchannel_max_ms=900)
+    runner = asyncio.create_task(conv.run())
+    await _over_the_reply(conv, log, 1100, 900)  # no words, but longer than 900 ms
+    await log.wait_for(ev.InterruptedResponse)
+    await log.wait_for(ev.AssistantFinishedSpeaking)
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 1
+    kinds = [k for k in log.kinds() if k not in ("AudioOut", "ClearAudio")]
+    cut = kinds.index("InterruptedResponse")
+    assert "InputCancelled" in kinds[cut - 1:cut + 1]
+    assert kinds[cut + 1:] == ["AssistantStartedSpeaking", "AssistantFinishedSpeaking"]
+
+
+# ----- the real recogniser on generated speech ------------------------------------------------
+@pytest.fixture(scope="module")
+def whisper():  # type: ignore[no-untyped-def]
+    from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
+
+    return FasterWhisperSTT(FasterWhisperOptions(beam_size=1))
+
+
+def _espeak(text: str) -> np.ndarray:
+    from tests.voice.test_end_of_turn import _espeak as speak
+
+    return speak(text)
+
+
+@virtual
+async def test_with_whisper_uh_huh_is_ignored_and_wait_stop_interrupts(whisper) -> None:  # type: ignore[no-untyped-def]
+    async def run(caller: str) -> tuple[int, list[str]]:
+        providers = Providers(EnergyVAD(threshold=0.01), whisper,
+                              ScriptedLLM([LONG_REPLY, "Okay."]), FakeTTS(ms_per_char=20))
+        conv, log, _ = make(providers=providers, stream_ahead_of_real_time=False)
+        runner = asyncio.create_task(conv.run())
+        await play(conv, _espeak("Tell me about your opening hours."))
+        await play(conv, silence(400))
+        await log.wait_for(ev.AssistantStartedSpeaking)
+        await asyncio.sleep(0.8)
+        await play(conv, _espeak(caller))
+        await play(conv, silence(1000))
+        await log.wait_for(ev.AssistantFinishedSpeaking)
+        conv.end("user")
+        result = await runner
+        return result.interruptions_count, [e.text for e in log.of(ev.InputText)]
+
+    count, texts = await run("uh-huh")
+    assert count == 0 and len(texts) == 1
+    count, texts = await run("wait, stop")
+    assert count == 1 and len(texts) == 2 and "stop" in texts[1].lower()
