@@ -306,6 +306,9 @@ def _errors(ex: Exercise, project: str) -> None:
     ex.call("post", "/conversations/outbound_call", 400, json={
         "to_phone_number": "+15555550123", "config": {"agent": "x"}})
     ex.call("post", "/conversations/outbound_call", 400, json={})
+    # no X-Sip-Address header: a precise 400 (calls over real trunks are in tests/sip)
+    ex.call("post", "/conversations/sip/outbound_call", 400, json={
+        "to_phone_number": "+15555550123", "config": {"agent": "x"}})
     ex.call("get", "/projects/no-such-project", 404)
     ex.call("post", "/projects", 400, json={"name": "UPPER"})
     ex.call("get", "/workspace", 401, headers={"Authorization": "Bearer ol_wrong"})

@@ -79,7 +79,8 @@ async def test_redaction_on_the_stored_record_and_the_webhook(
     user = next(i for i in hooked["items"] if i["role"] == "user")
     assert user["live_transcript"] == REDACTED == user["post_call_transcript"]
     assert user["redacted_transcript"] == REDACTED
-    assert "555-0132" not in json.dumps(ended) and "4111" not in json.dumps(ended)
+    # the whole card number: its first digits alone may occur in a random UUID of the payload
+    assert "555-0132" not in json.dumps(ended) and "4111 1111" not in json.dumps(ended)
     assert "dana.smith@" not in json.dumps(ended)
 
     got = (await client.conversations.get(conv_id)).conversation

@@ -109,7 +109,9 @@ async def test_keypad_tones_reach_the_far_end_and_the_call_goes_on(
     await second.wait_quiet()
     # What the agent said after pressing the key followed the tones, on the new stream.
     assert len(first.played) <= len("Pressing one for you.") + 2
-    assert len(second.played) >= len("Done, you are in the bookings menu.") - 2
+    # The first clause is synthesized on its own ("Done," then the rest): the space between
+    # them is no audio. Two 20 ms frames may be lost to the stream switch.
+    assert len(second.played) >= len("Done," "you are in the bookings menu.") - 2
     heard = len(second.played)
     await second.say(tone_mulaw(600))  # the caller goes on talking on the new stream
     await until(lambda: len(second.played) > heard + 10, within=10)

@@ -37,6 +37,13 @@ class ValidationFailed(OpenlineError):
         self.param_errors: dict[str, str] = dict(param_errors or {})
 
 
+class BadRequest(OpenlineError):
+    """A request that cannot be served as sent, not tied to one body field (a missing
+    header); dialects answer 400 with their plain error body."""
+
+    code = "bad_request"
+
+
 class NotFound(OpenlineError):
     """The named resource does not exist (or is not visible to the caller)."""
 

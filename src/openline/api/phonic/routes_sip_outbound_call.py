@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from openline.api.phonic.deps import Body, Svc, Who
 from openline.api.phonic.sts_config import start_call
-from openline.domain.errors import ValidationFailed
+from openline.domain.errors import BadRequest, ValidationFailed
 from openline.domain.limits import control_char_error
 from openline.domain.phone_number import sip_settings
 from openline.services.call_setup import ConfigurationFailed
@@ -59,8 +59,9 @@ async def sip_outbound_call(
 ) -> JSONResponse:
     """Dial ``to_phone_number`` from ``from_phone_number`` through the trunk."""
     if not x_sip_address or not x_sip_address.strip():
-        raise ValidationFailed("The X-Sip-Address header is required",
-                               {"X-Sip-Address": "required"})
+        # A missing header is Phonic's BasicError (its 400 is oneOf, and a ValidationError
+        # body would match BasicError too).
+        raise BadRequest("The X-Sip-Address header is required", code="missing_header")
     sip_settings(None, None, x_sip_address, x_sip_auth_username, x_sip_auth_password)
     _trunk_options(body)
     from_number = _text(body, "from_phone_number", required=True) or ""

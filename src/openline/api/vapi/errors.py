@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from openline.domain.errors import (
+    BadRequest,
     Conflict,
     Forbidden,
     NotFound,
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 STATUS: list[tuple[type[OpenlineError], int]] = [
     (ValidationFailed, 400),
+    (BadRequest, 400),
     (Conflict, 400),
     (Unauthorized, 401),
     (Forbidden, 403),
