@@ -5,8 +5,9 @@
   ``transport.websocketCallUrl`` (within ``pending_s``, else it ends unstarted).
 * ``customer.number``: an outbound phone call. The phone number (``phoneNumberId``, or a
   transient ``phoneNumber``) picks the path by its ``provider``: ``twilio`` goes through
-  the Twilio service; a SIP provider (``vapi`` with a SIP URI, ``byo-phone-number``) is
-  the SIP path's, refused here until it exists (``sip_dialer``).
+  the Twilio service; a SIP provider (``byo-phone-number``, ``telnyx``, ``vonage``) dials
+  through the number's ``sipUri`` trunk (``sip_dialer``: ``live_sip``; refused when the
+  server's SIP endpoint is off).
 * The assistant: ``assistantId`` (a stored assistant is an agent), or an inline
   ``assistant``, with ``assistantOverrides`` (``variableValues``) on top. With neither, the
   org's server URL is asked with ``assistant-request`` (spec section 6.3 reply forms).
@@ -225,10 +226,13 @@ class VapiCalls:
             resolved.server = la.target_of(number["server"])
         resolved.server = resolved.server or self.resolver.org_server
         if provider in SIP_PROVIDERS:
-            # The SIP path (the phone number's provider picks it) plugs in here.
+            # The SIP path (the phone number's provider picks it): ``live_sip``. The dial
+            # returns once answered, with no await between the call's run being spawned
+            # and its plan below, so the live call finds its plan.
             if self.sip_dialer is None:
                 raise ValidationFailed(f"Phone numbers of provider {provider!r} call through "
-                                       "SIP, which this server does not offer yet",
+                                       "SIP: this server's SIP endpoint is off (set "
+                                       "OPENLINE_SIP_PORT)",
                                        {"phoneNumber.provider": "SIP calls unavailable"})
             call_id = await self.sip_dialer.place_call(resolved.start, str(customer["number"]),
                                                        number)

@@ -1,0 +1,120 @@
+"""``calls.create`` with ``customer.number`` from a ``byo-phone-number``: the official Vapi SDK
+dials through Openline's SIP endpoint to the number's ``sipUri``, SIPp as the strict trunk
+(digest challenge, RTP echo); the call is a stored Vapi call with its ``endedReason``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from vapi.errors import BadRequestError
+
+from tests.conftest import LiveServer
+from tests.sip.conftest import (  # noqa: F401  (sip_server is the fixture)
+    AGENT_NUMBER,
+    SipServer,
+    SipServerFactory,
+    free_udp_port,
+    run_sipp,
+    sip_server,
+    until,
+)
+from tests.vapi.live.conftest import ServerUrl, sdk
+
+CALLEE = "+15558880303"
+GREETING = "Hello, this is the clinic calling."
+
+
+async def _trunk(tmp: Path) -> tuple[int, asyncio.Task[Any]]:
+    port = free_udp_port()
+    task = asyncio.create_task(run_sipp("trunk_strict", tmp, None, "-rtp_echo", "-m", "1",
+                                        port=port, fill={"user": "agent", "password": "s3cret",
+                                                         "in_dialog": ""}))
+    await asyncio.sleep(0.4)  # SIPp binds its socket
+    return port, task
+
+
+async def _number(server: LiveServer, port: int, password: str = "s3cret",
+                  **extra: Any) -> str:
+    body = {"provider": "byo-phone-number", "number": AGENT_NUMBER, "credentialId": "cred-1",
+            "sipUri": f"sip:127.0.0.1:{port}",
+            "authentication": {"username": "agent", "password": password}, **extra}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {server.api_key}"}) as h:
+        r = await h.post(f"{server.url}/phone-number", json=body)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def _rx(sip: SipServer) -> int:
+    return max((c.transport.stats.rx_frames for c in list(sip.service.calls.values())
+                if c.transport), default=0)
+
+
+async def test_an_outbound_call_dials_the_byo_trunk(sip_server: SipServerFactory,  # noqa: F811
+                                                    tmp_path: Path,
+                                                    server_url: ServerUrl) -> None:
+    sip = sip_server()
+    port, trunk = await _trunk(tmp_path)
+    number_id = await _number(sip.server, port)
+    client = sdk(sip.server)
+    call = await client.calls.create(
+        phone_number_id=number_id, customer={"number": CALLEE},
+        assistant={"firstMessage": GREETING, "voice": {"provider": "vapi", "voiceId": "joe"},
+                   "server": {"url": f"{server_url.url}/events"},
+                   "serverMessages": ["status-update", "end-of-call-report"]})
+    assert (call.type, call.phone_number_id) == ("outboundPhoneCall", number_id)
+    await until(lambda: _rx(sip) > 25, within=15)  # our greeting came back from the echo
+    async with httpx.AsyncClient() as http:
+        ended = await http.post(call.monitor.control_url,  # type: ignore[union-attr]
+                                json={"type": "end-call"})
+    assert ended.status_code == 200, ended.text
+    run = await trunk
+    assert run.rc == 0, run.output[-3000:]  # digest checked, ACK and BYE to its Contact
+    invites = run.received("INVITE")
+    assert invites[0].startswith(f"INVITE sip:{CALLEE}@127.0.0.1:{port}")
+    assert f"<sip:{AGENT_NUMBER}@" in invites[0]
+    assert 'Digest username="agent"' in invites[1]
+    report = await server_url.wait_for("end-of-call-report", within=20)
+    assert report.message["endedReason"] == "manually-canceled"
+    assert report.message["call"]["id"] == call.id
+    stored = await client.calls.get(call.id)
+    assert (stored.type, stored.status, stored.ended_reason) == (
+        "outboundPhoneCall", "ended", "manually-canceled")
+    assert stored.customer is not None and stored.customer.number == CALLEE
+    assert (await sip.wait_stats())[0].tx_speech_packets >= 10
+
+
+async def test_a_refused_trunk_login_is_a_clear_error(sip_server: SipServerFactory,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    sip = sip_server()
+    port, trunk = await _trunk(tmp_path)
+    number_id = await _number(sip.server, port, password="wrong")
+    client = sdk(sip.server)
+    with pytest.raises(BadRequestError) as refused:
+        await client.calls.create(phone_number_id=number_id, customer={"number": CALLEE},
+                                  assistant={"firstMessage": GREETING})
+    assert "SIP 403 Forbidden" in str(refused.value.body)
+    run = await trunk
+    assert run.rc == 0, run.output[-3000:]
+    # Dialled once; the conversation is stored as a call that failed to connect.
+    assert len(run.received("INVITE")) == 2  # the challenged one and the one with digest
+    (failed,) = await client.calls.list()
+    assert failed.ended_reason == "call.in-progress.error-sip-outbound-call-failed-to-connect"
+
+
+async def test_a_byo_number_without_sip_uri_is_refused(sip_server: SipServerFactory  # noqa: F811
+                                                       ) -> None:
+    sip = sip_server()
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {sip.server.api_key}"}) as h:
+        r = await h.post(f"{sip.server.url}/phone-number", json={
+            "provider": "byo-phone-number", "number": AGENT_NUMBER, "credentialId": "cred-1"})
+        assert r.status_code == 201, r.text
+    client = sdk(sip.server)
+    with pytest.raises(BadRequestError) as refused:
+        await client.calls.create(phone_number_id=r.json()["id"], customer={"number": CALLEE},
+                                  assistant={"firstMessage": GREETING})
+    assert "sipUri" in str(refused.value.body)
+    assert await client.calls.list() == []
