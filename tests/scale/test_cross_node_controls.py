@@ -1,10 +1,13 @@
-"""The Vapi control URL served by a node that does not run the call: two in-process nodes
-on the session's PostgreSQL and the machine's Redis (a unique prefix), the call's socket on
-node A, its ``monitor.controlUrl`` posted to node B; B reaches A over the control channel."""
+"""Dialect controls served by a node that does not run the call: two in-process nodes on
+the session's PostgreSQL and the machine's Redis (a unique prefix), the call's socket on
+node A; its ``monitor.controlUrl`` and the dashboard's cancel are posted to node B, which
+reaches A over the control channel. (The Phonic REST cancel across nodes is in
+``test_multinode``.)"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +99,32 @@ async def test_the_control_url_on_another_node_reaches_the_owner(
         assert again.status_code == 404
     done = await _ended(b, call.id)
     assert done.ended_reason == "manually-canceled"
+
+
+async def _sign_in(http: httpx.AsyncClient, api_key: str) -> None:
+    form = await http.get("/dashboard/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None, form.text
+    signed = await http.post("/dashboard/login", data={"api_key": api_key,
+                                                       "csrf_token": token.group(1), "next": ""})
+    assert signed.status_code == 303, signed.text
+
+
+async def test_the_dashboard_cancel_on_another_node_ends_the_call(
+        nodes: tuple[LiveServer, LiveServer], dial: Callable[[str], Any]) -> None:
+    a, b = nodes
+    call = await sdk(a).calls.create(transport=WS, assistant={"firstMessage": "Hi there."})
+    socket: CallSocket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
+    await socket.wait_message("transcript", where=lambda m: m["transcript"] == "Hi there.")
+    assert await _owner(a, call.id) == "node-a"
+    async with httpx.AsyncClient(base_url=b.url, timeout=15) as http:
+        await _sign_in(http, b.api_key)
+        page = await http.get(f"/dashboard/conversations/{call.id}")
+        assert page.status_code == 200 and f"/conversations/{call.id}/cancel" in page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token is not None
+        cancelled = await http.post(f"/dashboard/conversations/{call.id}/cancel",
+                                    data={"csrf_token": token.group(1)})
+        assert cancelled.status_code == 303, cancelled.text
+    await asyncio.wait_for(socket.closed.wait(), 15)
+    assert (await _ended(b, call.id)).ended_reason == "manually-canceled"
