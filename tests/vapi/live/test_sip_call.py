@@ -65,7 +65,8 @@ async def test_an_outbound_call_dials_the_byo_trunk(sip_server: SipServerFactory
         assistant={"firstMessage": GREETING, "voice": {"provider": "vapi", "voiceId": "joe"},
                    "server": {"url": f"{server_url.url}/events"},
                    "serverMessages": ["status-update", "end-of-call-report"]})
-    assert (call.type, call.phone_number_id) == ("outboundPhoneCall", number_id)
+    assert (call.type, call.status, call.phone_number_id) == (
+        "outboundPhoneCall", "queued", number_id)
     await until(lambda: _rx(sip) > 25, within=15)  # our greeting came back from the echo
     async with httpx.AsyncClient() as http:
         ended = await http.post(call.monitor.control_url,  # type: ignore[union-attr]
@@ -87,22 +88,25 @@ async def test_an_outbound_call_dials_the_byo_trunk(sip_server: SipServerFactory
     assert (await sip.wait_stats())[0].tx_speech_packets >= 10
 
 
-async def test_a_refused_trunk_login_is_a_clear_error(sip_server: SipServerFactory,  # noqa: F811
-                                                      tmp_path: Path) -> None:
+async def test_a_refused_trunk_login_ends_the_call(sip_server: SipServerFactory,  # noqa: F811
+                                                   tmp_path: Path) -> None:
     sip = sip_server()
     port, trunk = await _trunk(tmp_path)
     number_id = await _number(sip.server, port, password="wrong")
     client = sdk(sip.server)
-    with pytest.raises(BadRequestError) as refused:
-        await client.calls.create(phone_number_id=number_id, customer={"number": CALLEE},
-                                  assistant={"firstMessage": GREETING})
-    assert "SIP 403 Forbidden" in str(refused.value.body)
+    # As with Vapi, the call is created queued; the failed dial is its endedReason.
+    call = await client.calls.create(phone_number_id=number_id, customer={"number": CALLEE},
+                                     assistant={"firstMessage": GREETING})
+    assert (call.type, call.status) == ("outboundPhoneCall", "queued")
     run = await trunk
-    assert run.rc == 0, run.output[-3000:]
-    # Dialled once; the conversation is stored as a call that failed to connect.
+    assert run.rc == 0, run.output[-3000:]  # the 403 was ACKed
     assert len(run.received("INVITE")) == 2  # the challenged one and the one with digest
-    (failed,) = await client.calls.list()
+    async with asyncio.timeout(15):
+        while (failed := await client.calls.get(call.id)).status != "ended":  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    assert failed.type == "outboundPhoneCall"
     assert failed.ended_reason == "call.in-progress.error-sip-outbound-call-failed-to-connect"
+    assert [c.id for c in await client.calls.list()] == [call.id]
 
 
 async def test_a_byo_number_without_sip_uri_is_refused(sip_server: SipServerFactory  # noqa: F811

@@ -229,9 +229,8 @@ class VapiCalls:
             resolved.server = la.target_of(number["server"])
         resolved.server = resolved.server or self.resolver.org_server
         if provider in SIP_PROVIDERS:
-            # The SIP path (the phone number's provider picks it): ``live_sip``. The dial
-            # returns once answered, with no await between the call's run being spawned
-            # and its plan below, so the live call finds its plan.
+            # The SIP path (the phone number's provider picks it): ``live_sip``. It returns
+            # before the INVITE goes out, so the plan below exists before the call runs.
             if self.sip_dialer is None:
                 raise ValidationFailed(f"Phone numbers of provider {provider!r} call through "
                                        "SIP: this server's SIP endpoint is off (set "
