@@ -12,27 +12,31 @@ import httpx
 import pytest
 from vapi.errors import BadRequestError
 
+from openline.providers.testing import ScriptedReply
 from tests.conftest import LiveServer
 from tests.sip.conftest import (  # noqa: F401  (sip_server is the fixture)
     AGENT_NUMBER,
     SipServer,
     SipServerFactory,
     free_udp_port,
+    only_conversation,
     run_sipp,
     sip_server,
     until,
 )
+from tests.sip.test_transfer import SORRY, _tone
 from tests.vapi.live.conftest import ServerUrl, sdk
 
 CALLEE = "+15558880303"
 GREETING = "Hello, this is the clinic calling."
+BILLING = "+15554440000"
 
 
-async def _trunk(tmp: Path) -> tuple[int, asyncio.Task[Any]]:
+async def _trunk(tmp: Path, in_dialog: str = "") -> tuple[int, asyncio.Task[Any]]:
     port = free_udp_port()
     task = asyncio.create_task(run_sipp("trunk_strict", tmp, None, "-rtp_echo", "-m", "1",
                                         port=port, fill={"user": "agent", "password": "s3cret",
-                                                         "in_dialog": ""}))
+                                                         "in_dialog": in_dialog}))
     await asyncio.sleep(0.4)  # SIPp binds its socket
     return port, task
 
@@ -122,3 +126,70 @@ async def test_a_byo_number_without_sip_uri_is_refused(sip_server: SipServerFact
                                   assistant={"firstMessage": GREETING})
     assert "sipUri" in str(refused.value.body)
     assert await client.calls.list() == []
+
+
+#: the answered trunk speaks (a tone), then refuses the agent's REFER
+REFUSE_REFER = """
+  <nop><action><exec rtp_stream="{speech},1,0"/></action></nop>
+  <recv request="REFER">
+    <action>
+      <ereg regexp="sip:\\+15554440000@[^>]+" search_in="hdr" header="Refer-To:"
+            check_it="true" assign_to="refer_to"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 603 Decline
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <Reference variables="refer_to"/>
+"""
+
+
+async def test_a_transfer_the_trunk_refuses_is_the_tools_error(
+        sip_server: SipServerFactory, tmp_path: Path, server_url: ServerUrl  # noqa: F811
+        ) -> None:
+    """The outbound call's ``transferCall`` asks the server for the destination; the trunk
+    refuses the REFER (603): the tool's error says so, with the SIP status."""
+    sip = sip_server([ScriptedReply.call("transferCall")], reply=SORRY)
+    server_url.answers["transfer-destination-request"] = lambda m: {
+        "destination": {"type": "number", "number": BILLING}}
+    port, trunk = await _trunk(tmp_path, REFUSE_REFER.format(speech=_tone(tmp_path)))
+    number_id = await _number(sip.server, port)
+    call = await sdk(sip.server).calls.create(
+        phone_number_id=number_id, customer={"number": CALLEE},
+        assistant={"firstMessageMode": "assistant-waits-for-user",
+                   "model": {"provider": "openai", "model": "gpt-4o",
+                             "tools": [{"type": "transferCall"}]},
+                   "server": {"url": f"{server_url.url}/events"}})
+    await server_url.wait_for("transfer-destination-request", within=20)
+    phonic = sip.client()
+
+    async def refused() -> bool:
+        meta = (await phonic.conversations.get(call.id)).conversation.metadata or {}
+        return "refer" in meta.get("sip", {})
+
+    async with asyncio.timeout(15):  # the REFER was answered (and noted)
+        while not await refused():  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    async with httpx.AsyncClient() as http:
+        ended = await http.post(call.monitor.control_url,  # type: ignore[union-attr]
+                                json={"type": "end-call"})
+    assert ended.status_code == 200, ended.text
+    run = await trunk
+    assert run.rc == 0, run.output[-3000:]
+    conv = await only_conversation(sip.client())  # type: ignore[arg-type]
+    assert conv.metadata["sip"]["refer"]["status"] == 603
+    # What the model was told the tool did: refused, with the SIP status.
+    llm = sip.server.server.config.app.state.runtime.providers.llm  # type: ignore[attr-defined]
+    told = [m.content for r in llm.requests for m in r.messages if m.role == "tool"]
+    assert told and "refused by the far end (SIP 603 Decline)" in str(told[-1]), told
+    assert len(server_url.of("transfer-destination-request")) == 1
