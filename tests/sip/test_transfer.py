@@ -92,5 +92,9 @@ async def test_a_refused_refer_fails_the_tool_call(sip_server: SipServerFactory,
     assert "transfer" not in conv.metadata["sip"]  # no NOTIFY: nothing was attempted
     records = [r for i in conv.items for r in (i.tool_calls or [])]
     assert [(r.tool.name, r.status) for r in records] == [("transfer_to_billing", "error")]
-    assert records[0].error_message
+    # The tool result names the refusal and its SIP status, not "no telephony".
+    assert records[0].error_message.startswith(
+        "the transfer to +15554440000 was refused by the far end (SIP 603"), \
+        records[0].error_message
+    assert "unavailable" not in records[0].error_message
     assert conv.items[-1].live_transcript.endswith(SORRY)  # the agent carried on

@@ -161,9 +161,9 @@ def build_runtime(settings: Settings, providers: Providers | None = None,
     )
     services.twilio = build_twilio(settings, live, postcall.postcall.conversation_transferred)
     build_phonic_complete(settings, services, providers)
+    services.sip = build_sip(settings, live, postcall.postcall.conversation_transferred)
     services.vapi_calls = build_vapi_calls(settings, services, postcall)
     live.setup.languages = services.agents.languages = lambda: language_support(providers)
-    services.sip = build_sip(settings, live, postcall.postcall.conversation_transferred)
     services.ops = live.ops = build_operations(db, live, providers, the_role, redis,
                                                postcall.depth)
     return Runtime(settings, db, providers, services, postcall, the_role, redis)

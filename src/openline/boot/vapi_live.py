@@ -9,6 +9,7 @@ from openline.services.vapi.assistants import AssistantService
 from openline.services.vapi.calls import CallService
 from openline.services.vapi.calls_create import VapiCalls, VapiLiveOptions
 from openline.services.vapi.docs import VapiDocs
+from openline.services.vapi.live_sip import VapiSipDialer
 from openline.services.vapi.phone_numbers import VapiNumberService
 from openline.services.vapi.server_messages import JOB, ServerMessages, ServerTarget
 from openline.services.vapi.squads import SquadService
@@ -41,6 +42,7 @@ def build_vapi_calls(settings: Settings, services: Services,
         assistants=assistants, squads=squads,
         numbers=VapiNumberService(live.db, docs, services.agents, services.agents.pool),
         docs=docs, calls=CallService(live.db, docs, links), twilio=services.twilio,
+        sip_dialer=VapiSipDialer(services.sip) if services.sip is not None else None,
         recording_url=recording_url)
     postcall.worker.handlers[JOB] = messages.run_job
     if services.twilio is not None:

@@ -75,7 +75,7 @@ class SipControl(Protocol):
     """Signalling for one call (implemented by the service layer)."""
 
     async def transfer(self, call_id: str, request: PhoneTransfer) -> bool:
-        """Blind transfer with REFER; False when the trunk refused it."""
+        """Blind transfer with REFER; raises ``TransferRefused`` when the trunk refused it."""
 
     async def hang_up(self, call_id: str) -> None:
         """BYE (or CANCEL before answer) unless the far end already ended the dialog."""

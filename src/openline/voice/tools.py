@@ -90,6 +90,15 @@ class PhoneTransfer:
 PhoneTransferer = Callable[[PhoneTransfer], Awaitable[bool]]
 
 
+class TransferRefused(Exception):
+    """The far end refused the transfer (e.g. a SIP trunk answering REFER with 603): the
+    line exists, so the tool result names the refusal rather than "unavailable"."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}".strip())
+        self.status, self.reason = status, reason
+
+
 def phone_transfer(tool: RuntimeTool, args: dict[str, Any]) -> PhoneTransfer | None:
     """The transfer a tool call asks for (None: no number to call)."""
     cfg = tool.config
@@ -213,7 +222,13 @@ class ToolRuntime:
         request = phone_transfer(tool, args)
         if request is None:
             return _finish(record, start, "error", "no phone number to transfer to")
-        if not await self.on_transfer(request):
+        try:
+            placed = await self.on_transfer(request)
+        except TransferRefused as refused:
+            return _finish(record, start, "error", (
+                f"the transfer to {request.phone_number} was refused by the far end "
+                f"(SIP {refused}); tell the caller you cannot transfer them"))
+        if not placed:
             return _finish(record, start, "error", unavailable)
         outcome = _finish(record, start, "success", None,
                           {"transferring_to": request.phone_number})

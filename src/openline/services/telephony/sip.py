@@ -52,7 +52,7 @@ from openline.transports import base as tb
 from openline.transports.sip import SipCallStats, SipTransport
 from openline.transports.sip_media import NoCodec, RtpPorts, answer_sdp, close_quietly
 from openline.transports.sip_ua import StrictUAC, TolerantUAS, UdpTransport
-from openline.voice.tools import PhoneTransfer
+from openline.voice.tools import PhoneTransfer, TransferRefused
 
 log = logging.getLogger(__name__)
 PCM = {"input_format": "pcm_8000", "output_format": "pcm_8000"}
@@ -391,7 +391,8 @@ class SipService:
 
     async def transfer(self, call_id: str, request: PhoneTransfer) -> bool:
         """Blind transfer: REFER once the agent's last words were heard; True once the
-        trunk accepted it (202). What happens next comes in NOTIFYs."""
+        trunk accepted it (202), ``TransferRefused`` when it answered >= 300. What happens
+        next comes in NOTIFYs."""
         call = self.calls.get(call_id)
         dialog = call.dialog if call is not None else None
         if call is None or call.transport is None or dialog is None \
@@ -411,7 +412,7 @@ class SipService:
                                          "status": status, "reason": reason})
         if status >= 300:
             call.transfer = None
-            return False
+            raise TransferRefused(status, reason)  # the tool result names the refusal
         return True
 
     def _on_refer_reply(self, call_id: str, status: int, reason: str) -> None:

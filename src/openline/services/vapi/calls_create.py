@@ -5,8 +5,9 @@
   ``transport.websocketCallUrl`` (within ``pending_s``, else it ends unstarted).
 * ``customer.number``: an outbound phone call. The phone number (``phoneNumberId``, or a
   transient ``phoneNumber``) picks the path by its ``provider``: ``twilio`` goes through
-  the Twilio service; a SIP provider (``vapi`` with a SIP URI, ``byo-phone-number``) is
-  the SIP path's, refused here until it exists (``sip_dialer``).
+  the Twilio service; a SIP provider (``byo-phone-number``, ``telnyx``, ``vonage``) dials
+  through the number's ``sipUri`` trunk (``sip_dialer``: ``live_sip``; refused when the
+  server's SIP endpoint is off).
 * The assistant: ``assistantId`` (a stored assistant is an agent), or an inline
   ``assistant``, with ``assistantOverrides`` (``variableValues``) on top. With neither, the
   org's server URL is asked with ``assistant-request`` (spec section 6.3 reply forms).
@@ -33,11 +34,12 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from openline.domain.conversation import Conversation
-from openline.domain.errors import NotFound, OpenlineError, ValidationFailed
+from openline.domain.errors import Conflict, NotFound, OpenlineError, ValidationFailed
 from openline.domain.events import ConversationEnded, DomainEvent
 from openline.services.call_session import CallSession
 from openline.services.call_setup import CallInfo, PreparedCall, StartCall
 from openline.services.live import LiveService
+from openline.services.live_registry import OwnerUnreachable
 from openline.services.principal import Principal
 from openline.services.telephony.service import TwilioService
 from openline.services.vapi import call_view
@@ -57,8 +59,10 @@ from openline.store.tables_vapi_live import VapiCall
 from openline.transports import base as tb
 from openline.transports.vapi_ws import (
     BinarySocket,
+    Command,
     EndCall,
     InvalidAudioFormat,
+    SayThenEnd,
     VapiWsTransport,
     parse_control,
     wire_format,
@@ -225,10 +229,12 @@ class VapiCalls:
             resolved.server = la.target_of(number["server"])
         resolved.server = resolved.server or self.resolver.org_server
         if provider in SIP_PROVIDERS:
-            # The SIP path (the phone number's provider picks it) plugs in here.
+            # The SIP path (the phone number's provider picks it): ``live_sip``. It returns
+            # before the INVITE goes out, so the plan below exists before the call runs.
             if self.sip_dialer is None:
                 raise ValidationFailed(f"Phone numbers of provider {provider!r} call through "
-                                       "SIP, which this server does not offer yet",
+                                       "SIP: this server's SIP endpoint is off (set "
+                                       "OPENLINE_SIP_PORT)",
                                        {"phoneNumber.provider": "SIP calls unavailable"})
             call_id = await self.sip_dialer.place_call(resolved.start, str(customer["number"]),
                                                        number)
@@ -399,9 +405,10 @@ class VapiCalls:
             raise ValidationFailed(command, {"type": command})
         plan = self.plans.get(call_id)
         session = self.live.registry.local(call_id)
+        if session is None:  # another node runs it (or nobody): that node applies it
+            await self._control_elsewhere(call_id, command)
+            return
         if isinstance(command, EndCall):
-            if session is None:
-                raise NotFound("The call is not live on this server")
             self.end_call(call_id, "user_canceled", None)
             return
         if plan is None or plan.live is None or not isinstance(session, CallSession):
@@ -410,6 +417,42 @@ class VapiCalls:
             await plan.live.run_command(command, session)
         except tb.ControlRejected as exc:
             raise ValidationFailed(exc.message, exc.param_errors) from exc
+
+    async def _control_elsewhere(self, call_id: str, command: Command) -> None:
+        """A control for a call this node does not run, through ``LiveService`` (the
+        owner applies it over the control channel; one node: it is not live)."""
+        if isinstance(command, SayThenEnd):
+            # Ending once the words were heard needs the call's own live call.
+            raise ValidationFailed("say with endCallAfterSpoken must reach the server running "
+                                   "the call; send say, then end-call",
+                                   {"endCallAfterSpoken": "not across servers"})
+        who = await self._principal_of(call_id)
+        try:
+            if isinstance(command, EndCall):
+                await self.live.cancel(who, call_id)
+                return
+            for part in command if isinstance(command, tuple) else (command,):
+                await self.live.control(who, call_id, part)
+        except (NotFound, Conflict) as exc:
+            if isinstance(command, EndCall):
+                raise NotFound("The call is not live on this server") from exc
+            raise ValidationFailed("The call is not in progress",
+                                   {"type": "call not started"}) from exc
+        except tb.ControlRejected as exc:
+            raise ValidationFailed(exc.message, exc.param_errors) from exc
+        except (TimeoutError, OwnerUnreachable) as exc:
+            raise Conflict("The server running the call did not answer; try again",
+                           code="owner_unreachable") from exc
+
+    async def _principal_of(self, call_id: str) -> Principal:
+        """The workspace a created call belongs to (its control URL's token is the
+        credential; the live service checks the call against it)."""
+        async with self.live.db.session() as s:
+            row = await s.get(VapiCall, call_id)
+            workspace = await s.get(Workspace, row.workspace_id) if row is not None else None
+        if row is None or workspace is None:
+            raise NotFound("The call is not live on this server")
+        return Principal(workspace.id, workspace.name)
 
     def end_call(self, call_id: str, ended_by: str, reason: str | None) -> None:
         """End a live call, with Vapi's ``endedReason`` when ``ended_by`` says less."""

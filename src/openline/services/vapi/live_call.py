@@ -41,7 +41,13 @@ from openline.transports.vapi_ws import Command, SayThenEnd, VapiWsTransport, ap
 from openline.voice import events as ev
 from openline.voice.contracts import ConversationObserver, ItemRecord
 from openline.voice.io import AudioSink
-from openline.voice.tools import PhoneTransfer, RuntimeTool, WebhookCaller, WebhookResult
+from openline.voice.tools import (
+    PhoneTransfer,
+    RuntimeTool,
+    TransferRefused,
+    WebhookCaller,
+    WebhookResult,
+)
 
 log = logging.getLogger(__name__)
 #: a tool's server that has not answered after this long gets a ``hang`` message out
@@ -389,8 +395,13 @@ class VapiToolCaller:
             result.error = "only number destinations can be dialled on this call"
             return result
         tapped = self.live.tapped
-        placed = tapped is not None and await tapped.transfer(
-            PhoneTransfer(number, tool_name=tool.name))
+        try:
+            placed = tapped is not None and await tapped.transfer(
+                PhoneTransfer(number, tool_name=tool.name))
+        except TransferRefused as refused:  # e.g. a SIP trunk answering REFER with 603
+            result.error = f"the transfer to {number} was refused by the far end " \
+                           f"(SIP {refused})"
+            return result
         result.status_code, result.body = 200, {"transferring_to": number} if placed else None
         if not placed:
             result.error = "this call has no phone line to transfer"
