@@ -17,7 +17,7 @@ from typing import Any
 from openline.domain.conversation import Conversation, ConversationItem
 
 #: Openline's ``ended_by`` -> Vapi's ``endedReason``. Values other parts of Openline may
-#: add later (maximum duration, end-call phrase, busy, no answer) are mapped already.
+#: add later (maximum duration, end-call phrase) are mapped already.
 ENDED_REASONS: dict[str, str] = {
     "user": "customer-ended-call",
     "user_canceled": "manually-canceled",
@@ -31,8 +31,10 @@ ENDED_REASONS: dict[str, str] = {
     "transferred": "assistant-forwarded-call",
     "max_duration": "exceeded-max-duration",
     "end_call_phrase": "assistant-said-end-call-phrase",
-    "busy": "customer-busy",
-    "no_answer": "customer-did-not-answer",
+    # how phone calls that never connected end (services/telephony: Twilio and SIP)
+    "call_busy": "customer-busy",
+    "call_no_answer": "customer-did-not-answer",
+    "call_canceled": "manually-canceled",
     "call_deleted": "call-deleted",
     "error": "call.in-progress.error-vapifault-worker-died",
 }
@@ -153,8 +155,11 @@ def openai_messages(c: Conversation) -> list[dict[str, str]]:
 
 def call_json(c: Conversation, doc: Mapping[str, Any] | None = None, *,
               recording_url: str | None = None,
-              assistant: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The Vapi ``Call`` of conversation ``c`` (``doc``: its stored Vapi document)."""
+              assistant: Mapping[str, Any] | None = None,
+              reason: str | None = None) -> dict[str, Any]:
+    """The Vapi ``Call`` of conversation ``c`` (``doc``: its stored Vapi document;
+    ``reason``: the ``endedReason`` the live call recorded when it says more than
+    ``ended_by``, e.g. ``assistant-ended-call-after-message-spoken``)."""
     doc = doc or {}
     out: dict[str, Any] = {k: v for k, v in doc.items() if k not in _COMPUTED}
     updated = c.ended_at or c.started_at
@@ -167,7 +172,7 @@ def call_json(c: Conversation, doc: Mapping[str, Any] | None = None, *,
         out["assistantId"] = c.agent.id
     if c.ended_at is not None:
         out["endedAt"] = iso(c.ended_at)
-        out["endedReason"] = ended_reason(c.ended_by, c.origin)
+        out["endedReason"] = reason or ended_reason(c.ended_by, c.origin)
     info = c.call_info or {}
     if c.origin == "twilio":
         out.setdefault("phoneCallProvider", "twilio")

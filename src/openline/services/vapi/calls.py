@@ -25,6 +25,7 @@ from openline.services.vapi.docs import ListQuery, VapiDocs
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables_vapi import VapiResource
+from openline.store.tables_vapi_live import VapiCall
 
 KIND = "call"
 _MAX_NAME = 40
@@ -49,11 +50,13 @@ class Call:
     recording_url: str | None
     #: the assistant's document (its ``artifactPlan`` labels the transcript)
     assistant: dict[str, Any] = field(default_factory=dict)
+    #: the ``endedReason`` its live call recorded (``tables_vapi_live``), if any
+    reason: str | None = None
 
     def json(self) -> dict[str, Any]:
         return call_view.call_json(self.conversation, self.doc,
                                    recording_url=self.recording_url,
-                                   assistant=self.assistant)
+                                   assistant=self.assistant, reason=self.reason)
 
 
 class CallService:
@@ -104,6 +107,8 @@ class CallService:
             VapiResource.id.in_([*conv_ids, *agents]),
             VapiResource.workspace_id == who.workspace_id,
             VapiResource.kind.in_((KIND, "assistant"))))
+        reasons = dict((await s.execute(select(VapiCall.id, VapiCall.ended_reason).where(
+            VapiCall.id.in_(conv_ids), VapiCall.ended_reason.is_not(None)))).tuples().all())
         docs: dict[str, VapiResource] = {}
         assistants: dict[str, VapiResource] = {}
         for row in found:
@@ -116,7 +121,7 @@ class CallService:
             assistant = dict(assistants[r.agent_id].doc or {}) \
                 if r.agent_id in assistants else {}
             out.append(Call(conv, dict(docs[r.id].doc or {}) if r.id in docs else {}, url,
-                            assistant))
+                            assistant, reasons.get(r.id)))
         return out
 
     async def _owned(self, s: AsyncSession, who: Principal,
