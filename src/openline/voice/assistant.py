@@ -29,6 +29,7 @@ from openline.voice.acknowledgements import is_backchannel
 from openline.voice.builtins import built_in_specs
 from openline.voice.chat_context import SystemNote, UserMessage, UserSource
 from openline.voice.contracts import ItemRecord
+from openline.voice.end_phrases import says_end_phrase
 from openline.voice.reply import (
     ReplyJob,
     ReplyResult,
@@ -77,6 +78,8 @@ class Assistant:
         #: utterances the caller cut off, reported with the next turn's transcript
         self.pending: list[SpeechHandle] = []
         self.started: list[SpeechHandle] = []  # to record on any end path
+        #: the end-call message is being said: the call is ending
+        self._ending = False
 
     # ----- entry points --------------------------------------------------------------------
     async def user_turn(self, job: ReplyJob, turn: UserTurn) -> None:
@@ -221,9 +224,24 @@ class Assistant:
             await conv.emit(ev.AssistantChoseNotToRespond())
         if result.end_conversation and not handle.interrupted:
             await conv.emit(ev.AssistantEndedConversation())
-            conv.end("assistant")
+            await self._end_call("assistant")
+        elif not handle.interrupted and not self._ending and says_end_phrase(
+                spoken, conv.cfg.end_call_phrases):
+            await conv.emit(ev.AssistantEndedConversation())
+            await self._end_call("end_call_phrase")
         elif result.transfer_to:
             await self._transfer(result.transfer_to)
+
+    async def _end_call(self, ended_by: str) -> None:
+        """The assistant ends the call: its end-call message first (heard in full, not
+        interruptible), if it has one."""
+        message = self.conv.cfg.end_call_message.strip()
+        if message and not self._ending:
+            self._ending = True  # the message itself never ends the call a second time
+            handle = SpeechHandle("say", interruptible=False, fixed_text=message)
+            handle.producer = asyncio.ensure_future(speak_fixed(self._speech(), handle))
+            await self._deliver(handle)
+        self.conv.end(ended_by)
 
     async def _transfer(self, agent_name: str) -> None:
         """Continue the conversation as another agent (its prompt, voice, tools; history kept)."""

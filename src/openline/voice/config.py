@@ -63,6 +63,15 @@ class SessionConfig:
     #: an incoming call of a listen-only agent: greet, then transcribe without replying
     listen_only: bool = False
     backchannel: BackchannelSettings = field(default_factory=BackchannelSettings)
+    # --- call limits a dialect may set (the Vapi assistant's maxDurationSeconds,
+    # endCallPhrases, endCallMessage); the Phonic agent has no such fields
+    #: the call ends (``max_duration``) this long after the engine starts; None: no limit
+    max_duration_s: float | None = None
+    #: an assistant utterance containing one of these (whole words, any case) ends the call
+    #: once it has been heard (``end_call_phrase``)
+    end_call_phrases: tuple[str, ...] = ()
+    #: said before the assistant ends the call (end-call tool or phrase); "": nothing
+    end_call_message: str = ""
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,8 @@ class Conversation:
                 self.spawn(self.sink.run(), "sink")
                 self.spawn(self.playout.run(), "playout")
                 self.spawn(self.timers.run(), "timers")
+                if self.cfg.max_duration_s is not None:
+                    self.spawn(self._max_duration(self.cfg.max_duration_s), "max-duration")
                 self.assistant.welcome()
                 await self._ended.wait()
                 for task in list(self._tasks):
@@ -278,6 +280,11 @@ class Conversation:
 
     def _silence_limit(self) -> None:
         self.end("assistant_silence_limit_reached")
+
+    async def _max_duration(self, seconds: float) -> None:
+        """The call's time limit (``max_duration_s``), on the engine's clock."""
+        await self.clock.sleep(seconds)
+        self.end("max_duration")
 
     def _keypad_turn(self, digits: str) -> None:
         """A keypad entry is complete: report it, then answer it like a spoken turn."""

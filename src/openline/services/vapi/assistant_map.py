@@ -53,13 +53,7 @@ def check_body(body: Mapping[str, Any]) -> None:
     for key in ("firstMessage", "endCallMessage", "voicemailMessage"):
         if body.get(key) is not None and not isinstance(body[key], str):
             errors[key] = f"{key} must be a string"
-    duration = body.get("maxDurationSeconds")
-    if duration is not None and not (_number(duration) and 10 <= duration <= 43200):
-        errors["maxDurationSeconds"] = "maxDurationSeconds must be a number from 10 to 43200"
-    phrases = body.get("endCallPhrases")
-    if phrases is not None and not (isinstance(phrases, list) and all(
-            isinstance(p, str) and 2 <= len(p) <= 140 for p in phrases)):
-        errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
+    errors.update(_limit_errors(body))
     for key in ("model", "voice", "transcriber", "server", "analysisPlan", "artifactPlan",
                 "metadata", "messagePlan", "startSpeakingPlan", "stopSpeakingPlan",
                 "monitorPlan"):
@@ -72,6 +66,29 @@ def check_body(body: Mapping[str, Any]) -> None:
     model = body.get("model")
     if isinstance(model, dict):
         errors.update(_model_errors(model))
+    if errors:
+        raise ValidationFailed(first_error_message(errors), errors)
+
+
+def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    duration = body.get("maxDurationSeconds")
+    if duration is not None and not (_number(duration) and 10 <= duration <= 43200):
+        errors["maxDurationSeconds"] = "maxDurationSeconds must be a number from 10 to 43200"
+    phrases = body.get("endCallPhrases")
+    if phrases is not None and not (isinstance(phrases, list) and all(
+            isinstance(p, str) and 2 <= len(p) <= 140 for p in phrases)):
+        errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
+    return errors
+
+
+def check_limits(assistant: Mapping[str, Any]) -> None:
+    """400 for a call's assistant (inline, or stored with overrides) whose call limits
+    (``call_limits``) Vapi refuses."""
+    errors = _limit_errors(assistant)
+    message = assistant.get("endCallMessage")
+    if message is not None and not isinstance(message, str):
+        errors["endCallMessage"] = "endCallMessage must be a string"
     if errors:
         raise ValidationFailed(first_error_message(errors), errors)
 
@@ -192,6 +209,23 @@ def _timers(body: Mapping[str, Any], fields: dict[str, Any]) -> None:
         idle = [m for m in plan.get("idleMessages") or [] if isinstance(m, str) and m]
         if idle:
             fields["no_input_poke_text"] = idle[0]
+
+
+def call_limits(assistant: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``SessionConfig`` fields a Vapi call takes from its assistant (with overrides)
+    that no agent field carries: ``maxDurationSeconds``, ``endCallPhrases`` and
+    ``endCallMessage`` (checked by ``check_body`` when the assistant was stored)."""
+    limits: dict[str, Any] = {}
+    duration = assistant.get("maxDurationSeconds")
+    if isinstance(duration, int | float) and _number(duration):
+        limits["max_duration_s"] = float(duration)
+    phrases = assistant.get("endCallPhrases")
+    if isinstance(phrases, list):
+        limits["end_call_phrases"] = tuple(p for p in phrases if isinstance(p, str) and p)
+    message = assistant.get("endCallMessage")
+    if isinstance(message, str):
+        limits["end_call_message"] = message
+    return limits
 
 
 def new_spec(body: Mapping[str, Any], name: str,

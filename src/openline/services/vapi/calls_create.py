@@ -42,6 +42,7 @@ from openline.services.live import LiveService
 from openline.services.live_registry import OwnerUnreachable
 from openline.services.principal import Principal
 from openline.services.telephony.service import TwilioService
+from openline.services.vapi import assistant_map as am
 from openline.services.vapi import call_view
 from openline.services.vapi import live_assistant as la
 from openline.services.vapi.assistants import AssistantService
@@ -378,6 +379,8 @@ class VapiCalls:
         if plan is None:
             return None
         loaded, built_ins = prepared.tools
+        for key, value in am.call_limits(plan.facts.assistant).items():
+            setattr(prepared.resolved.session, key, value)  # the engine is built after this
         prepared.tools = ([*plan.tools, *loaded], tuple(dict.fromkeys((*built_ins,
                                                                          *plan.built_ins))))
         plan.live = VapiLiveCall(plan.facts, self.messages, self.spawn, self.end_call,

@@ -56,6 +56,7 @@ class AssistantResolver:
         """The call's start; raises ``ValidationFailed`` / ``NotFound`` (nothing stored).
         ``ask``: the server an ``assistant-request`` goes to (default: the org's)."""
         choice = await self.choose(who, body, call, ask)
+        amap.check_limits(choice.assistant)
         tools, built_ins = la.runtime_tools(choice.assistant) if choice.assistant_id is None \
             else (await self._stored_tools(who, choice.assistant), [])
         names = [tool.name for tool in tools]
