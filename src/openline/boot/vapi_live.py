@@ -5,6 +5,7 @@ from __future__ import annotations
 from openline.boot.postcall import PostCallRuntime
 from openline.domain.conversation import Conversation
 from openline.services.hub import Services
+from openline.services.vapi.analysis_plan import AnalysisPlans
 from openline.services.vapi.assistants import AssistantService
 from openline.services.vapi.calls import CallService
 from openline.services.vapi.calls_create import VapiCalls, VapiLiveOptions
@@ -48,4 +49,5 @@ def build_vapi_calls(settings: Settings, services: Services,
     if services.twilio is not None:
         services.twilio.unassigned = calls.inbound
     postcall.webhooks.listeners.append(calls.on_domain_event)
+    postcall.postcall.steps.append(AnalysisPlans(live.db, postcall.postcall.llm).run)
     return calls

@@ -17,6 +17,7 @@ Extraction and evaluation run synchronously in the request (the API returns the 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +76,10 @@ class PostCallService:
         self.recordings = recordings or RecordingStore(DirectoryBlobs(Path(".")), Path("."))
         self.webhooks, self.conversations = webhooks, conversations
         self.options = options or PostCallOptions()
+        #: a dialect's own post-call analyses (the Vapi ``analysisPlan``): each gets the
+        #: conversation's id and transcript after the summary, before the events go out,
+        #: and skips what an earlier try stored
+        self.steps: list[Callable[[str, str], Awaitable[None]]] = []
 
     # --- the end-of-call job --------------------------------------------------------------
 
@@ -122,7 +127,14 @@ class PostCallService:
             await self._step("task results", job, self._judge_tasks(conversation_id))
         if self.options.summary and row.summary is None:
             await self._step("summary", job, self._summarize(conversation_id))
+        for step in self.steps:
+            await self._step("dialect analysis", job, self._dialect_step(step, conversation_id))
         await self._send_events(conversation_id)
+
+    async def _dialect_step(self, step: Callable[[str, str], Awaitable[None]],
+                            conversation_id: str) -> None:
+        _, transcript = await self._transcript(conversation_id)
+        await step(conversation_id, transcript)
 
     async def _step(self, name: str, job: ClaimedJob, work: Any) -> None:
         try:

@@ -6,6 +6,7 @@ evaluation by the post-call analysis)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 
 from openline.providers.testing import FakeTTS, ScriptedLLM, ScriptedReply
 from tests.conftest import LiveServer, fake_providers, start_server
-from tests.vapi.live.conftest import sdk
+from tests.vapi.live.conftest import ServerUrl, sdk
 
 WS = {"provider": "vapi.websocket",
       "audioFormat": {"format": "pcm_s16le", "container": "raw", "sampleRate": 16000}}
@@ -127,3 +128,90 @@ async def test_the_end_call_tool_says_the_end_message_first(server: LiveServer, 
     await asyncio.wait_for(socket.closed.wait(), 20)
     assert _heard(socket) == ["Thank you, goodbye."]
     assert (await _ended(server, call.id)).ended_reason == "assistant-ended-call"
+
+
+# ----- analysisPlan -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def analyst() -> ScriptedLLM:
+    """The analysis server's LLM: post-call it answers the summary, then the structured
+    data, then the success evaluation (the order of the post-call job's steps)."""
+    return ScriptedLLM()
+
+
+@pytest.fixture(scope="module")
+def analysis_server(tmp_path_factory: pytest.TempPathFactory,
+                    analyst: ScriptedLLM) -> Iterator[LiveServer]:
+    data = tmp_path_factory.mktemp("vapi-analysis")
+    live = start_server(f"sqlite+aiosqlite:///{data / 'vapi.db'}", data,
+                        fake_providers(analyst), job_poll_s=0.1)
+    yield live
+    live.stop()
+
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"},
+                                           "guests": {"type": "integer"}},
+          "required": ["city", "guests"]}
+
+
+async def test_the_analysis_plan_fills_the_call_analysis_and_the_report(
+        analysis_server: LiveServer, analyst: ScriptedLLM, server_url: ServerUrl,
+        dial: Any) -> None:
+    server = analysis_server
+    analyst.replies = [ScriptedReply("A booking for two in Lisbon."),
+                       ScriptedReply('{"city": "Lisbon", "guests": 2}'),
+                       ScriptedReply('{"result": true}')]
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {server.api_key}"}) as h:
+        r = await h.post(f"{server.url}/assistant", json={
+            "name": "booker", "firstMessage": "Booking a table for two in Lisbon.",
+            "model": {"provider": "openai", "model": "gpt-4o",
+                      "messages": [{"role": "system", "content": "You book tables."}]},
+            "server": {"url": f"{server_url.url}/hook"},
+            "analysisPlan": {
+                "structuredDataPlan": {"enabled": True, "schema": SCHEMA, "messages": [
+                    {"role": "system", "content": "Extract per {{schema}}."},
+                    {"role": "user", "content": "Call:\n{{transcript}}"}]},
+                "successEvaluationPlan": {"rubric": "PassFail"}}})
+        assert r.status_code == 201, r.text
+        assistant = r.json()
+    call = await sdk(server).calls.create(assistant_id=assistant["id"], transport=WS)
+    socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
+    await socket.wait_message("transcript", where=lambda m: m["role"] == "assistant")
+    await socket.send_json({"type": "say", "content": "Done, see you there."})
+    await socket.wait_message("transcript", where=lambda m: m["transcript"].startswith("Done"))
+    await socket.send_json({"type": "end-call"})
+    await socket.closed.wait()
+    report = (await server_url.wait_for("end-of-call-report", within=30)).message
+    assert report["analysis"]["structuredData"] == {"city": "Lisbon", "guests": 2}
+    assert report["analysis"]["successEvaluation"] == "true"
+    assert report["analysis"]["summary"] == "A booking for two in Lisbon."
+    got = await sdk(server).calls.get(call.id)
+    assert got.analysis is not None
+    assert got.analysis.structured_data == {"city": "Lisbon", "guests": 2}
+    assert got.analysis.success_evaluation == "true"
+    extract, evaluate = analyst.requests[-2], analyst.requests[-1]
+    assert extract.messages[0].content == "Extract per " + json.dumps(SCHEMA) + "."
+    assert "Booking a table for two in Lisbon." in extract.messages[1].content
+    assert extract.options.json_schema == SCHEMA
+    assert "'true' if call passed" in evaluate.messages[0].content
+    assert "You book tables." in evaluate.messages[1].content
+    assert evaluate.options.json_schema is not None
+    assert evaluate.options.json_schema["properties"]["result"] == {"type": "boolean"}
+
+
+@pytest.mark.parametrize(("plan", "field"), [
+    ({"successEvaluationPlan": {"rubric": "Stars"}}, "rubric"),
+    ({"structuredDataPlan": {"enabled": "yes"}}, "enabled"),
+    ({"structuredDataPlan": {"schema": "city"}}, "schema"),
+])
+async def test_a_refused_analysis_plan_stores_nothing(analysis_server: LiveServer,
+                                                     plan: dict[str, Any], field: str) -> None:
+    async with httpx.AsyncClient(base_url=analysis_server.url, headers={
+            "Authorization": f"Bearer {analysis_server.api_key}"}) as http:
+        before = len((await http.get("/assistant")).json())
+        r = await http.post("/assistant", json={"analysisPlan": plan})
+        assert r.status_code == 400 and field in r.json()["message"], r.text
+        call = await http.post("/call", json={"transport": WS,
+                                              "assistant": {"analysisPlan": plan}})
+        assert call.status_code == 400 and field in call.json()["message"], call.text
+        assert len((await http.get("/assistant")).json()) == before

@@ -21,6 +21,7 @@ from openline.domain.agent_changes import AgentChanges, agent_changes_from
 from openline.domain.errors import ValidationFailed
 from openline.domain.limits import MAX_NAME_CHARS
 from openline.domain.validation import LANGUAGE_CODES, first_error_message, parse
+from openline.services.vapi import analysis_plan
 
 FIRST_MESSAGE_MODES = ("assistant-speaks-first", "assistant-waits-for-user",
                        "assistant-speaks-first-with-model-generated-message")
@@ -79,13 +80,17 @@ def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
     if phrases is not None and not (isinstance(phrases, list) and all(
             isinstance(p, str) and 2 <= len(p) <= 140 for p in phrases)):
         errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
+    errors.update(analysis_plan.plan_errors(body.get("analysisPlan")))
     return errors
 
 
 def check_limits(assistant: Mapping[str, Any]) -> None:
     """400 for a call's assistant (inline, or stored with overrides) whose call limits
-    (``call_limits``) Vapi refuses."""
+    (``call_limits``) or ``analysisPlan`` Vapi refuses."""
     errors = _limit_errors(assistant)
+    if assistant.get("analysisPlan") is not None and not isinstance(
+            assistant["analysisPlan"], dict):
+        errors["analysisPlan"] = "analysisPlan must be an object"
     message = assistant.get("endCallMessage")
     if message is not None and not isinstance(message, str):
         errors["endCallMessage"] = "endCallMessage must be a string"
