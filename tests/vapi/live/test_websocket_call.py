@@ -78,6 +78,10 @@ async def test_a_websocket_call_runs_tools_through_the_server_url(
 
     socket = await dial(url)
     await socket.wait_audio(16000)  # the greeting (half a second), as PCM16 16 kHz
+    # The caller speaks once the greeting is over: this test is about the tool path, not
+    # about talking over the assistant (tests/voice covers that).
+    await socket.wait_message("speech-update", where=lambda m: m["role"] == "assistant"
+                              and m["status"] == "stopped")
     await socket.silence(300)
     await socket.send_audio(tone_pcm16(600))
     await socket.silence(1500)
