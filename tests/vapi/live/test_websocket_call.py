@@ -4,6 +4,7 @@ tool-calls answered by it, and the end-of-call report from the durable queue."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -15,6 +16,7 @@ import pytest
 
 from openline.providers.testing import FakeSTT, ScriptedLLM, ScriptedReply
 from tests.conftest import LiveServer, fake_providers, start_server
+from tests.support.databases import fresh_postgres
 from tests.vapi.live.conftest import ServerUrl, sdk, tone_pcm16
 
 HMAC_KEY = "hmac-key-for-tools"
@@ -30,13 +32,16 @@ def llm() -> ScriptedLLM:
 @pytest.fixture(params=["sqlite", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path: Path, llm: ScriptedLLM
            ) -> Iterator[LiveServer]:
-    """A server per storage backend (the PostgreSQL one on the session's database)."""
+    """A server per storage backend. PostgreSQL gets a database of its own: the test counts
+    on the retry of one server message from the durable queue, which on the session's shared
+    database waits behind other tests' leftover webhook retries."""
     providers = fake_providers(llm, FakeSTT([QUESTION, QUESTION]))  # live, then post-call
-    url = f"sqlite+aiosqlite:///{tmp_path / 'vapi.db'}" if request.param == "sqlite" \
-        else request.getfixturevalue("pg_database")
-    live = start_server(url, tmp_path, providers, job_poll_s=0.1, job_retry_base_s=0.2)
-    yield live
-    live.stop()
+    with contextlib.ExitStack() as stack:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'vapi.db'}" if request.param == "sqlite" \
+            else stack.enter_context(fresh_postgres("openline_vapi_ws_"))
+        live = start_server(url, tmp_path, providers, job_poll_s=0.1, job_retry_base_s=0.2)
+        yield live
+        live.stop()
 
 
 def _assistant(hook: ServerUrl) -> dict[str, Any]:

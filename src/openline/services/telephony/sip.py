@@ -118,6 +118,7 @@ class SipService:
         self._inviting: dict[str, IncomingCall] = {}  # INVITEs being set up
         self._canceled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._notes = asyncio.Lock()  # serialises ``_note`` (metadata read-modify-write)
         #: called with each finished call's media statistics (tests, benchmarks)
         self.observers: list[Callable[[SipCallStats], None]] = []
         self.dialer = SipDialer(self)
@@ -463,7 +464,9 @@ class SipService:
 
     async def _note(self, call: SipCall, key: str, value: Any) -> None:
         """Keep a telephony fact in the conversation's ``metadata.sip``."""
-        async with self.db.session() as s:
+        # One note at a time: each is a read-modify-write of the same JSON (the REFER's
+        # answer and its NOTIFY arrive together), and a concurrent one would drop the other.
+        async with self._notes, self.db.session() as s:
             row = await s.get(t.Conversation, call.conversation_id)
             if row is not None:
                 meta = dict(row.meta or {})
