@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from openline.services.call_setup import PreparedCall
 from openline.transports.twilio import TwilioTransport
@@ -64,12 +64,27 @@ class PhoneCall:
         return self.prepared.workspace_id
 
 
-class PendingCall:
-    """A ``LiveCall`` for a call that has no stream yet (ringing, or between webhook and
-    stream): ``end`` ends it where it is (cancels the ringing call)."""
+class RingingCall(Protocol):
+    """What ``PendingCall`` needs of a phone call (Twilio's ``PhoneCall``, a ``SipCall``)."""
 
-    def __init__(self, call: PhoneCall,
-                 on_end: Callable[[PhoneCall, str], Coroutine[Any, Any, None]]) -> None:
+    @property
+    def conversation_id(self) -> str: ...
+
+    @property
+    def workspace_id(self) -> str: ...
+
+    @property
+    def finished(self) -> asyncio.Event: ...
+
+
+C = TypeVar("C", bound=RingingCall)
+
+
+class PendingCall(Generic[C]):
+    """A ``LiveCall`` for a call that has no stream yet (ringing, or between webhook and
+    stream): ``end`` ends it where it is (cancels the ringing call). Twilio and SIP both."""
+
+    def __init__(self, call: C, on_end: Callable[[C, str], Coroutine[Any, Any, None]]) -> None:
         self.call, self._on_end = call, on_end
         self._tasks: set[asyncio.Task[None]] = set()
 

@@ -37,10 +37,10 @@ from openline.services.call_setup import CallInfo, StartCall
 from openline.services.live import LiveService
 from openline.services.principal import Principal
 from openline.services.session_config import overrides_from_config
+from openline.services.telephony.calls import PendingCall
 from openline.services.telephony.numbers import caller_number
 from openline.services.telephony.sip_auth import InboundGuard, Verdict, parse_networks, resolve
 from openline.services.telephony.sip_calls import (
-    PendingSipCall,
     SipCall,
     number_from_uri,
     sip_owner_of,
@@ -338,7 +338,7 @@ class SipService:
     # ----- call state -------------------------------------------------------------------
     def _track(self, call: SipCall) -> None:
         self.calls[call.call_id] = call
-        self.live.registry.add(PendingSipCall(call, self._end_pending))
+        self.live.registry.add(PendingCall(call, self._end_pending))
 
     async def _end_pending(self, call: SipCall, ended_by: str) -> None:
         """End a call that has no media yet (cancelled, refused, unanswered)."""

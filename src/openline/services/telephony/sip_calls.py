@@ -2,16 +2,15 @@
 
 A call is *pending* while it is being set up (inbound: from the INVITE to the 200 OK;
 outbound: while it rings): it is registered in the live registry as a
-``PendingSipCall`` so its lease is renewed and ``conversations.cancel`` reaches it (an
+``telephony.calls.PendingCall`` so its lease is renewed and ``conversations.cancel`` reaches it (an
 outbound call is then CANCELled). Once media flows the call session takes its place.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from aiosipua import Dialog, IncomingCall, OutgoingCall
 from sqlalchemy import select
@@ -67,31 +66,6 @@ class SipCall:
         if self.incoming is not None:
             return self.incoming.dialog
         return self.outgoing.dialog if self.outgoing is not None else None
-
-
-class PendingSipCall:
-    """A ``LiveCall`` for a call without media yet: ``end`` ends it where it is."""
-
-    def __init__(self, call: SipCall,
-                 on_end: Callable[[SipCall, str], Coroutine[Any, Any, None]]) -> None:
-        self.call, self._on_end = call, on_end
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def id(self) -> str:
-        return self.call.conversation_id
-
-    @property
-    def workspace_id(self) -> str:
-        return self.call.workspace_id
-
-    def end(self, ended_by: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._on_end(self.call, ended_by))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def wait_finished(self) -> None:
-        await self.call.finished.wait()
 
 
 @dataclass(frozen=True)
