@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Select, delete, literal, select, tuple_
@@ -103,12 +104,7 @@ class ConversationService:
         if not rows:
             return []
         conv_ids = [r.id for r in rows]
-        items: dict[str, list[t.ConversationItem]] = {i: [] for i in conv_ids}
-        for item in await s.scalars(
-            select(t.ConversationItem).where(t.ConversationItem.conversation_id.in_(conv_ids))
-            .order_by(t.ConversationItem.conversation_id, t.ConversationItem.item_idx)
-        ):
-            items[item.conversation_id].append(item)
+        items = await items_by_conversation(s, conv_ids)
         agent_ids = {r.agent_id for r in rows if r.agent_id}
         alive = set(await s.scalars(select(t.Agent.id).where(t.Agent.id.in_(agent_ids)))) \
             if agent_ids else set()
@@ -181,3 +177,16 @@ def _newest_first(stmt: Select[t.Conversation]) -> Select[t.Conversation]:
 
 def _workspace(who: Principal) -> Ref:
     return Ref(who.workspace_id, who.workspace_name)
+
+
+async def items_by_conversation(s: AsyncSession, conv_ids: Sequence[str]
+                                ) -> dict[str, list[t.ConversationItem]]:
+    """The stored items of these conversations, in order, in one query (every conversation
+    id is a key, with no items when it has none)."""
+    items: dict[str, list[t.ConversationItem]] = {i: [] for i in conv_ids}
+    for item in await s.scalars(
+        select(t.ConversationItem).where(t.ConversationItem.conversation_id.in_(conv_ids))
+        .order_by(t.ConversationItem.conversation_id, t.ConversationItem.item_idx)
+    ):
+        items[item.conversation_id].append(item)
+    return items

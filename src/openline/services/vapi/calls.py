@@ -18,6 +18,7 @@ from openline.domain.conversation import Conversation
 from openline.domain.errors import NotFound, ValidationFailed
 from openline.domain.project import Ref
 from openline.services import lookup, mapping
+from openline.services.conversations import items_by_conversation
 from openline.services.principal import Principal
 from openline.services.recordings import RecordingLinks
 from openline.services.vapi import call_view
@@ -95,12 +96,7 @@ class CallService:
         if not rows:
             return []
         conv_ids = [r.id for r in rows]
-        items: dict[str, list[t.ConversationItem]] = {i: [] for i in conv_ids}
-        for item in await s.scalars(
-            select(t.ConversationItem).where(t.ConversationItem.conversation_id.in_(conv_ids))
-            .order_by(t.ConversationItem.conversation_id, t.ConversationItem.item_idx)
-        ):
-            items[item.conversation_id].append(item)
+        items = await items_by_conversation(s, conv_ids)
         agents = sorted({r.agent_id for r in rows if r.agent_id})
         # one query for both kinds: every round trip to the database counts in a list
         found = await s.scalars(select(VapiResource).where(
