@@ -252,6 +252,7 @@ class Trial:
     onset_at: float | None = None
     reply_audio_at: float | None = None
     cue_at: float | None = None  # user_started_speaking after the phrase began
+    heard: list[str] = field(default_factory=list)  # input_text after the phrase began
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     replying: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -305,6 +306,8 @@ async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
                     trial.replying.set()
                 elif kind == "user_started_speaking" and state["phase"] == "over":
                     trial.cue_at = trial.cue_at or now
+                elif kind == "input_text" and state["phase"] == "over":
+                    trial.heard.append(getattr(message, "text", ""))
                 elif kind == "assistant_finished_speaking" and state["phase"] == "over":
                     trial.finished.set()
 
@@ -312,6 +315,7 @@ async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
                  asyncio.create_task(voiced_send_loop(socket, caller, state))]
         try:
             for i, trial in enumerate(trials):
+                began = time.perf_counter()
                 voice = BACKCHANNEL_VOICES[(i // (len(ACKS) + len(INTERRUPTIONS)))
                                            % len(BACKCHANNEL_VOICES)]
                 state.update(trial=trial, phase="ask")
@@ -328,7 +332,9 @@ async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
                 await asyncio.sleep(0.5)
                 cue = (f"barge-in {ms((trial.cue_at - trial.onset_at) * 1000)} ms after onset"
                        if trial.cue_at and trial.onset_at else "no barge-in")
-                log(f"  {i + 1:2d} {trial.kind:12s} {trial.phrase!r:36s} {cue}")
+                log(f"  {i + 1:2d} {trial.kind:12s} {trial.phrase!r:36s} {cue}"
+                    f" ({time.perf_counter() - began:.1f} s)"
+                    f"{' heard ' + repr(trial.heard) if trial.heard else ''}")
         finally:
             for task in tasks:
                 task.cancel()

@@ -19,9 +19,14 @@ Default acknowledgement words: Vapi's ``stopSpeakingPlan.acknowledgementPhrases`
 (split into words) plus hesitation sounds Whisper writes for a backchannel ("uh", "mm").
 "Thank you" is left out on purpose: Whisper hears the first 300 ms of "excuse me" as it.
 
-The probe runs at ``BACKCHANNEL_PROBE_MS`` of voice (or ``min_interruption_ms`` if later):
-on 250 ms of espeak speech Whisper tiny.en guessed words ("yes" -> "the end."); at 300 ms,
-27 of 30 acknowledgements (10 phrases x 3 voices) were recognised as such.
+The words are looked at twice (``BACKCHANNEL_PROBES_MS`` after the speech's first voiced
+frame, once ``min_interruption_ms`` of it is voiced): an interruption must stop the
+assistant within 400 ms of its onset (issue 13), and at 256 ms most are heard ("Wait.",
+"No.", "Sorry."); a later look, at 352 ms, catches the rest ("excuse me" is "Okay." at
+first). On the 40 espeak clips of benchmarks/turn_taking.py (10 acknowledgements and 10
+interruptions, 2 voices), cut 240-300 ms after the onset, Whisper tiny.en misheard 1-3
+acknowledgements as words and heard 18-20 interruptions; under 240 ms it guessed ("yes"
+-> "the end.", "uh-huh" -> "Bye bye.").
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ ACKNOWLEDGEMENT_WORDS = frozenset({
 #: hums as Whisper spells them ("Mmm", "Mm-hmm", "Hmmm"): only m and h
 _HUM = re.compile(r"^[mh]+$")
 #: voiced time at which the words are first looked at
-BACKCHANNEL_PROBE_MS = 300
+#: first and second look (8 and 11 frames of 32 ms); the second only if the first heard an
+#: acknowledgement or nothing
+BACKCHANNEL_PROBES_MS = (256, 352)
 #: an acknowledgement is short; a longer run of these words is a real turn
 MAX_ACKNOWLEDGEMENT_WORDS = 4
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")

@@ -35,33 +35,51 @@ import enum
 import re
 from dataclasses import dataclass
 
-#: words a finished sentence rarely ends on: articles, prepositions, conjunctions,
-#: possessives, auxiliaries, fillers, month names (a date goes on) and digits spelled out
-#: (a number being dictated: "four five seven")
+#: words no finished sentence ends on, not even a question: articles, conjunctions,
+#: possessive determiners, fillers ("Can you check whether?" is still a caller mid-sentence;
+#: Whisper often writes a "?" after a rising "whether" or "if")
+_NEVER_FINAL_TEXT = """
+a an the and or but because if whether than my your our their um uh er
+"""
+#: words a finished *statement* rarely ends on (a question may: "Who am I talking to?"):
+#: prepositions, pronouns and auxiliaries, month names (a date goes on), digits spelled
+#: out (a number being dictated: "four five seven"), and the nouns that introduce a value
+#: the caller is about to give ("the account is under the name ...", "my number is ...")
 _DANGLING_TEXT = """
-a an the and or but so because if whether when where what how why that which who whose
+so when where what how why that which who whose
 to of for from with at by in on into onto about around before after until over under
-between through during without within per via than then as like just also not very
-my your our his her their its this these those is are was were am be been will
-would can could should have has had do does did um uh er i we you he she they it me us
+between through during without within per via then as like just also not very
+his her its this these those is are was were am be been will
+would can could should have has had do does did i we you he she they it me us
 january february march april may june july august september october november december
 zero oh one two three four five six seven eight nine
+name number address email code called named spelled
 """
-_DANGLING = frozenset(_DANGLING_TEXT.split())
+_NEVER_FINAL = frozenset(_NEVER_FINAL_TEXT.split())
+_DANGLING = frozenset(_DANGLING_TEXT.split()) | _NEVER_FINAL
 _LAST_WORD = re.compile(r"([A-Za-z0-9']+)[^A-Za-z0-9']*$")
+#: the recogniser trails off with an ellipsis or a dash where the speech did ("if...")
+_TRAILING_OFF = re.compile(r"(\.\.\.|\u2026|-)\s*$")
 
 
 def sounds_unfinished(transcript: str) -> bool:
-    """The words say the caller is mid-sentence: the transcript ends on a function word, a
-    month, or a digit (dictating a number), and not on a question mark. A false alarm
-    costs a longer wait (the bound), never a cut-off."""
+    """The words say the caller is mid-sentence: the transcript trails off ("..."), ends on
+    a word no sentence ends on ("the", "whether", even before a "?"), or, when it is not a
+    question, on a function word, a month, a value-introducing noun or a digit (dictating
+    a number). A false alarm costs a longer wait (the bound), never a cut-off."""
     text = transcript.strip()
-    if not text or text.endswith("?"):
+    if not text:
         return False
+    if _TRAILING_OFF.search(text):
+        return True
     match = _LAST_WORD.search(text)
     if match is None:
         return False
     last = match.group(1).lower()
+    if last in _NEVER_FINAL:
+        return True
+    if text.endswith("?"):
+        return False
     return last in _DANGLING or last[-1].isdigit()
 
 

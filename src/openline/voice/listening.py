@@ -24,7 +24,7 @@ from openline.audio.resample import Quality, StreamingResampler
 from openline.domain.errors import ProviderError
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
-from openline.voice.acknowledgements import BACKCHANNEL_PROBE_MS, is_backchannel
+from openline.voice.acknowledgements import BACKCHANNEL_PROBES_MS, is_backchannel
 from openline.voice.assistant import UserTurn
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
@@ -70,7 +70,7 @@ class Listener:
         self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
         self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
         self._unannounced = False  # user_started_speaking held back (voice/acknowledgements.py)
-        self._probed = -1  # the turn whose backchannel probe has started
+        self._probed = (-1, 0)  # (speech run, backchannel probes started for it)
 
     def open(self, vad: VADStream) -> None:
         self.vad = vad
@@ -188,11 +188,14 @@ class Listener:
             return  # noise, echo, a click: shorter than the threshold never cuts off
         if cfg.backchannel_max_ms <= cfg.min_interruption_ms or voiced >= cfg.backchannel_max_ms:
             self._barge_in()  # long enough to be an interruption, whatever it is
-        elif self._probed != self._turn_seq and voiced >= BACKCHANNEL_PROBE_MS:
-            # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
-            self._probed = self._turn_seq
-            audio = self.turns.turn_audio(trim_trailing_silence=False)
-            self.conv.spawn(self._backchannel_probe(audio, self._probed), "backchannel")
+        else:
+            seq, done = self._probed if self._probed[0] == self._turn_seq else (self._turn_seq, 0)
+            if done < len(BACKCHANNEL_PROBES_MS) and (
+                    self.turns.speech_ms >= BACKCHANNEL_PROBES_MS[done]):
+                # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
+                self._probed = (seq, done + 1)
+                audio = self.turns.turn_audio(trim_trailing_silence=False)
+                self.conv.spawn(self._backchannel_probe(audio, seq), "backchannel")
 
     async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int) -> None:
         cfg = self.conv.cfg
@@ -204,7 +207,7 @@ class Listener:
             heard = "?"
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
-        if not is_backchannel(heard):
+        if not is_backchannel(heard) and self._interruptible_now():  # not yet cut off
             self._barge_in()
 
     def hotwords(self) -> tuple[str, ...]:

@@ -63,6 +63,12 @@ class TurnDetector:
         self.in_speech = False  # a turn has started (SPEECH_START sent)
         self._voiced = False  # the current frame run is voiced
         self.voiced_ms = 0.0  # voiced time in the current turn
+        self._onset_frames = 0  # frames since the turn's first voiced frame, pauses included
+
+    @property
+    def speech_ms(self) -> float:
+        """Time since the turn's first voiced frame, pauses included."""
+        return self._onset_frames * FRAME_MS
 
     @property
     def silence_ms(self) -> float:
@@ -81,9 +87,11 @@ class TurnDetector:
                 self._pre.clear()
                 self._silence_frames = 0
                 self.voiced_ms = self._speech_frames * FRAME_MS
+                self._onset_frames = self._speech_frames
                 return TurnEvent.SPEECH_START
             return None
         self._turn.append(frame)
+        self._onset_frames += 1
         if voiced:
             self.voiced_ms += FRAME_MS
             was_paused = self._silence_frames >= self._pause_frames
@@ -116,3 +124,4 @@ class TurnDetector:
         self.in_speech = False
         self._voiced = False
         self.voiced_ms = 0.0
+        self._onset_frames = 0
