@@ -19,7 +19,8 @@ from openline.voice.session import Conversation, Providers
 from tests.voice.harness import Log, make, play, silence, tone, virtual
 
 LONG_REPLY = "One two three four five six seven eight nine ten. " * 4
-WORDS = {300: "tell me a story", 500: "Uh-huh.", 700: "Wait, stop.", 900: ""}
+WORDS = {300: "tell me a story", 500: "Uh-huh.", 700: "Wait, stop.", 900: "",
+         1100: "Thank you, bye."}
 
 
 class PitchSTT(STT):
@@ -39,11 +40,21 @@ class PitchSTT(STT):
 
 def test_acknowledgements_and_interruptions_are_told_apart() -> None:
     for text in ("Uh-huh.", "Mm-hmm", "MMM", "okay", "Yeah, right.", "I see.", "All right.",
-                 "Got it.", "", "..."):
-        assert is_backchannel(text), text
+                 "Got it.", "", "...", "Got it Got it Got it", "yeah yeah yeah okay sure"):
+        assert is_backchannel(text), text  # a recogniser's loop or a stutter counts once
     for text in ("Wait, stop.", "No.", "Hold on", "Sorry, what?", "Thank you.",
-                 "yeah yeah yeah okay sure", "Can you repeat that?"):
+                 "yes I see you got it all right", "Can you repeat that?"):
         assert not is_backchannel(text), text
+
+
+def test_the_first_look_barges_in_only_on_an_interruption_cue() -> None:
+    from openline.voice.acknowledgements import sounds_like_interruption
+
+    for text in ("Wait.", "No.", "Hold on", "Sorry", "Excuse me", "Actually, I", "What?"):
+        assert sounds_like_interruption(text), text
+    # what a cut-short acknowledgement is misheard as: not an interruption yet
+    for text in ("Afer", "and anthem", "BOLA", "Die. Die.", "Uh-huh.", "Okay", ""):
+        assert not sounds_like_interruption(text), text
 
 
 def _conversation(**settings: object) -> tuple[Conversation, Log, Providers]:
@@ -94,6 +105,20 @@ async def test_a_real_interruption_cuts_in_soon_after_the_voice_starts() -> None
     assert log.time_of(ev.ClearAudio) - onset <= 0.4
     assert [e.text for e in log.of(ev.InputText)] == ["tell me a story", "Wait, stop."]
     assert "Sure, stopping." in log.spoken()
+
+
+@virtual
+async def test_words_that_are_no_cue_interrupt_at_the_second_look() -> None:
+    """"Thank you, bye." is no acknowledgement but no interruption cue either: the first
+    look (256 ms) lets it be, the second (352 ms) barges in."""
+    conv, log, _ = _conversation()
+    runner = asyncio.create_task(conv.run())
+    onset = await _over_the_reply(conv, log, 600, 1100)
+    await log.wait_for(ev.InterruptedResponse)
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 1
+    assert 0.33 <= log.time_of(ev.ClearAudio) - onset <= 0.4
 
 
 @virtual

@@ -20,13 +20,21 @@ Default acknowledgement words: Vapi's ``stopSpeakingPlan.acknowledgementPhrases`
 "Thank you" is left out on purpose: Whisper hears the first 300 ms of "excuse me" as it.
 
 The words are looked at twice (``BACKCHANNEL_PROBES_MS`` after the speech's first voiced
-frame, once ``min_interruption_ms`` of it is voiced): an interruption must stop the
-assistant within 400 ms of its onset (issue 13), and at 256 ms most are heard ("Wait.",
-"No.", "Sorry."); a later look, at 352 ms, catches the rest ("excuse me" is "Okay." at
-first). On the 40 espeak clips of benchmarks/turn_taking.py (10 acknowledgements and 10
-interruptions, 2 voices), cut 240-300 ms after the onset, Whisper tiny.en misheard 1-3
-acknowledgements as words and heard 18-20 interruptions; under 240 ms it guessed ("yes"
--> "the end.", "uh-huh" -> "Bye bye.").
+frame, once ``min_interruption_ms`` of it is voiced), because an interruption must stop
+the assistant within 400 ms of its onset (issue 13) and Whisper tiny.en guesses on so
+little audio:
+
+* the first look (256 ms) barges in only on an interruption cue ("Wait.", "No.",
+  "Sorry.", "Hold on": ``sounds_like_interruption``). What an acknowledgement cut that
+  short is misheard as is a random word ("uh-huh" -> "Afer", "mm-hmm" -> "and anthem",
+  "alright" -> "BOLA"), rarely a cue;
+* the second look (352 ms) barges in on anything that is not an acknowledgement
+  ("excuse me" is "Okay." at first).
+
+On the 40 espeak clips of benchmarks/turn_taking.py (10 acknowledgements and 10
+interruptions, 2 voices) cut 260 ms after the onset, plain classification misheard 3
+acknowledgements as words and heard 19 interruptions; at 300-360 ms, 1 and 20. Under
+240 ms it guessed ("yes" -> "the end.", "uh-huh" -> "Bye bye.").
 """
 
 from __future__ import annotations
@@ -46,6 +54,11 @@ _HUM = re.compile(r"^[mh]+$")
 #: first and second look (8 and 11 frames of 32 ms); the second only if the first heard an
 #: acknowledgement or nothing
 BACKCHANNEL_PROBES_MS = (256, 352)
+#: words that open an interruption: the first look barges in on these alone
+INTERRUPTION_CUES = frozenset({
+    "wait", "stop", "no", "nope", "hold", "hang", "sorry", "excuse", "pardon", "actually",
+    "what", "hey", "listen", "but", "not", "wrong", "cancel", "hello", "thats", "never",
+})
 #: an acknowledgement is short; a longer run of these words is a real turn
 MAX_ACKNOWLEDGEMENT_WORDS = 4
 _WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
@@ -58,9 +71,30 @@ def acknowledgement_words(text: str) -> list[str]:
 
 
 def is_backchannel(text: str, words: frozenset[str] = ACKNOWLEDGEMENT_WORDS) -> bool:
-    """True for a transcript that is only an acknowledgement (or has no words at all)."""
+    """True for a transcript that is only an acknowledgement (or has no words at all).
+    Repeats count once: Whisper loops on short clips ("Got it Got it Got it")."""
     found = acknowledgement_words(text)
-    if len(found) > MAX_ACKNOWLEDGEMENT_WORDS:
+    if len(_without_repeats(found)) > MAX_ACKNOWLEDGEMENT_WORDS:
         return False
     return all(w in words or all(p in words or _HUM.match(p) for p in w.split("-"))
                for w in found)
+
+
+def _without_repeats(words: list[str]) -> list[str]:
+    """``words`` with immediate repeats of a 1-3 word run collapsed ("got it got it" ->
+    "got it"; "yeah yeah" -> "yeah")."""
+    out: list[str] = []
+    for word in words:
+        out.append(word)
+        for n in (1, 2, 3):
+            if len(out) >= 2 * n and out[-n:] == out[-2 * n:-n]:
+                del out[-n:]
+                break
+    return out
+
+
+def sounds_like_interruption(text: str) -> bool:
+    """True when a transcript has a word that opens an interruption ("wait", "no", "sorry")
+    and is not an acknowledgement."""
+    return not is_backchannel(text) and any(
+        w in INTERRUPTION_CUES for w in acknowledgement_words(text))

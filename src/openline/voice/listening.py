@@ -24,7 +24,11 @@ from openline.audio.resample import Quality, StreamingResampler
 from openline.domain.errors import ProviderError
 from openline.providers.vad.base import VADStream
 from openline.voice import events as ev
-from openline.voice.acknowledgements import BACKCHANNEL_PROBES_MS, is_backchannel
+from openline.voice.acknowledgements import (
+    BACKCHANNEL_PROBES_MS,
+    is_backchannel,
+    sounds_like_interruption,
+)
 from openline.voice.assistant import UserTurn
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
 from openline.voice.reply import ReplyJob
@@ -195,19 +199,23 @@ class Listener:
                 # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
                 self._probed = (seq, done + 1)
                 audio = self.turns.turn_audio(trim_trailing_silence=False)
-                self.conv.spawn(self._backchannel_probe(audio, seq), "backchannel")
+                self.conv.spawn(self._backchannel_probe(audio, seq, first=done == 0),
+                                "backchannel")
 
-    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int) -> None:
-        cfg = self.conv.cfg
+    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int, *,
+                                 first: bool) -> None:
+        """Barge in if the words so far are not an acknowledgement (on the first look, only
+        if they open an interruption). No keywords: they do not tell "uh-huh" from "wait",
+        and with them the recogniser decodes twice."""
         try:
-            heard = (await self.conv.p.stt.transcribe(
-                audio, language=cfg.language, hotwords=self.hotwords())).text
+            heard = (await self.conv.p.stt.transcribe(audio, language=self.conv.cfg.language)).text
         except ProviderError as exc:  # cannot tell: the caller is not talked over
             log.warning("backchannel recognition failed: %s", exc)
             heard = "?"
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
-        if not is_backchannel(heard) and self._interruptible_now():  # not yet cut off
+        interrupts = sounds_like_interruption(heard) if first else not is_backchannel(heard)
+        if interrupts and self._interruptible_now():  # not cut off meanwhile
             self._barge_in()
 
     def hotwords(self) -> tuple[str, ...]:
