@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from openline.voice import events as ev
-from openline.voice.acknowledgements import is_backchannel
+from openline.voice.acknowledgements import is_backchannel, mishears_acknowledgement
 from openline.voice.builtins import built_in_specs
 from openline.voice.chat_context import SystemNote, UserMessage, UserSource
 from openline.voice.contracts import ItemRecord
@@ -66,6 +66,8 @@ class UserTurn:
     #: False: speech over the assistant whose user_started_speaking was held back (it
     #: might have been an acknowledgement); announced here if it turns out to be a turn
     announced: bool = True
+    #: a look at the words while it went on heard an acknowledgement (voice/acknowledgements.py)
+    heard_acknowledgement: bool = False
 
 
 class Assistant:
@@ -276,7 +278,9 @@ class Assistant:
 
     def _acknowledges(self, text: str, turn: UserTurn) -> bool:
         return (turn.source == "speech" and self.conv.cfg.backchannel_max_ms
-                > self.conv.cfg.min_interruption_ms and is_backchannel(text))
+                > self.conv.cfg.min_interruption_ms
+                and (is_backchannel(text) or (turn.heard_acknowledgement
+                                              and mishears_acknowledgement(text))))
 
     def _is_acknowledgement(self, text: str, turn: UserTurn) -> bool:
         """An acknowledgement (or a sound under the barge-in threshold) while the assistant

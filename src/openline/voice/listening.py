@@ -75,6 +75,7 @@ class Listener:
         self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
         self._unannounced = False  # user_started_speaking held back (voice/acknowledgements.py)
         self._probed = (-1, 0)  # (speech run, backchannel probes started for it)
+        self._heard_ack = -1  # the speech run in which a look heard an acknowledgement
 
     def open(self, vad: VADStream) -> None:
         self.vad = vad
@@ -214,6 +215,8 @@ class Listener:
             heard = "?"
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
+        if is_backchannel(heard):
+            self._heard_ack = speech
         interrupts = sounds_like_interruption(heard) if first else not is_backchannel(heard)
         if interrupts and self._interruptible_now():  # not cut off meanwhile
             self._barge_in()
@@ -259,7 +262,8 @@ class Listener:
                 self._probe_ms)
         announced, self._unannounced = not self._unannounced, False
         turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at,
-                        announced=announced)
+                        announced=announced,
+                        heard_acknowledgement=self._heard_ack == self._turn_seq)
         self.turns.reset()
         self.eot.reset()
         conv.timers.mark_activity()
