@@ -24,12 +24,14 @@ frame, once ``min_interruption_ms`` of it is voiced), because an interruption mu
 the assistant within 400 ms of its onset (issue 13) and Whisper tiny.en guesses on so
 little audio:
 
-* the first look (256 ms) barges in only on an interruption cue ("Wait.", "No.",
-  "Sorry.", "Hold on": ``sounds_like_interruption``). What an acknowledgement cut that
-  short is misheard as is a random word ("uh-huh" -> "Afer", "mm-hmm" -> "and anthem",
-  "alright" -> "BOLA"), rarely a cue;
-* the second look (320 ms) barges in on anything that is not an acknowledgement
-  ("excuse me" is "Okay." at first);
+* each look barges in on an interruption cue ("Wait.", "No.", "Sorry.", "Hold on":
+  ``sounds_like_interruption``), or on three or more words that are not all
+  acknowledgements. What an acknowledgement cut that short is misheard as is one random
+  word or two ("uh-huh" -> "Afer", "mm-hmm" -> "and anthem", "alright" -> "BOLA", "got
+  it" -> "Guard"), rarely a cue; a first look at 256 ms catches most interruptions, a
+  second at 320 ms the rest ("hold on" was "Phone." at first). Speech without a cue that
+  goes on past ``backchannel_max_ms`` interrupts anyway, and a shorter one is answered
+  when its turn ends;
 * at the end of the turn, the whole turn's transcript decides; but when a look heard an
   acknowledgement, one or two words that are no interruption cue are taken for a misheard
   one (``mishears_acknowledgement``): on the en-gb "uh-huh", "mm-hmm" and "got it" the
@@ -97,10 +99,12 @@ def _without_repeats(words: list[str]) -> list[str]:
 
 
 def sounds_like_interruption(text: str) -> bool:
-    """True when a transcript has a word that opens an interruption ("wait", "no", "sorry")
-    and is not an acknowledgement."""
-    return not is_backchannel(text) and any(
-        w in INTERRUPTION_CUES for w in acknowledgement_words(text))
+    """True when a transcript is not an acknowledgement and has a word that opens an
+    interruption ("wait", "no", "sorry") or three words or more."""
+    if is_backchannel(text):
+        return False
+    words = _without_repeats(acknowledgement_words(text))
+    return len(words) >= 3 or any(w in INTERRUPTION_CUES for w in words)
 
 
 def mishears_acknowledgement(text: str) -> bool:
