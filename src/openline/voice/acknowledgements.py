@@ -24,14 +24,15 @@ frame, once ``min_interruption_ms`` of it is voiced), because an interruption mu
 the assistant within 400 ms of its onset (issue 13) and Whisper tiny.en guesses on so
 little audio:
 
-* each look barges in on an interruption cue ("Wait.", "No.", "Sorry.", "Hold on":
-  ``sounds_like_interruption``), or on three or more words that are not all
+* the first look (256 ms) barges in on an interruption cue ("Wait.", "No.", "Sorry.",
+  "Hold on": ``sounds_like_interruption``) or three words that are not all
   acknowledgements. What an acknowledgement cut that short is misheard as is one random
-  word or two ("uh-huh" -> "Afer", "mm-hmm" -> "and anthem", "alright" -> "BOLA", "got
-  it" -> "Guard"), rarely a cue; a first look at 256 ms catches most interruptions, a
-  second at 320 ms the rest ("hold on" was "Phone." at first). Speech without a cue that
-  goes on past ``backchannel_max_ms`` interrupts anyway, and a shorter one is answered
-  when its turn ends;
+  word or two ("uh-huh" -> "Afer", "mm-hmm" -> "and anthem", "alright" -> "BOLA"), rarely
+  a cue;
+* the second look (288 ms) barges in on anything that is not an acknowledgement ("hold
+  on" was "Phone." at first). It is a trade: a hum misheard at 288 ms interrupts too,
+  but later than 288 ms the interruptions it catches would stop the assistant more than
+  400 ms after their onset;
 * at the end of the turn, the whole turn's transcript decides; but when a look heard an
   acknowledgement, one or two words that are no interruption cue are taken for a misheard
   one (``mishears_acknowledgement``): on the en-gb "uh-huh", "mm-hmm" and "got it" the
@@ -57,8 +58,8 @@ ACKNOWLEDGEMENT_WORDS = frozenset({
 })
 #: hums as Whisper spells them ("Mmm", "Mm-hmm", "Hmmm"): only m and h
 _HUM = re.compile(r"^[mh]+$")
-#: the two looks at the words, from the speech's first voiced frame (8 and 10 frames)
-BACKCHANNEL_PROBES_MS = (256, 320)
+#: the two looks at the words, from the speech's first voiced frame (8 and 9 frames)
+BACKCHANNEL_PROBES_MS = (256, 288)
 #: words that open an interruption: the first look barges in on these alone
 INTERRUPTION_CUES = frozenset({
     "wait", "stop", "no", "nope", "hold", "hang", "sorry", "excuse", "pardon", "actually",

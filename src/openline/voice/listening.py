@@ -200,11 +200,14 @@ class Listener:
                 # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
                 self._probed = (seq, done + 1)
                 audio = self.turns.turn_audio(trim_trailing_silence=False)
-                self.conv.spawn(self._backchannel_probe(audio, seq), "backchannel")
+                self.conv.spawn(self._backchannel_probe(audio, seq, first=done == 0),
+                                "backchannel")
 
-    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int) -> None:
-        """Barge in if the words so far sound like an interruption. No keywords: they do not
-        tell "uh-huh" from "wait", and with them the recogniser decodes twice."""
+    async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int, *,
+                                 first: bool) -> None:
+        """Barge in if the words so far are not an acknowledgement (at the first look, only
+        if they sound like an interruption). No keywords: they do not tell "uh-huh" from
+        "wait", and with them the recogniser decodes twice."""
         try:
             heard = (await self.conv.p.stt.transcribe(audio, language=self.conv.cfg.language)).text
         except ProviderError as exc:  # cannot tell: the caller is not talked over
@@ -214,7 +217,8 @@ class Listener:
             return  # that speech is over; its turn decides (Assistant.user_turn)
         if is_backchannel(heard):
             self._heard_ack = speech
-        if sounds_like_interruption(heard) and self._interruptible_now():  # not cut off yet
+        interrupts = sounds_like_interruption(heard) if first else not is_backchannel(heard)
+        if interrupts and self._interruptible_now():  # not cut off meanwhile
             self._barge_in()
 
     def hotwords(self) -> tuple[str, ...]:
