@@ -89,6 +89,11 @@ PAUSED = (  # (before the pause, after it)
     ("I was wondering if", "you could move my cleaning to Friday."),
     ("My policy number is seven", "three three one."),
     ("I need a prescription refill for", "my blood pressure medicine."),
+    # added after the end-of-turn rules were tuned on the eight above (held out)
+    ("My email address is john dot smith", "at example dot com."),
+    ("I'd like to speak with", "someone in billing."),
+    ("My zip code is nine oh two", "one oh."),
+    ("Could you tell me", "how long the wait is?"),
 )
 TURN_TIMEOUT_S = 40.0
 #: the machine is shared: wait this long at most for it to calm down, then measure anyway
