@@ -412,8 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{text}")
         if args.write_docs:
             write_between(f"backchannels-{args.stack}", (
-                f"{args.stack} stack, run {date.today().isoformat()}, default agent settings; "
-                f"measured while other sessions shared the CPU. Each trial asks a question, "
+                f"{args.stack} stack, run {date.today().isoformat()} on the 2-core machine "
+                f"(no other benchmark running), default agent settings. Each trial asks a "
+                f"question, "
                 f"and {SPEAK_INTO_REPLY_S} s into the reply speaks the phrase (espeak-ng, "
                 f"en-us 165 / en-gb 150 wpm); *interrupted* = the server sent "
                 f"`user_started_speaking` (the Phonic client's cue to stop playback), "
@@ -429,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         share = max(r["machine_cpu_share"] for r in results)
         body = (f"{args.stack} stack, run {date.today().isoformat()}, {args.turns} turns "
                 f"(half with 400-900 ms mid-sentence pauses), agent with default settings; "
-                f"measured while other sessions shared the CPU (machine busy up to "
-                f"{share:.0%} of 2 cores during a run). Reproduce: `.venv/bin/python "
+                f"the machine was busy up to {share:.0%} of its 2 cores during a run, "
+                f"this server included. Reproduce: `.venv/bin/python "
                 f"benchmarks/turn_taking.py --stack {args.stack} --turns {args.turns} "
                 f"--write-docs`.\n\n{text}\n")
         write_between(f"turns-{args.stack}", body, SECTION)
