@@ -217,10 +217,17 @@ def test_transcripts_that_end_mid_sentence_sound_unfinished() -> None:
     from openline.voice.end_of_turn import sounds_unfinished
 
     for text in ("I would like to book an appointment for", "My date of birth is March.",
-                 "My phone number is 457.", "Can you check whether the", "um"):
+                 "My phone number is 457.", "Can you check whether the", "um",
+                 # no sentence ends on these, not even a question Whisper gave a "?"
+                 "Can you check whether?", "Is it open on Monday or?",
+                 # trailing off, and a value the caller is about to give
+                 "I was wondering if...", "My phone number is 457-",
+                 "The account is under the name."):
         assert sounds_unfinished(text), text
     for text in ("What time do you close on Saturdays?", "Thanks, that is all.",
-                 "Do you have anything around 7:30?", "", "I need to cancel."):
+                 "Do you have anything around 7:30?", "", "I need to cancel.",
+                 # a question may end on a preposition or on "name"
+                 "Who am I talking to?", "What is your name?"):
         assert not sounds_unfinished(text), text
 
 
