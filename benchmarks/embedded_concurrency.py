@@ -140,6 +140,20 @@ async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,
     return turns
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) per thread name of process ``pid`` (Linux /proc):
+    where the server's time goes (the event loop's thread holds the GIL for Python)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            stat = (task / "stat").read_text()
+            name = stat[stat.index("(") + 1:stat.rindex(")")].rstrip("_0123456789")
+            fields = stat[stat.rindex(")") + 2:].split()
+            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
 def level_report(n: int, turns: list[Turn], busy_s: float, elapsed_s: float) -> dict[str, Any]:
     """Percentiles for one level of concurrency."""
     ok = [t for t in turns if t.outcome == "ok" and t.v2v_ms is not None]
@@ -162,12 +176,18 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     scripts = [caller_script(i, args.turns, workdir) for i in range(n)]
     await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, 30.0)
     log(f"{n} conversations x {args.turns} turns...")
-    before, started = cpu_busy_s(), time.monotonic()
+    before, started, threads = cpu_busy_s(), time.monotonic(), thread_cpu_s(server.pid)
     results = await asyncio.gather(*(
         converse(server, scripts[i], i * args.stagger_s, f"c{i:02d}") for i in range(n)))
     elapsed = time.monotonic() - started
     level = level_report(n, [t for turns in results for t in turns],
                          cpu_busy_s() - before, elapsed)
+    after = thread_cpu_s(server.pid)
+    level["server_threads_cpu_share"] = {  # of one core, over the level
+        name: round((after[name] - threads.get(name, 0.0)) / elapsed, 3)
+        for name in sorted(after, key=lambda k: threads.get(k, 0.0) - after[k])
+        if after[name] - threads.get(name, 0.0) > 0.01 * elapsed}
+    log(f"server threads (share of one core): {level['server_threads_cpu_share']}")
     log(f"N={n}: p50 {ms(level['v2v']['p50'])} ms, p90 {ms(level['v2v']['p90'])} ms "
         f"({level['answered']}/{level['turns']} answered)")
     return level
