@@ -140,18 +140,11 @@ async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,
     return turns
 
 
-def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) per thread name of process ``pid`` (Linux /proc):
-    where the server's time goes (the event loop's thread holds the GIL for Python)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            stat = (task / "stat").read_text()
-            name = stat[stat.index("(") + 1:stat.rindex(")")].rstrip("_0123456789")
-            fields = stat[stat.rindex(")") + 2:].split()
-            totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
-    return totals
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def level_report(n: int, turns: list[Turn], busy_s: float, elapsed_s: float) -> dict[str, Any]:
@@ -176,20 +169,16 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     scripts = [caller_script(i, args.turns, workdir) for i in range(n)]
     await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, 30.0)
     log(f"{n} conversations x {args.turns} turns...")
-    before, started, threads = cpu_busy_s(), time.monotonic(), thread_cpu_s(server.pid)
+    before, started, server_s = cpu_busy_s(), time.monotonic(), process_cpu_s(server.pid)
     results = await asyncio.gather(*(
         converse(server, scripts[i], i * args.stagger_s, f"c{i:02d}") for i in range(n)))
     elapsed = time.monotonic() - started
     level = level_report(n, [t for turns in results for t in turns],
                          cpu_busy_s() - before, elapsed)
-    after = thread_cpu_s(server.pid)
-    level["server_threads_cpu_share"] = {  # of one core, over the level
-        name: round((after[name] - threads.get(name, 0.0)) / elapsed, 3)
-        for name in sorted(after, key=lambda k: threads.get(k, 0.0) - after[k])
-        if after[name] - threads.get(name, 0.0) > 0.01 * elapsed}
-    log(f"server threads (share of one core): {level['server_threads_cpu_share']}")
+    level["server_cores"] = (process_cpu_s(server.pid) - server_s) / elapsed
     log(f"N={n}: p50 {ms(level['v2v']['p50'])} ms, p90 {ms(level['v2v']['p90'])} ms "
-        f"({level['answered']}/{level['turns']} answered)")
+        f"({level['answered']}/{level['turns']} answered, "
+        f"server {level['server_cores']:.2f} cores)")
     return level
 
 
@@ -221,8 +210,60 @@ def table(label: str, levels: list[dict[str, Any]]) -> str:
 
 
 HEADER = ("| code | N | answered | v2v p50 | v2v p90 | after end of turn p50 | "
-          "endpointing p50 | stt p50 | llm first token p50 | tts first audio p50 | CPU |\n"
+          "endpointing p50 | stt p50 | llm first token p50 | tts first audio p50 | machine CPU |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+# --------------------------------------------------------------------------- the LLM alone
+
+
+async def llm_level(llm: Any, k: int) -> dict[str, float]:
+    """``k`` replies started together: p50 time to first token, wall time, tokens/s."""
+    from openline.providers.llm.base import ChatMessage, GenerationOptions
+
+    async def one(i: int) -> tuple[float, float, int]:
+        messages = [ChatMessage.system(PROMPT),
+                    ChatMessage.user(CALLER_LINES[i % len(CALLER_LINES)] + f" (caller {i})")]
+        start = time.perf_counter()
+        done = await llm.complete(messages, options=GenerationOptions(max_tokens=40))
+        return (done.ttft_s or 0.0), time.perf_counter() - start, done.completion_tokens or 0
+
+    lags: list[float] = []
+
+    async def lag() -> None:  # how late a 10 ms sleep wakes: GIL or loop stalls
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - before - 0.01) * 1000)
+
+    probe = asyncio.create_task(lag())
+    start = time.perf_counter()
+    runs = await asyncio.gather(*(one(i) for i in range(k)))
+    wall = time.perf_counter() - start
+    probe.cancel()
+    return {"k": k, "ttft_p50_ms": percentile([r[0] * 1000 for r in runs], 50),
+            "wall_ms": wall * 1000, "tokens_per_s": sum(r[2] for r in runs) / wall,
+            "loop_lag_max_ms": max(lags, default=0.0)}
+
+
+async def llm_sweep(levels: list[int], configs: list[str]) -> list[dict[str, Any]]:
+    """The embedded model alone, per ``parallel:threads:poll`` configuration."""
+    from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = ensure_embedded_gguf(Path(tmp))
+        rows = []
+        for config in configs:
+            parallel, threads, poll = (int(v) for v in config.split(":"))
+            options = LlamaCppOptions(gguf_path=gguf, n_parallel=parallel, n_threads=threads,
+                                      poll=poll, seed=1)
+            async with LlamaCppLLM(options) as llm:
+                await llm_level(llm, 1)  # warm-up
+                for k in levels:
+                    row = {"config": config, **await llm_level(llm, k)}
+                    log(f"  {row}")
+                    rows.append(row)
+        return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="run", help="name of this run in the table/json")
     parser.add_argument("--write-docs", action="store_true",
                         help="append this run's rows to the docs section's table")
+    parser.add_argument("--docs-only", action="store_true",
+                        help="only rewrite the docs section from the saved runs")
+    parser.add_argument("--llm-only", metavar="P:T:POLL,...",
+                        help="measure the embedded LLM alone per slots:threads:poll config "
+                             "with --conversations simultaneous replies each")
     args = parser.parse_args(argv)
     args.levels = [int(v) for v in args.conversations.split(",") if v.strip()]
     if not args.levels or min(args.levels) < 1 or max(args.levels) > 32:
@@ -245,6 +291,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--turns must be within 1..20")
     if shutil.which("espeak-ng") is None:
         parser.error("espeak-ng is needed to synthesize the callers")
+    if args.docs_only:
+        write_docs(args)
+        return 0
+    if args.llm_only:
+        rows = asyncio.run(llm_sweep(args.levels, args.llm_only.split(",")))
+        print("| slots:threads:poll | replies at once | first token p50 | wall | tokens/s |"
+              " loop lag max |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['config']} | {r['k']} | {ms(r['ttft_p50_ms'])} | {ms(r['wall_ms'])} |"
+                  f" {r['tokens_per_s']:.0f} | {ms(r['loop_lag_max_ms'])} |")
+        return 0
     with tempfile.TemporaryDirectory(prefix="openline-embedded-conc-") as tmp:
         levels = asyncio.run(run(args, Path(tmp)))
     RESULTS.mkdir(exist_ok=True)
@@ -272,6 +329,9 @@ def write_docs(args: argparse.Namespace) -> None:
             f"started {args.stagger_s} s apart. Reproduce: {command}. Times in ms; "
             "\"after end of turn\" = voice-to-voice minus the server's `endpointing_ms`.\n\n"
             f"{HEADER}\n{rows}\n")
+    notes = RESULTS / "embedded_concurrency-notes.md"  # the analysis, written by hand
+    if notes.is_file():
+        body += "\n" + notes.read_text()
     write_between("embedded-concurrency", body, SECTION)
 
 
