@@ -39,8 +39,8 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_gguf: Path | None = None
     #: simultaneous replies of the embedded llama.cpp model (its slots, batched together);
-    #: 1 serves one conversation's reply at a time
-    llm_parallel: int = Field(default=4, ge=1, le=32)
+    #: 1 serves one conversation's reply at a time (on two cores more slots measured slower)
+    llm_parallel: int = Field(default=1, ge=1, le=32)
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None
     default_voice: str = "joe"

@@ -38,7 +38,11 @@ Parallel sequences
     prefix: llama.cpp sends a request to the idle slot whose cached prompt is most
     similar, so a conversation usually finds its own transcript there. The provider's
     runner has one thread per slot (``max_concurrency``), because each
-    ``handle_completions`` call blocks its thread until its completion ends.
+    ``handle_completions`` call blocks its thread until its completion ends. The default
+    is one slot: on two cores, 2, 4 and 8 slots made voice-to-voice slower, because every
+    decoding step then carries every active reply (speculative and post-call ones too),
+    so each caller's first sentence takes longer (docs/benchmarks.md, "Embedded
+    concurrency"). More slots pay off with more cores or a GPU.
 
 Streaming and cancellation
     ``handle_completions`` runs on the provider's runner thread and calls back per token;
@@ -83,8 +87,8 @@ _EXAMPLE = (
     "Assistant: You're welcome! Is there anything else I can do for you?\n"
 )
 _STOPS = ("\n", "User:", "Assistant:")
-#: Slots of the embedded model; measured with benchmarks/embedded_concurrency.py.
-DEFAULT_PARALLEL = 4
+#: Slots of the embedded model: on two cores more were slower (embedded_concurrency.py).
+DEFAULT_PARALLEL = 1
 
 
 def ensure_embedded_gguf(data_dir: Path) -> Path:
@@ -138,9 +142,10 @@ class LlamaCppOptions:
     n_threads: int = 2
     #: simultaneous completions (llama.cpp slots, continuous batching)
     n_parallel: int = DEFAULT_PARALLEL
-    #: spin-wait of llama.cpp's worker threads between graph steps, 0-100; 0 makes idle
-    #: workers sleep at once, which leaves the two cores to Whisper and Piper
-    poll: int = 0
+    #: spin-wait of llama.cpp's worker threads for work, 0-100 (llama.cpp's default 50);
+    #: 0 makes them sleep at once. Alone it changes nothing measurable here (benchmarks:
+    #: ``embedded_concurrency.py --llm-only``); under load it was not shown to help.
+    poll: int = 50
     max_tokens: int = 80
     temperature: float = 0.3
     seed: int | None = None
