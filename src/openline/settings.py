@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_gguf: Path | None = None
     #: simultaneous replies of the embedded llama.cpp model (its slots, batched together);
-    #: 1 serves one conversation's reply at a time (on two cores more slots measured slower)
+    #: 1 serves one conversation's reply at a time (more slots: docs/benchmarks.md)
     llm_parallel: int = Field(default=1, ge=1, le=32)
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None

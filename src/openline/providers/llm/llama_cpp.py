@@ -39,10 +39,10 @@ Parallel sequences
     similar, so a conversation usually finds its own transcript there. The provider's
     runner has one thread per slot (``max_concurrency``), because each
     ``handle_completions`` call blocks its thread until its completion ends. The default
-    is one slot: on two cores, 2, 4 and 8 slots made voice-to-voice slower, because every
-    decoding step then carries every active reply (speculative and post-call ones too),
-    so each caller's first sentence takes longer (docs/benchmarks.md, "Embedded
-    concurrency"). More slots pay off with more cores or a GPU.
+    is one slot: on two cores 4 slots helped only at 10 simultaneous calls and showed
+    multi-second stalls at 6 (every decoding step carries every active reply, speculative
+    and post-call ones too), see docs/benchmarks.md, "Embedded concurrency". More slots
+    should pay off with more cores or a GPU.
 
 Streaming and cancellation
     ``handle_completions`` runs on the provider's runner thread and calls back per token;
@@ -87,7 +87,7 @@ _EXAMPLE = (
     "Assistant: You're welcome! Is there anything else I can do for you?\n"
 )
 _STOPS = ("\n", "User:", "Assistant:")
-#: Slots of the embedded model: on two cores more were slower (embedded_concurrency.py).
+#: Slots of the embedded model: on two cores more were not reliably faster (benchmarks).
 DEFAULT_PARALLEL = 1
 
 
