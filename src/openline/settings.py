@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     llm_api_key: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_gguf: Path | None = None
+    #: simultaneous replies of the embedded llama.cpp model (its slots, batched together);
+    #: 1 serves one conversation's reply at a time (more slots: docs/benchmarks.md)
+    llm_parallel: int = Field(default=1, ge=1, le=32)
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None
     default_voice: str = "joe"

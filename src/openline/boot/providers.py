@@ -32,7 +32,7 @@ def build_llm(settings: Settings) -> LLM:
             base_url=settings.llm_base_url, model=settings.llm_model,
             api_key=settings.llm_api_key))
     gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
-    return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf))
+    return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel))
 
 
 def build_turn_model(settings: Settings) -> EndOfTurnModel | None:

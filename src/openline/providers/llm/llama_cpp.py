@@ -29,6 +29,21 @@ Structured output
     (``build_json_prompt``) completed under that schema's grammar; the reply is one JSON
     object (post-call extraction and evaluation rely on it being type-valid).
 
+Parallel sequences
+    ``LlamaCppOptions.n_parallel`` slots (llama.cpp's server slots with continuous
+    batching): that many completions run at once, their tokens decoded together in one
+    batch per step, so a second caller's reply does not wait for the first one's 80
+    tokens. ``n_ctx`` is per slot (llama.cpp splits the context it is given among the
+    slots, so it gets ``n_ctx * n_parallel``), and ``cache_prompt`` keeps each slot's
+    prefix: llama.cpp sends a request to the idle slot whose cached prompt is most
+    similar, so a conversation usually finds its own transcript there. The provider's
+    runner has one thread per slot (``max_concurrency``), because each
+    ``handle_completions`` call blocks its thread until its completion ends. The default
+    is one slot: on two cores 4 slots helped only at 10 simultaneous calls and showed
+    multi-second stalls at 6 (every decoding step carries every active reply, speculative
+    and post-call ones too), see docs/benchmarks.md, "Embedded concurrency". More slots
+    should pay off with more cores or a GPU.
+
 Streaming and cancellation
     ``handle_completions`` runs on the provider's runner thread and calls back per token;
     the callback hands each chunk to the event loop and returns ``True`` to stop as soon
@@ -72,6 +87,8 @@ _EXAMPLE = (
     "Assistant: You're welcome! Is there anything else I can do for you?\n"
 )
 _STOPS = ("\n", "User:", "Assistant:")
+#: Slots of the embedded model: on two cores more were not reliably faster (benchmarks).
+DEFAULT_PARALLEL = 1
 
 
 def ensure_embedded_gguf(data_dir: Path) -> Path:
@@ -120,8 +137,15 @@ class LlamaCppOptions:
     """Options for ``LlamaCppLLM``. ``gguf_path``: e.g. ``ensure_embedded_gguf(data_dir)``."""
 
     gguf_path: Path
+    #: context per slot (the transcript, the few-shot example and the reply)
     n_ctx: int = 2048
     n_threads: int = 2
+    #: simultaneous completions (llama.cpp slots, continuous batching)
+    n_parallel: int = DEFAULT_PARALLEL
+    #: spin-wait of llama.cpp's worker threads for work, 0-100 (llama.cpp's default 50);
+    #: 0 makes them sleep at once. Alone it changes nothing measurable here (benchmarks:
+    #: ``embedded_concurrency.py --llm-only``); under load it was not shown to help.
+    poll: int = 50
     max_tokens: int = 80
     temperature: float = 0.3
     seed: int | None = None
@@ -192,13 +216,15 @@ def _one_line(text: str) -> str:
 
 
 class LlamaCppLLM(LLM):
-    """Embedded llama.cpp; one generation at a time (n_parallel = 1)."""
+    """Embedded llama.cpp; ``options.n_parallel`` generations at once (batched)."""
 
     name = "llama.cpp"
     capabilities = LLMCapabilities(native_tools=False)
 
     def __init__(self, options: LlamaCppOptions) -> None:
-        super().__init__(max_concurrency=1)
+        if options.n_parallel < 1:
+            raise ValueError("n_parallel must be >= 1")
+        super().__init__(max_concurrency=options.n_parallel)
         self.options = options
         self._server: Any = None
 
@@ -212,10 +238,14 @@ class LlamaCppLLM(LLM):
             raise ProviderUnavailable(f"llama.cpp: GGUF not found at {self.options.gguf_path}")
         params = xllamacpp.CommonParams()
         params.model.path = str(self.options.gguf_path)
-        params.n_ctx = self.options.n_ctx
-        params.n_parallel = 1
-        params.cpuparams.n_threads = self.options.n_threads
-        params.cpuparams_batch.n_threads = self.options.n_threads
+        slots = self.options.n_parallel
+        params.n_ctx = self.options.n_ctx * slots  # llama.cpp divides it among the slots
+        params.n_parallel = slots
+        params.cont_batching = True
+        params.kv_unified = False  # each slot keeps its own prefix cache
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = self.options.n_threads
+            cpu.poll = self.options.poll
         params.verbosity = -1  # llama.cpp is chatty on stderr; we report via metrics
         params.warmup = True
         return xllamacpp.Server(params)

@@ -8,6 +8,12 @@ Voices:
 
 The bundled voice is loaded (and warmed up) at ``load()``; directory voices load on
 first use. Each voice gets its own onnxruntime session limited to ``threads`` threads.
+
+Simultaneous calls share the model through a ``SynthesisScheduler``: each step (one
+sentence or clause) is queued with a deadline, so a call's first clause goes ahead of
+other calls' later sentences whose audio is still playing (see ``tts/schedule.py``).
+``workers`` steps run at once (one session serves them all: onnxruntime's ``run`` is
+thread-safe).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from typing import Any
 import numpy as np
 
 from openline.domain.errors import ProviderUnavailable
-from openline.providers.tts.base import TTS, AudioChunk, Voice, iterate_in_thread
+from openline.providers.tts.base import TTS, AudioChunk, Voice
+from openline.providers.tts.schedule import PlaybackClock, SynthesisScheduler
 
 BUNDLED_VOICE_ID = "joe"
 
@@ -47,6 +54,8 @@ class PiperOptions:
     ``first_clause_words``: when the first sentence is longer than this many words, its
     leading clause (up to the first comma/semicolon/colon) is synthesised on its own so
     audio starts sooner (Piper's cost grows with sentence length); ``None`` disables.
+    ``workers``: synthesis steps run at once across calls (1 on two cores: a second one
+    only splits the same cores, see docs/benchmarks.md "Embedded concurrency").
     """
 
     voices_dir: Path | None = None
@@ -54,6 +63,7 @@ class PiperOptions:
     threads: int = 2
     warmup: bool = True
     first_clause_words: int | None = 8
+    workers: int = 1
 
 
 _FIRST_SENTENCE = re.compile(r"^\s*(.+?[.!?]+)(\s+|$)", re.DOTALL)
@@ -116,13 +126,16 @@ def discover_piper_voices(voices_dir: Path | None, include_bundled: bool) -> lis
 
 
 class PiperTTS(TTS):
-    """Piper voices; synthesis runs on the provider's runner, one sentence per step."""
+    """Piper voices; synthesis runs on the provider's runner, one sentence per step,
+    the most urgent step of all calls first."""
 
     name = "piper"
 
     def __init__(self, options: PiperOptions | None = None) -> None:
-        super().__init__(max_concurrency=1)
-        self.options = options or PiperOptions()
+        options = options or PiperOptions()
+        super().__init__(max_concurrency=max(1, options.workers))
+        self.options = options
+        self.scheduler = SynthesisScheduler(self.runner)
         self._files: dict[str, _VoiceFile] = {}
         self._models: dict[str, Any] = {}
 
@@ -164,7 +177,12 @@ class PiperTTS(TTS):
     async def _stream(self, text: str, voice: Voice, speed: float) -> AsyncIterator[AudioChunk]:
         from piper.config import SynthesisConfig
 
-        model = await self.runner.run(self._model_sync, voice.id)
+        clock = PlaybackClock()
+        # A loaded model is taken here: a runner call would queue this call's first step
+        # behind whatever step is running, FIFO, and lose its place in the schedule.
+        model: Any = self._models.get(voice.id)
+        if model is None:
+            model = await self.scheduler.run(clock.deadline, self._model_sync, voice.id)
         # length_scale > 1 is slower speech: divide the voice's own default by speed.
         base_scale = float(model.config.length_scale or 1.0)
         config = SynthesisConfig(length_scale=base_scale / speed)
@@ -175,8 +193,15 @@ class PiperTTS(TTS):
         def sentences() -> Iterator[Any]:
             return (c for p in pieces for c in model.synthesize(p, syn_config=config))
 
-        async for piece in iterate_in_thread(self.runner, sentences):
+        # One next() per scheduled step. The generator is not closed explicitly when the
+        # consumer stops: it holds no resources, and closing it could race a step that
+        # is still running in the pool.
+        iterator = sentences()
+        done = object()
+        while (piece := await self.scheduler.run(clock.deadline, next, iterator, done)
+               ) is not done:
             samples = np.asarray(piece.audio_int16_array, dtype=np.int16)
+            clock.add(samples.size / int(piece.sample_rate))
             yield AudioChunk(samples, int(piece.sample_rate))
 
     async def _close(self) -> None:

@@ -1,0 +1,339 @@
+"""Simultaneous conversations on the embedded stack: voice-to-voice per N, from outside.
+
+A script, not a timed test. It starts Openline in a subprocess with the embedded models
+(Silero VAD, Whisper tiny.en, Smart Turn, Gemma 3 270M through llama.cpp, Piper "joe")
+and an agent with **default settings** (no welcome message), then for each N of
+``--conversations`` (e.g. ``4,6,8,10``) opens N STS sockets with the official ``phonic``
+SDK and lets each caller speak ``--turns`` turns in real time (``latency.py``'s
+``Caller``/``send_loop``: 20 ms ``pcm_16000`` chunks on an absolute clock, silence
+between utterances).
+
+* The callers are espeak-ng voices at different speeds, each conversation with its own
+  voice/speed and its own rotation of the lines, so no two turns send the same audio
+  (recognition caches by audio) and no two conversations are in step;
+* conversation ``i`` starts ``i * --stagger-s`` seconds after the first, so turns do not
+  all end at the same instant (they still overlap: a turn lasts several seconds);
+* **voice-to-voice** per turn = arrival of the first reply ``audio_chunk`` minus the moment
+  the chunk holding the caller's last voiced sample was handed to the socket;
+* the stages the server attaches to that chunk (``timings``: ``endpointing_ms``,
+  ``stt_ms``, ``llm_first_token_ms``, ``tts_first_audio_ms``) are reported as p50s, and
+  "after transcript" = voice-to-voice minus ``endpointing_ms`` (what the LLM and TTS add).
+
+``--env KEY=VALUE`` passes settings to the server (e.g. ``OPENLINE_LLM_PARALLEL=1`` for
+the one-at-a-time baseline). The caller processes run in this process, on the same two
+cores as the server: their cost (about 2 % of a core per conversation) is part of what
+is measured.
+
+Usage::
+
+    flock /tmp/bench.lock .venv/bin/python benchmarks/embedded_concurrency.py \\
+        --conversations 4,6,8,10 --turns 4 --label after --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (
+    RATE,
+    aligned,
+    bench_server,
+    cpu_busy_s,
+    log,
+    ms,
+    percentile,
+    sdk,
+    summary,
+    voiced_end,
+    wait_until_quiet,
+    write_between,
+)
+from latency import (
+    AGENT,
+    CALLER_LINES,
+    PROMPT,
+    TURN_TIMEOUT_S,
+    Caller,
+    Turn,
+    _wait_ready,
+    on_message,
+    send_loop,
+)
+
+SECTION = "Embedded concurrency"
+VOICES = ("en-us", "en-gb", "en-us+f3", "en-us+m3", "en-gb+f2")
+STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def espeak(text: str, voice: str, speed: int, workdir: Path) -> Any:
+    """``text`` spoken by espeak-ng in ``voice`` at ``speed`` wpm, 16 kHz, cut at its
+    voiced end and aligned to chunk + VAD frame."""
+    from openline.audio.resample import resample
+    from openline.audio.wav import read_wav
+
+    path = workdir / "caller.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
+                   check=True, timeout=30)
+    samples, rate = read_wav(path)
+    raw = np.asarray(resample(samples, rate, RATE), dtype=np.int16)
+    return aligned(raw[: voiced_end(raw)])
+
+
+def caller_script(index: int, turns: int, workdir: Path) -> list[tuple[str, Any]]:
+    """Conversation ``index``'s turns: its own voice, speed and rotation of the lines."""
+    voice = VOICES[index % len(VOICES)]
+    speed = 150 + 7 * index
+    lines = [CALLER_LINES[(index * 3 + k) % len(CALLER_LINES)] for k in range(turns)]
+    return [(text, espeak(text, voice, speed, workdir)) for text in lines]
+
+
+async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,
+                   tag: str) -> list[Turn]:
+    """One conversation: wait ``delay_s``, then speak each line after the last reply."""
+    from phonic.types import ConfigPayload
+
+    await asyncio.sleep(delay_s)
+    turns: list[Turn] = []
+    async with sdk(server).conversations.connect() as socket:
+        await socket.send_config(ConfigPayload(type="config", agent=AGENT,
+                                               input_format="pcm_16000",
+                                               output_format="pcm_16000"))
+        await _wait_ready(socket)
+        caller = Caller()
+
+        async def read() -> None:
+            async for message in socket:
+                on_message(message, caller.turn, time.perf_counter())
+
+        tasks = [asyncio.create_task(read()), asyncio.create_task(send_loop(socket, caller))]
+        try:
+            for text, samples in script:
+                turn = Turn(text)
+                turns.append(turn)
+                caller.say(turn, samples)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TURN_TIMEOUT_S):
+                        await turn.done.wait()
+                log(f"  {tag} {turn.outcome:8s} v2v={ms(turn.v2v_ms or float('nan')):>6s} "
+                    + " ".join(f"{s.removesuffix('_ms')}={turn.timings.get(s)}" for s in STAGES))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return turns
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of process ``pid`` so far (Linux /proc)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def level_report(n: int, turns: list[Turn], busy_s: float, elapsed_s: float) -> dict[str, Any]:
+    """Percentiles for one level of concurrency."""
+    ok = [t for t in turns if t.outcome == "ok" and t.v2v_ms is not None]
+    v2v = [t.v2v_ms for t in ok if t.v2v_ms is not None]
+    after = [(t.v2v_ms or 0) - t.timings["endpointing_ms"] for t in ok
+             if "endpointing_ms" in t.timings]
+    return {
+        "conversations": n, "turns": len(turns), "answered": len(ok),
+        "v2v": {**summary(v2v), "p90": percentile(v2v, 90)},
+        "after_endpointing": {**summary(after), "p90": percentile(after, 90)},
+        "stages_p50": {s: percentile([t.timings[s] for t in ok if s in t.timings], 50)
+                       for s in STAGES},
+        "cpu_share": busy_s / max(elapsed_s, 1e-9) / (os.cpu_count() or 1),
+    }
+
+
+async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
+                    ) -> dict[str, Any]:
+    """N simultaneous conversations of ``args.turns`` turns each."""
+    scripts = [caller_script(i, args.turns, workdir) for i in range(n)]
+    await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, 30.0)
+    log(f"{n} conversations x {args.turns} turns...")
+    before, started, server_s = cpu_busy_s(), time.monotonic(), process_cpu_s(server.pid)
+    results = await asyncio.gather(*(
+        converse(server, scripts[i], i * args.stagger_s, f"c{i:02d}") for i in range(n)))
+    elapsed = time.monotonic() - started
+    level = level_report(n, [t for turns in results for t in turns],
+                         cpu_busy_s() - before, elapsed)
+    level["server_cores"] = (process_cpu_s(server.pid) - server_s) / elapsed
+    log(f"N={n}: p50 {ms(level['v2v']['p50'])} ms, p90 {ms(level['v2v']['p90'])} ms "
+        f"({level['answered']}/{level['turns']} answered, "
+        f"server {level['server_cores']:.2f} cores)")
+    return level
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
+    env = dict(item.split("=", 1) for item in args.env)
+    log(f"starting the server (embedded; env {env or 'default'})...")
+    with bench_server(workdir, "embedded", env_extra=env) as server:
+        await sdk(server).agents.create(name=AGENT, system_prompt=PROMPT, welcome_message="",
+                                        voice_id="joe", audio_format="pcm_16000",
+                                        no_input_poke_sec=300, no_input_end_conversation_sec=300)
+        log("warm-up conversation (not counted)")
+        await converse(server, [("warm-up", espeak("Hello, can you hear me?", "en-us", 165,
+                                                   workdir))], 0.0, "warm")
+        return [await run_level(server, n, args, workdir) for n in args.levels]
+
+
+def table(label: str, levels: list[dict[str, Any]]) -> str:
+    """Markdown rows for one run."""
+    rows = []
+    for lv in levels:
+        st = lv["stages_p50"]
+        rows.append(
+            f"| {label} | {lv['conversations']} | {lv['answered']}/{lv['turns']} | "
+            f"{ms(lv['v2v']['p50'])} | {ms(lv['v2v']['p90'])} | "
+            f"{ms(lv['after_endpointing']['p50'])} | {ms(st['endpointing_ms'])} | "
+            f"{ms(st['stt_ms'])} | {ms(st['llm_first_token_ms'])} | "
+            f"{ms(st['tts_first_audio_ms'])} | {lv['cpu_share']:.0%} |")
+    return "\n".join(rows)
+
+
+HEADER = ("| code | N | answered | v2v p50 | v2v p90 | after end of turn p50 | "
+          "endpointing p50 | stt p50 | llm first token p50 | tts first audio p50 | machine CPU |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+# --------------------------------------------------------------------------- the LLM alone
+
+
+async def llm_level(llm: Any, k: int) -> dict[str, float]:
+    """``k`` replies started together: p50 time to first token, wall time, tokens/s."""
+    from openline.providers.llm.base import ChatMessage, GenerationOptions
+
+    async def one(i: int) -> tuple[float, float, int]:
+        messages = [ChatMessage.system(PROMPT),
+                    ChatMessage.user(CALLER_LINES[i % len(CALLER_LINES)] + f" (caller {i})")]
+        start = time.perf_counter()
+        done = await llm.complete(messages, options=GenerationOptions(max_tokens=40))
+        return (done.ttft_s or 0.0), time.perf_counter() - start, done.completion_tokens or 0
+
+    lags: list[float] = []
+
+    async def lag() -> None:  # how late a 10 ms sleep wakes: GIL or loop stalls
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append((time.perf_counter() - before - 0.01) * 1000)
+
+    probe = asyncio.create_task(lag())
+    start = time.perf_counter()
+    runs = await asyncio.gather(*(one(i) for i in range(k)))
+    wall = time.perf_counter() - start
+    probe.cancel()
+    return {"k": k, "ttft_p50_ms": percentile([r[0] * 1000 for r in runs], 50),
+            "wall_ms": wall * 1000, "tokens_per_s": sum(r[2] for r in runs) / wall,
+            "loop_lag_max_ms": max(lags, default=0.0)}
+
+
+async def llm_sweep(levels: list[int], configs: list[str]) -> list[dict[str, Any]]:
+    """The embedded model alone, per ``parallel:threads:poll`` configuration."""
+    from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = ensure_embedded_gguf(Path(tmp))
+        rows = []
+        for config in configs:
+            parallel, threads, poll = (int(v) for v in config.split(":"))
+            options = LlamaCppOptions(gguf_path=gguf, n_parallel=parallel, n_threads=threads,
+                                      poll=poll, seed=1)
+            async with LlamaCppLLM(options) as llm:
+                await llm_level(llm, 1)  # warm-up
+                for k in levels:
+                    row = {"config": config, **await llm_level(llm, k)}
+                    log(f"  {row}")
+                    rows.append(row)
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conversations", default="4,6,8,10",
+                        help="comma-separated levels of concurrency (default 4,6,8,10)")
+    parser.add_argument("--turns", type=int, default=4, help="turns per conversation")
+    parser.add_argument("--stagger-s", type=float, default=0.45,
+                        help="delay between conversation starts (default 0.45 s)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="server setting, e.g. OPENLINE_LLM_PARALLEL=1 (repeatable)")
+    parser.add_argument("--label", default="run", help="name of this run in the table/json")
+    parser.add_argument("--write-docs", action="store_true",
+                        help="append this run's rows to the docs section's table")
+    parser.add_argument("--docs-only", action="store_true",
+                        help="only rewrite the docs section from the saved runs")
+    parser.add_argument("--llm-only", metavar="P:T:POLL,...",
+                        help="measure the embedded LLM alone per slots:threads:poll config "
+                             "with --conversations simultaneous replies each")
+    args = parser.parse_args(argv)
+    args.levels = [int(v) for v in args.conversations.split(",") if v.strip()]
+    if not args.levels or min(args.levels) < 1 or max(args.levels) > 32:
+        parser.error("--conversations must be 1..32 each")
+    if not 1 <= args.turns <= 20:
+        parser.error("--turns must be within 1..20")
+    if shutil.which("espeak-ng") is None:
+        parser.error("espeak-ng is needed to synthesize the callers")
+    if args.docs_only:
+        write_docs(args)
+        return 0
+    if args.llm_only:
+        rows = asyncio.run(llm_sweep(args.levels, args.llm_only.split(",")))
+        print("| slots:threads:poll | replies at once | first token p50 | wall | tokens/s |"
+              " loop lag max |\n|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['config']} | {r['k']} | {ms(r['ttft_p50_ms'])} | {ms(r['wall_ms'])} |"
+                  f" {r['tokens_per_s']:.0f} | {ms(r['loop_lag_max_ms'])} |")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="openline-embedded-conc-") as tmp:
+        levels = asyncio.run(run(args, Path(tmp)))
+    RESULTS.mkdir(exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", args.label.lower()).strip("-")
+    out = RESULTS / f"embedded_concurrency-{slug}.json"
+    out.write_text(json.dumps({"label": args.label, "env": args.env, "turns": args.turns,
+                               "date": date.today().isoformat(), "at": time.time(),
+                               "levels": levels}, indent=2))
+    print(f"\n{HEADER}\n{table(args.label, levels)}\n(raw: {out})")
+    if args.write_docs:
+        write_docs(args)
+    return 0
+
+
+def write_docs(args: argparse.Namespace) -> None:
+    """The section: every saved run's rows (``benchmarks/results/*.json``), one table."""
+    runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("embedded_concurrency-*.json")),
+                  key=lambda r: r.get("at", 0))
+    rows = "\n".join(table(r["label"], r["levels"]) for r in runs)
+    command = ("`flock /tmp/bench.lock .venv/bin/python benchmarks/embedded_concurrency.py "
+               f"--conversations {args.conversations} --turns {args.turns} "
+               "--label <label> [--env KEY=VALUE] --write-docs`")
+    body = (f"Run {date.today().isoformat()} on the 2-core development machine, embedded stack, "
+            f"default agent settings, {args.turns} turns per conversation, conversations "
+            f"started {args.stagger_s} s apart. Reproduce: {command}. Times in ms; "
+            "\"after end of turn\" = voice-to-voice minus the server's `endpointing_ms`.\n\n"
+            f"{HEADER}\n{rows}\n")
+    notes = RESULTS / "embedded_concurrency-notes.md"  # the analysis, written by hand
+    if notes.is_file():
+        body += "\n" + notes.read_text()
+    write_between("embedded-concurrency", body, SECTION)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
