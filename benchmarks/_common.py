@@ -222,6 +222,22 @@ def voiced_end(samples: Any, rate: int = RATE, floor_dbfs: float = -45.0) -> int
     return int((loud[-1] + 1) * win) if loud.size else 0
 
 
+def espeak(text: str, voice: str, speed: int, workdir: Path) -> Any:
+    """``text`` spoken by espeak-ng in ``voice`` at ``speed`` wpm, at ``RATE``, cut at its
+    voiced end (a caller's line for the turn benchmarks)."""
+    import numpy as np
+
+    from openline.audio.resample import resample
+    from openline.audio.wav import read_wav
+
+    path = workdir / "caller.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
+                   check=True, timeout=30)
+    samples, rate = read_wav(path)
+    audio = np.asarray(resample(samples, rate, RATE), dtype=np.int16)
+    return audio[: voiced_end(audio)]
+
+
 class Ticker:
     """Absolute 20 ms schedule (no drift): ``await tick()`` returns at t0 + k * 20 ms."""
 

@@ -39,7 +39,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,20 +46,17 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    RATE,
     aligned,
     bench_server,
     cpu_busy_s,
+    espeak,
     log,
     ms,
     percentile,
     sdk,
     summary,
-    voiced_end,
     wait_until_quiet,
     write_between,
 )
@@ -82,26 +78,12 @@ STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def espeak(text: str, voice: str, speed: int, workdir: Path) -> Any:
-    """``text`` spoken by espeak-ng in ``voice`` at ``speed`` wpm, 16 kHz, cut at its
-    voiced end and aligned to chunk + VAD frame."""
-    from openline.audio.resample import resample
-    from openline.audio.wav import read_wav
-
-    path = workdir / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
-                   check=True, timeout=30)
-    samples, rate = read_wav(path)
-    raw = np.asarray(resample(samples, rate, RATE), dtype=np.int16)
-    return aligned(raw[: voiced_end(raw)])
-
-
 def caller_script(index: int, turns: int, workdir: Path) -> list[tuple[str, Any]]:
     """Conversation ``index``'s turns: its own voice, speed and rotation of the lines."""
     voice = VOICES[index % len(VOICES)]
     speed = 150 + 7 * index
     lines = [CALLER_LINES[(index * 3 + k) % len(CALLER_LINES)] for k in range(turns)]
-    return [(text, espeak(text, voice, speed, workdir)) for text in lines]
+    return [(text, aligned(espeak(text, voice, speed, workdir))) for text in lines]
 
 
 async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,

@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,12 +54,12 @@ from _common import (
     aligned,
     bench_server,
     cpu_busy_s,
+    espeak,
     log,
     ms,
     percentile,
     sdk,
     summary,
-    voiced_end,
     wait_until_quiet,
     write_between,
 )
@@ -105,18 +104,6 @@ class Line:
     text: str
     samples: Any
     paused_ms: int = 0  # 0: a clean end
-
-
-def espeak(text: str, voice: str, speed: int, workdir: Path) -> Any:
-    from openline.audio.resample import resample
-    from openline.audio.wav import read_wav
-
-    path = workdir / "caller.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text],
-                   check=True, timeout=30)
-    samples, rate = read_wav(path)
-    audio = np.asarray(resample(samples, rate, RATE), dtype=np.int16)
-    return audio[: voiced_end(audio)]
 
 
 def caller_lines(turns: int, workdir: Path, seed: int) -> list[Line]:
