@@ -34,10 +34,11 @@ little audio:
   but later than 288 ms the interruptions it catches would stop the assistant more than
   400 ms after their onset;
 * at the end of the turn, the whole turn's transcript decides; but when a look heard an
-  acknowledgement, one or two words that are no interruption cue are taken for a misheard
-  one (``mishears_acknowledgement``): on the en-gb "uh-huh", "mm-hmm" and "got it" the
-  whole turn came back as "Afer", "and anthem" and "Guarded" in a benchmark run, where
-  the same clips cut at 300 ms were heard as "Uh-huh.", "Mm." and "Got it.".
+  acknowledgement, one or two words that are no interruption cue (whatever does not
+  ``sounds_like_interruption``) are taken for a misheard one: on the en-gb "uh-huh",
+  "mm-hmm" and "got it" the whole turn came back as "Afer", "and anthem" and "Guarded"
+  in a benchmark run, where the same clips cut at 300 ms were heard as "Uh-huh.", "Mm."
+  and "Got it.".
 
 On the 40 espeak clips of benchmarks/turn_taking.py (10 acknowledgements and 10
 interruptions, 2 voices) cut 260 ms after the onset, plain classification misheard 3
@@ -107,9 +108,3 @@ def sounds_like_interruption(text: str) -> bool:
     words = _without_repeats(acknowledgement_words(text))
     return len(words) >= 3 or any(w in INTERRUPTION_CUES for w in words)
 
-
-def mishears_acknowledgement(text: str) -> bool:
-    """One or two words, none an interruption cue: after a look heard an acknowledgement,
-    the recogniser's guess at a short hum rather than a request."""
-    words = _without_repeats(acknowledgement_words(text))
-    return len(words) <= 2 and not any(w in INTERRUPTION_CUES for w in words)

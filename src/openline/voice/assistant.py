@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from openline.voice import events as ev
-from openline.voice.acknowledgements import is_backchannel, mishears_acknowledgement
+from openline.voice.acknowledgements import is_backchannel, sounds_like_interruption
 from openline.voice.builtins import built_in_specs
 from openline.voice.chat_context import SystemNote, UserMessage, UserSource
 from openline.voice.contracts import ItemRecord
@@ -280,7 +280,7 @@ class Assistant:
         return (turn.source == "speech" and self.conv.cfg.backchannel_max_ms
                 > self.conv.cfg.min_interruption_ms
                 and (is_backchannel(text) or (turn.heard_acknowledgement
-                                              and mishears_acknowledgement(text))))
+                                              and not sounds_like_interruption(text))))
 
     def _is_acknowledgement(self, text: str, turn: UserTurn) -> bool:
         """An acknowledgement (or a sound under the barge-in threshold) while the assistant

@@ -74,8 +74,8 @@ class Listener:
         self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
         self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
         self._unannounced = False  # user_started_speaking held back (voice/acknowledgements.py)
-        self._probed = (-1, 0)  # (speech run, backchannel probes started for it)
-        self._heard_ack = -1  # the speech run in which a look heard an acknowledgement
+        self._looks = 0  # backchannel looks started in this speech run
+        self._heard_ack = False  # a look in this speech run heard an acknowledgement
 
     def open(self, vad: VADStream) -> None:
         self.vad = vad
@@ -110,6 +110,7 @@ class Listener:
         if event is TurnEvent.SPEECH_START:
             self.eot.reset()
             self._turn_seq += 1
+            self._looks, self._heard_ack = 0, False
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
             conv.timers.mark_activity()
             # Over the assistant, user_started_speaking *is* the barge-in for the client
@@ -193,15 +194,13 @@ class Listener:
             return  # noise, echo, a click: shorter than the threshold never cuts off
         if cfg.backchannel_max_ms <= cfg.min_interruption_ms or voiced >= cfg.backchannel_max_ms:
             self._barge_in()  # long enough to be an interruption, whatever it is
-        else:
-            seq, done = self._probed if self._probed[0] == self._turn_seq else (self._turn_seq, 0)
-            if done < len(BACKCHANNEL_PROBES_MS) and (
-                    self.turns.speech_ms >= BACKCHANNEL_PROBES_MS[done]):
-                # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
-                self._probed = (seq, done + 1)
-                audio = self.turns.turn_audio(trim_trailing_silence=False)
-                self.conv.spawn(self._backchannel_probe(audio, seq, first=done == 0),
-                                "backchannel")
+        elif self._looks < len(BACKCHANNEL_PROBES_MS) and (
+                self.turns.speech_ms >= BACKCHANNEL_PROBES_MS[self._looks]):
+            # Is it "uh-huh" or "wait"? Hear the words first (voice/acknowledgements.py).
+            self._looks += 1
+            audio = self.turns.turn_audio(trim_trailing_silence=False)
+            self.conv.spawn(self._backchannel_probe(audio, self._turn_seq,
+                                                    first=self._looks == 1), "backchannel")
 
     async def _backchannel_probe(self, audio: npt.NDArray[np.int16], speech: int, *,
                                  first: bool) -> None:
@@ -215,9 +214,9 @@ class Listener:
             heard = "?"
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
-        if is_backchannel(heard):
-            self._heard_ack = speech
-        interrupts = sounds_like_interruption(heard) if first else not is_backchannel(heard)
+        acknowledges = is_backchannel(heard)
+        self._heard_ack = self._heard_ack or acknowledges
+        interrupts = sounds_like_interruption(heard) if first else not acknowledges
         if interrupts and self._interruptible_now():  # not cut off meanwhile
             self._barge_in()
 
@@ -263,7 +262,7 @@ class Listener:
         announced, self._unannounced = not self._unannounced, False
         turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at,
                         announced=announced,
-                        heard_acknowledgement=self._heard_ack == self._turn_seq)
+                        heard_acknowledgement=self._heard_ack)
         self.turns.reset()
         self.eot.reset()
         conv.timers.mark_activity()
