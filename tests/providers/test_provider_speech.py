@@ -173,3 +173,29 @@ async def test_long_first_sentence_starts_with_its_first_clause(piper: PiperTTS)
     text = "Hello, I would like to book a table for two people tomorrow evening."
     chunks = [c async for c in piper.synthesize(text, "joe")]
     assert len(chunks) == 2 and chunks[0].duration_s < chunks[1].duration_s
+
+
+async def test_first_words_of_a_look_are_short_and_kept_apart(
+    espeak: EspeakTTS, whisper: FasterWhisperSTT
+) -> None:
+    """A backchannel look: half a second of lead-in and the first 288 ms of speech.
+    ``first_words`` hears the cue, decodes at most a few tokens where a whole transcript
+    of the same clip goes on, and is cached apart from ``transcribe``."""
+    from openline.providers.stt.faster_whisper import FIRST_WORDS_TOKENS
+
+    async def clip(text: str, ms: int, speed: float = 1.0) -> np.ndarray:
+        speech = (await speak_16k(espeak, text, "espeak-en-us", speed=speed)).astype(np.int16)
+        onset = int(np.argmax(np.abs(speech) > 1000))
+        return np.concatenate([np.zeros(8000, np.int16), speech[onset:onset + ms * 16]])
+
+    no = await clip("No, that is not what I asked for.", 288)
+    assert (await whisper.first_words(no)).text.lower().startswith("no")
+    counting = await clip("one two three four five six seven eight nine ten", 1000, 1.5)
+    whole = (await whisper.transcribe(counting)).text
+    first = (await whisper.first_words(counting)).text
+    assert len(first.split()) <= FIRST_WORDS_TOKENS < len(whole.split()), (first, whole)
+    assert whole.startswith(first), (first, whole)
+    calls = whisper.metrics.op("transcribe").calls
+    assert (await whisper.first_words(counting)).reused
+    assert not (await whisper.transcribe(no)).reused  # another question, another answer
+    assert whisper.metrics.op("transcribe").calls == calls + 1

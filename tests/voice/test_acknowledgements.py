@@ -41,7 +41,8 @@ class PitchSTT(STT):
 
 def test_acknowledgements_and_interruptions_are_told_apart() -> None:
     for text in ("Uh-huh.", "Mm-hmm", "MMM", "okay", "Yeah, right.", "I see.", "All right.",
-                 "Got it.", "", "...", "Got it Got it Got it", "yeah yeah yeah okay sure"):
+                 "Got it.", "", "...", "Got it Got it Got it", "yeah yeah yeah okay sure",
+                 "Fff", "Hmm, mm.", "Shh"):  # sounds without a vowel are no words
         assert is_backchannel(text), text  # a recogniser's loop or a stutter counts once
     for text in ("Wait, stop.", "No.", "Hold on", "Sorry, what?", "Thank you.",
                  "yes I see you got it all right", "Can you repeat that?"):
@@ -244,3 +245,35 @@ async def test_an_interruption_the_looks_heard_as_a_hum_still_interrupts() -> No
     log, interruptions = await _hum_over_the_reply("Mm.", "Wait, stop.")
     assert interruptions == 1
     assert [e.text for e in log.of(ev.InputText)] == ["tell me a story", "Wait, stop."]
+
+
+class FirstWordsSTT(LengthSTT):
+    """Over the reply, a whole transcript hears "Uh-huh." but the first words "Wait.": the
+    looks must ask for the first words (``STT.first_words``)."""
+
+    def __init__(self) -> None:
+        super().__init__("Uh-huh.", "Uh-huh.")
+        self.first_words_asked = 0
+
+    def _first_words_sync(self, audio: npt.NDArray[np.float32], language: str | None
+                          ) -> RawTranscript:
+        self.first_words_asked += 1
+        return RawTranscript(text="Wait.", language="en")
+
+
+@virtual
+async def test_the_looks_ask_the_recogniser_for_the_first_words() -> None:
+    stt = FirstWordsSTT()
+    providers = Providers(EnergyVAD(), stt, ScriptedLLM([LONG_REPLY, "Sure."]),
+                          FakeTTS(ms_per_char=20))
+    conv, log, _ = make(providers=providers, stream_ahead_of_real_time=False,
+                        turn=TurnSettings(min_silence_ms=300, prebuffer_ms=200))
+    runner = asyncio.create_task(conv.run())
+    await play(conv, tone(300, 300))
+    await play(conv, silence(400))
+    await log.wait_for(ev.AssistantStartedSpeaking)
+    await asyncio.sleep(0.8)
+    await play(conv, tone(650, 500))
+    await play(conv, silence(1500))
+    conv.end("user")
+    assert (await runner).interruptions_count == 1 and stt.first_words_asked >= 1

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from openline.voice.turns import FRAME_MS, FRAME_SAMPLES, TurnDetector, TurnEvent, TurnSettings
+from openline.voice.turns import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    ONSET_MAX_LEAD_FRAMES,
+    TurnDetector,
+    TurnEvent,
+    TurnSettings,
+)
 
 SETTINGS = TurnSettings(threshold=0.5, min_speech_ms=64, min_silence_ms=320, prebuffer_ms=96,
                         speculate_after_ms=96)
@@ -75,3 +82,34 @@ def test_reset_forgets_the_turn() -> None:
     d.reset()
     assert not d.in_speech and d.voiced_ms == 0 and d.turn_audio().size == 0
     assert _feed(d, [0.9, 0.9]) == [None, TurnEvent.SPEECH_START]
+
+
+# ----- the unvoiced onset -------------------------------------------------------------------
+ONSET = TurnSettings(threshold=0.5, min_speech_ms=64, min_silence_ms=320, prebuffer_ms=500)
+
+
+def _feed_levels(detector: TurnDetector, frames: list[tuple[int, float]]
+                 ) -> list[TurnEvent | None]:
+    return [detector.feed(_frame(level), p) for level, p in frames]
+
+
+def test_an_unvoiced_onset_before_the_first_voiced_frame_counts_as_speech() -> None:
+    """An "s" the VAD does not call voice (3 frames at 1,500 over a quiet line) is part of
+    the speech: the time voiced and the time since the onset include it."""
+    d = TurnDetector(ONSET)
+    quiet, fricative, vowel = (20, 0.0), (1500, 0.1), (3000, 0.9)
+    events = _feed_levels(d, [quiet] * 8 + [fricative] * 3 + [vowel] * 2)
+    assert events[-1] is TurnEvent.SPEECH_START
+    assert d.voiced_ms == 5 * FRAME_MS and d.speech_ms == 5 * FRAME_MS
+
+
+def test_an_onset_counts_at_most_its_bound_and_never_the_background() -> None:
+    long_s = TurnDetector(ONSET)  # 9 loud unvoiced frames: only the last 5 count
+    _feed_levels(long_s, [(20, 0.0)] * 6 + [(1500, 0.1)] * 9 + [(3000, 0.9)] * 2)
+    assert long_s.voiced_ms == (ONSET_MAX_LEAD_FRAMES + 2) * FRAME_MS
+    noisy = TurnDetector(ONSET)  # a line as loud as the "s": nothing stands out of it
+    _feed_levels(noisy, [(1500, 0.0)] * 11 + [(3000, 0.9)] * 2)
+    assert noisy.voiced_ms == 2 * FRAME_MS
+    silent = TurnDetector(ONSET)  # digital silence right before the voice: no onset
+    _feed_levels(silent, [(0, 0.0)] * 11 + [(3000, 0.9)] * 2)
+    assert silent.voiced_ms == 2 * FRAME_MS

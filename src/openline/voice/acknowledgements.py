@@ -24,6 +24,8 @@ frame, once ``min_interruption_ms`` of it is voiced), because an interruption mu
 the assistant within 400 ms of its onset (issue 13) and Whisper tiny.en guesses on so
 little audio:
 
+* each look asks the recogniser for its ``first_words`` (a smaller window and a few
+  tokens: a look must be fast);
 * the first look (256 ms) barges in on an interruption cue ("Wait.", "No.", "Sorry.",
   "Hold on": ``sounds_like_interruption``) or three words that are not all
   acknowledgements. What an acknowledgement cut that short is misheard as is one random
@@ -57,8 +59,10 @@ ACKNOWLEDGEMENT_WORDS = frozenset({
     "oh", "um", "hm", "aha", "cool", "great", "fine", "good", "all",
     "mmm", "yup", "exactly", "perfect", "nice", "wow",
 })
-#: hums as Whisper spells them ("Mmm", "Mm-hmm", "Hmmm"): only m and h
-_HUM = re.compile(r"^[mh]+$")
+#: sounds, not words, as Whisper spells them: hums ("Mmm", "Mm-hmm", "Hmmm") and what it
+#: writes for a hum it cannot place ("Fff" for the first 288 ms of an en-gb "uh-huh"): no
+#: vowel letter
+_SOUND = re.compile(r"^[^aeiouy]+$")
 #: the two looks at the words, from the speech's first voiced frame (8 and 9 frames)
 BACKCHANNEL_PROBES_MS = (256, 288)
 #: words that open an interruption: the first look barges in on these alone
@@ -78,12 +82,13 @@ def acknowledgement_words(text: str) -> list[str]:
 
 
 def is_backchannel(text: str, words: frozenset[str] = ACKNOWLEDGEMENT_WORDS) -> bool:
-    """True for a transcript that is only an acknowledgement (or has no words at all).
+    """True for a transcript that is only an acknowledgement, sounds ("Mm", "Fff") or
+    nothing at all.
     Repeats count once: Whisper loops on short clips ("Got it Got it Got it")."""
     found = acknowledgement_words(text)
     if len(_without_repeats(found)) > MAX_ACKNOWLEDGEMENT_WORDS:
         return False
-    return all(w in words or all(p in words or _HUM.match(p) for p in w.split("-"))
+    return all(w in words or all(p in words or _SOUND.match(p) for p in w.split("-"))
                for w in found)
 
 

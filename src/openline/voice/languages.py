@@ -119,6 +119,12 @@ class LanguageSTT(STT):
             self._switch(switched)
         return result
 
+    async def first_words(self, audio: npt.ArrayLike, *, language: str | None = None
+                          ) -> Transcript:
+        """A backchannel look, in the language the policy listens for. It never switches
+        the language: a look is not a turn."""
+        return await self.inner.first_words(audio, language=self.policy.listen_for() or language)
+
     async def _best_of_agents_languages(self, audio: npt.ArrayLike,
                                         hotwords: Sequence[str]) -> Transcript:
         """Detected as none of the agent's languages (a short or accented turn): recognise

@@ -208,7 +208,7 @@ class Listener:
         if they sound like an interruption). No keywords: they do not tell "uh-huh" from
         "wait", and with them the recogniser decodes twice."""
         try:
-            heard = (await self.conv.p.stt.transcribe(audio, language=self.conv.cfg.language)).text
+            heard = (await self.conv.p.stt.first_words(audio, language=self.conv.cfg.language)).text
         except ProviderError as exc:  # cannot tell: the caller is not talked over
             log.warning("backchannel recognition failed: %s", exc)
             heard = "?"

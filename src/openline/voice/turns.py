@@ -12,6 +12,14 @@ The detector runs on 16 kHz frames of 512 samples (32 ms). It reports:
 
 It also keeps the turn's audio, with ``prebuffer_ms`` of audio before the speech start,
 so the recogniser hears the first syllable.
+
+The speech's onset is where its sound begins, not its first *voiced* frame: the VAD marks
+an unvoiced onset late (Silero: "stop" 137 ms, "sorry" 107 ms, "hold" 57 ms after the
+sound starts; a vowel 21 ms). At the speech start, the frames right before the first voiced
+one that stand out of the background (an "s", an "h") are counted as speech too
+(``onset_lead_frames``), so "voiced for ``min_interruption_ms``" and the barge-in looks are
+timed from when the caller started to talk. Background noise alone never starts speech: the
+VAD still has to hear voice first.
 """
 
 from __future__ import annotations
@@ -26,6 +34,33 @@ import numpy.typing as npt
 FRAME_SAMPLES = 512
 SAMPLE_RATE = 16_000
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE
+#: the most frames an unvoiced onset may add before the first voiced one (160 ms: a long "s")
+ONSET_MAX_LEAD_FRAMES = 5
+#: a frame belongs to the onset when its RMS is this many times the background's, and at
+#: least ONSET_MIN_RMS (about -50 dBFS: digital silence or a quiet line is no onset)
+ONSET_NOISE_RATIO = 4.0
+ONSET_MIN_RMS = 100.0
+
+
+def _rms(frame: npt.NDArray[np.int16]) -> float:
+    return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
+
+
+def onset_lead_frames(before: list[npt.NDArray[np.int16]]) -> int:
+    """How many of the frames ``before`` the first voiced one (oldest first) are the
+    speech's unvoiced onset: the trailing run that stands out of the background. The
+    background is the level of the quieter older frames (a lower quartile: a long onset
+    may reach into them)."""
+    levels = [_rms(f) for f in before]
+    older = levels[:-ONSET_MAX_LEAD_FRAMES]
+    background = float(np.percentile(older, 25)) if len(older) >= 3 else 0.0
+    floor = max(ONSET_MIN_RMS, ONSET_NOISE_RATIO * background)
+    lead = 0
+    for level in reversed(levels[-ONSET_MAX_LEAD_FRAMES:]):
+        if level < floor:
+            break
+        lead += 1
+    return lead
 
 
 class TurnEvent(enum.Enum):
@@ -62,12 +97,13 @@ class TurnDetector:
         self._silence_frames = 0
         self.in_speech = False  # a turn has started (SPEECH_START sent)
         self._voiced = False  # the current frame run is voiced
-        self.voiced_ms = 0.0  # voiced time in the current turn
-        self._onset_frames = 0  # frames since the turn's first voiced frame, pauses included
+        #: voiced time in the current turn, the unvoiced onset included (module docstring)
+        self.voiced_ms = 0.0
+        self._onset_frames = 0  # frames since the turn's onset, pauses included
 
     @property
     def speech_ms(self) -> float:
-        """Time since the turn's first voiced frame, pauses included."""
+        """Time since the turn's onset (see the module docstring), pauses included."""
         return self._onset_frames * FRAME_MS
 
     @property
@@ -86,8 +122,10 @@ class TurnDetector:
                 self._turn = list(self._pre)
                 self._pre.clear()
                 self._silence_frames = 0
-                self.voiced_ms = self._speech_frames * FRAME_MS
-                self._onset_frames = self._speech_frames
+                sounded = self._speech_frames + onset_lead_frames(
+                    self._turn[:-self._speech_frames])
+                self.voiced_ms = sounded * FRAME_MS
+                self._onset_frames = sounded
                 return TurnEvent.SPEECH_START
             return None
         self._turn.append(frame)

@@ -69,7 +69,8 @@ class RawTranscript:
     confidence: float | None = None
 
 
-_Key = tuple[str, str | None, tuple[str, ...]]
+#: audio digest, language, hotwords, first words only
+_Key = tuple[str, str | None, tuple[str, ...], bool]
 
 
 class STT(Provider, ABC):
@@ -97,16 +98,28 @@ class STT(Provider, ABC):
         are phrases to bias recognition toward (names, product words: the agent's
         boosted keywords). Raises ``ProviderError`` on failure.
         """
+        return await self._shared(audio, language, tuple(hotwords), first_words=False)
+
+    async def first_words(self, audio: npt.ArrayLike, *, language: str | None = None
+                          ) -> Transcript:
+        """The first few words of a short clip, as soon as the provider can tell them: a
+        backchannel look ("uh-huh" or "wait"?) needs no more, and every millisecond of it
+        delays the barge-in. By default a plain ``transcribe`` without hotwords."""
+        return await self._shared(audio, language, (), first_words=True)
+
+    async def _shared(self, audio: npt.ArrayLike, language: str | None,
+                      hotwords: tuple[str, ...], *, first_words: bool) -> Transcript:
+        """One recognition per distinct input: coalesced, cached, cancel-safe."""
         await self.ensure_loaded()
         samples = _as_float32(audio)
-        key = (_digest(samples), language, tuple(hotwords))
+        key = (_digest(samples), language, hotwords, first_words)
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
             return replace(cached, processing_s=0.0, reused=True)
         entry = self._inflight.get(key)
         if entry is None:
-            task = asyncio.create_task(self._recognise(key, samples, language, tuple(hotwords)))
+            task = asyncio.create_task(self._recognise(key, samples))
             entry = (task, [0])
             self._inflight[key] = entry
         task, waiters = entry
@@ -124,17 +137,15 @@ class STT(Provider, ABC):
             if task.done() and self._inflight.get(key) is entry:
                 self._inflight.pop(key, None)
 
-    async def _recognise(
-        self,
-        key: _Key,
-        samples: npt.NDArray[np.float32],
-        language: str | None,
-        hotwords: tuple[str, ...],
-    ) -> Transcript:
-        stats = self.metrics.op("transcribe")
+    async def _recognise(self, key: _Key, samples: npt.NDArray[np.float32]) -> Transcript:
+        _, language, hotwords, first_words = key
+        stats = self.metrics.op("first_words" if first_words else "transcribe")
         start = time.perf_counter()
         try:
-            raw = await self.runner.run(self._transcribe_sync, samples, language, list(hotwords))
+            raw = await (self.runner.run(self._first_words_sync, samples, language)
+                         if first_words else
+                         self.runner.run(self._transcribe_sync, samples, language,
+                                         list(hotwords)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -161,6 +172,12 @@ class STT(Provider, ABC):
         self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
     ) -> RawTranscript:
         """Hook: blocking recognition of one utterance (runs on ``self.runner``)."""
+
+    def _first_words_sync(self, audio: npt.NDArray[np.float32], language: str | None
+                          ) -> RawTranscript:
+        """Hook for ``first_words``: override where the first words come cheaper than a
+        whole transcript."""
+        return self._transcribe_sync(audio, language, [])
 
 
 def _as_float32(audio: npt.ArrayLike) -> npt.NDArray[np.float32]:

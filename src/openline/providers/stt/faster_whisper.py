@@ -51,6 +51,14 @@ MIN_WINDOW_S = 10.0
 #: interruptions heard) at 35 ms per recognition instead of 53 (p50, this machine)
 SHORT_CLIP_S = 1.5
 SHORT_CLIP_WINDOW_S = 6.0
+#: ``first_words`` (a backchannel look, 250-300 ms of speech after ~0.5 s of lead-in):
+#: a 4 s window and at most 4 tokens. On the 40 clips of benchmarks/turn_taking.py cut
+#: 256/288 ms after their onset, on an AVX2 EPYC (2 cores, no VNNI), it classified like the
+#: 6 s window with no cap (1 acknowledgement misheard as a word, 19 of 20 interruptions
+#: heard) at a p50 of 86-105 ms per look instead of 137; a cap also stops a loop early
+#: ("Hold on. Hold on. Hold On.")
+FIRST_WORDS_WINDOW_S = 4.0
+FIRST_WORDS_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,7 @@ class FasterWhisperSTT(STT):
         # A multilingual model asked for no language detects it (multilingual_mode auto).
         lang = (language or self.options.default_language) if self._multilingual else "en"
         if self.options.short_window and audio.size <= SHORT_WINDOW_MAX_S * SAMPLE_RATE:
-            return self._short(audio, lang, hotwords)
+            return self._short(audio, lang, hotwords, window_s=self._window_s(audio))
         segments, info = self._model.transcribe(
             audio,
             language=lang,
@@ -154,8 +162,20 @@ class FasterWhisperSTT(STT):
             text="".join(parts).strip(), language=info.language, confidence=confidence
         )
 
-    def _short(self, audio: npt.NDArray[np.float32], lang: str | None, hotwords: list[str]
-               ) -> RawTranscript:
+    def _first_words_sync(self, audio: npt.NDArray[np.float32], language: str | None
+                          ) -> RawTranscript:
+        if not self.options.short_window or audio.size > SHORT_CLIP_S * SAMPLE_RATE:
+            return self._transcribe_sync(audio, language, [])
+        lang = (language or self.options.default_language) if self._multilingual else "en"
+        return self._short(audio, lang, [], window_s=FIRST_WORDS_WINDOW_S,
+                           max_tokens=FIRST_WORDS_TOKENS)
+
+    @staticmethod
+    def _window_s(audio: npt.NDArray[np.float32]) -> float:
+        return SHORT_CLIP_WINDOW_S if audio.size <= SHORT_CLIP_S * SAMPLE_RATE else MIN_WINDOW_S
+
+    def _short(self, audio: npt.NDArray[np.float32], lang: str | None, hotwords: list[str],
+               *, window_s: float, max_tokens: int | None = None) -> RawTranscript:
         """Encode just this utterance and decode without timestamps.
 
         Whisper is trained on 30 s windows and faster-whisper always pads to one; the
@@ -168,7 +188,6 @@ class FasterWhisperSTT(STT):
         model = self._model
         # Trailing silence tells the decoder the speech is over: with under ~3 s of it,
         # greedy decoding tends to loop. Windows of at least 10 s cost ~60 ms to encode.
-        window_s = SHORT_CLIP_WINDOW_S if audio.size <= SHORT_CLIP_S * SAMPLE_RATE else MIN_WINDOW_S
         pad_s = max(3.0, window_s - audio.size / SAMPLE_RATE)
         features = model.feature_extractor(audio, padding=int(pad_s * SAMPLE_RATE))
         encoded = model.encode(features[:, : model.feature_extractor.nb_max_frames])
@@ -176,7 +195,7 @@ class FasterWhisperSTT(STT):
             lang = model.model.detect_language(encoded)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
                               language=lang)
-        boosted = self._decode(tokenizer, encoded, audio.size, hotwords)
+        boosted = self._decode(tokenizer, encoded, audio.size, hotwords, max_tokens)
         if not hotwords or not self.options.gate_hotwords:
             return RawTranscript(text=boosted[0], language=lang, confidence=boosted[1])
         # Gated boosting: the same encoding decoded without the keywords too (the decoder
@@ -188,8 +207,8 @@ class FasterWhisperSTT(STT):
         text, confidence = boosted if brings_keyword(plain[0], boosted[0], hotwords) else plain
         return RawTranscript(text=text, language=lang, confidence=confidence)
 
-    def _decode(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str]
-                ) -> tuple[str, float | None]:
+    def _decode(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str],
+                max_tokens: int | None = None) -> tuple[str, float | None]:
         """One decoder pass over an encoded window, with ``hotwords`` as prior context."""
         prompt: list[int] = []
         context = " ".join(p for p in (self.options.initial_prompt, ", ".join(hotwords)) if p)
@@ -200,7 +219,8 @@ class FasterWhisperSTT(STT):
         # ~3 words/s, ~4-5 tokens/s) and refuse to repeat 5-token runs. CTranslate2's
         # max_length counts the prompt too: without adding it, a long keyword context left
         # no room and the result was empty (every boosted recognition of a 14-keyword agent).
-        limit = len(prompt) + min(MAX_TOKENS, 12 + int(7 * samples / SAMPLE_RATE))
+        tokens = max_tokens or min(MAX_TOKENS, 12 + int(7 * samples / SAMPLE_RATE))
+        limit = len(prompt) + tokens
         result = self._model.model.generate(
             encoded, [prompt], beam_size=self.options.beam_size, max_length=limit,
             suppress_blank=True, suppress_tokens=[-1], no_repeat_ngram_size=5,
