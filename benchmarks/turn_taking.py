@@ -56,6 +56,7 @@ from _common import (
     cpu_busy_s,
     espeak,
     log,
+    machine,
     ms,
     percentile,
     sdk,
@@ -399,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{text}")
         if args.write_docs:
             write_between(f"backchannels-{args.stack}", (
-                f"{args.stack} stack, run {date.today().isoformat()} on the 2-core machine "
+                f"{args.stack} stack, run {date.today().isoformat()} on a {machine()} "
                 f"(no other benchmark running), default agent settings. Each trial asks a "
                 f"question, "
                 f"and {SPEAK_INTO_REPLY_S} s into the reply speaks the phrase (espeak-ng, "
@@ -415,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{args.stack}\n{text}")
     if args.write_docs:
         share = max(r["machine_cpu_share"] for r in results)
-        body = (f"{args.stack} stack, run {date.today().isoformat()}, {args.turns} turns "
+        body = (f"{args.stack} stack, run {date.today().isoformat()} on a {machine()}, "
+                f"{args.turns} turns "
                 f"(half with 400-900 ms mid-sentence pauses), agent with default settings; "
                 f"the machine was busy up to {share:.0%} of its 2 cores during a run, "
                 f"this server included. Reproduce: `.venv/bin/python "

@@ -104,3 +104,29 @@ def test_the_engine_offers_keywords_or_else_the_agents_own_vocabulary() -> None:
     assert "Bright Smile Dental" in auto and "periodontal" in auto
     assert run_virtual(heard_with(boosted_keywords=("Invisalign",))) == ["Invisalign"]
     assert run_virtual(heard_with(auto_vocabulary=False)) == []
+
+
+class CountingSTT(FasterWhisperSTT):
+    """Counts decoder passes."""
+
+    passes = 0
+
+    def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.passes += 1
+        return super()._decode(*args, **kwargs)
+
+
+async def test_keywords_are_not_tried_on_a_confident_transcript() -> None:
+    """One decoder pass when the unaided transcript is confident, two when it is not (a
+    domain phrase), and two always when the confidence bar is out of reach."""
+    confident = _espeak("Can I speak to someone at the front desk?")
+    unsure = _espeak(DOMAIN[1])
+    async with CountingSTT(FasterWhisperOptions(beam_size=1)) as stt:
+        heard = await stt.transcribe(confident, hotwords=KEYWORDS)
+        assert stt.passes == 1 and (heard.confidence or 0) >= 0.85, heard
+        boosted = await stt.transcribe(unsure, hotwords=KEYWORDS)
+        assert stt.passes == 3 and "whitening" in boosted.text.lower(), boosted
+    async with CountingSTT(FasterWhisperOptions(beam_size=1, boost_below_confidence=1.01)
+                           ) as always:
+        await always.transcribe(confident, hotwords=KEYWORDS)
+        assert always.passes == 2
