@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_busy_s, log, write_between
+from _common import cpu_busy_s, log, machine, write_between
 
 SECTION = "Recognition"
 ESPEAK_VOICES = (("en-us", 165), ("en-gb", 150), ("en-us+f3", 180))
@@ -328,13 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{'16 kHz' if fmt == '16k' else 'phone'}: " + ", ".join(
                 f"{c} {-domain_gain(result, fmt, c):+.0%}" for c in CONDITIONS[1:])
             for fmt in ("16k", "phone"))
-        body = (f"Run {date.today().isoformat()}, {len(utts)} utterances per format, Whisper "
-                f"tiny.en beam {args.beam}; measured while other sessions shared the CPU "
-                f"(the machine was {share:.0%} busy over 2 cores; WER does not depend on it, "
-                f"recognition ms does). Reproduce: `.venv/bin/python benchmarks/recognition.py "
-                f"--beam {args.beam} --write-docs`.\n\n{text}\n\nDomain-subset WER change "
-                f"against no boosting: {gains}.\n\nAutomatic vocabulary of the benchmark "
-                f"agent: {', '.join(result['auto'])}.\n")
+        body = (f"Run {date.today().isoformat()} on a {machine()}, {len(utts)} utterances per "
+                f"format, Whisper tiny.en beam {args.beam}; the machine was {share:.0%} busy "
+                f"over 2 cores during the run, this benchmark included (WER does not depend "
+                f"on it, recognition ms does). Reproduce: `.venv/bin/python "
+                f"benchmarks/recognition.py --beam {args.beam} --write-docs`.\n\n{text}\n\n"
+                f"Domain-subset WER change against no boosting: {gains}.\n\nAutomatic "
+                f"vocabulary of the benchmark agent: {', '.join(result['auto'])}.\n")
         write_between(f"recognition-beam{args.beam}", body, SECTION)
     return 0
 
