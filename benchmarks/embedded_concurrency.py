@@ -53,6 +53,7 @@ from _common import (
     cpu_busy_s,
     espeak,
     log,
+    machine,
     ms,
     percentile,
     sdk,
@@ -291,23 +292,29 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / f"embedded_concurrency-{slug}.json"
     out.write_text(json.dumps({"label": args.label, "env": args.env, "turns": args.turns,
                                "date": date.today().isoformat(), "at": time.time(),
-                               "levels": levels}, indent=2))
+                               "machine": machine(), "levels": levels}, indent=2))
     print(f"\n{HEADER}\n{table(args.label, levels)}\n(raw: {out})")
     if args.write_docs:
         write_docs(args)
     return 0
 
 
+#: the runs saved before the results named their CPU were on the earlier AVX-512 machine
+_FIRST_MACHINE = "2-core AVX-512 machine"
+
+
 def write_docs(args: argparse.Namespace) -> None:
     """The section: every saved run's rows (``benchmarks/results/*.json``), one table."""
     runs = sorted((json.loads(p.read_text()) for p in RESULTS.glob("embedded_concurrency-*.json")),
                   key=lambda r: r.get("at", 0))
-    rows = "\n".join(table(r["label"], r["levels"]) for r in runs)
+    rows = "\n".join(table(f"{r['label']} ({r['date']}, {r.get('machine', _FIRST_MACHINE)})",
+                            r["levels"]) for r in runs)
     command = ("`flock /tmp/bench.lock .venv/bin/python benchmarks/embedded_concurrency.py "
                f"--conversations {args.conversations} --turns {args.turns} "
                "--label <label> [--env KEY=VALUE] --write-docs`")
-    body = (f"Run {date.today().isoformat()} on the 2-core development machine, embedded stack, "
-            f"default agent settings, {args.turns} turns per conversation, conversations "
+    body = ("Each row: one run (its label, date and CPU; the raw results are in "
+            "benchmarks/results/), embedded stack, default agent settings, "
+            f"{args.turns} turns per conversation, conversations "
             f"started {args.stagger_s} s apart. Reproduce: {command}. Times in ms; "
             "\"after end of turn\" = voice-to-voice minus the server's `endpointing_ms`.\n\n"
             f"{HEADER}\n{rows}\n")

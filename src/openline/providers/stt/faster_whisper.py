@@ -49,7 +49,7 @@ MIN_WINDOW_S = 10.0
 #: one-word turn) are encoded in a smaller window: on the 40 acknowledgement and
 #: interruption clips of benchmarks/turn_taking.py, cut at 300 ms of speech, a 6 s window
 #: classified exactly as the 10 s one (1 of 20 acknowledgements misheard, 20 of 20
-#: interruptions heard) at 35 ms per recognition instead of 53 (p50, this machine)
+#: interruptions heard) at 35 ms per recognition instead of 53 (p50, an AVX-512 machine)
 SHORT_CLIP_S = 1.5
 SHORT_CLIP_WINDOW_S = 6.0
 #: ``first_words`` (a backchannel look, 250-300 ms of speech after ~0.5 s of lead-in):
