@@ -56,7 +56,7 @@ SHORT_CLIP_WINDOW_S = 6.0
 #: a 4 s window and at most 4 tokens. On the 40 clips of benchmarks/turn_taking.py cut
 #: 256/288 ms after their onset, on an AVX2 EPYC (2 cores, no VNNI), it classified like the
 #: 6 s window with no cap (1 acknowledgement misheard as a word, 19 of 20 interruptions
-#: heard) at a p50 of 86-105 ms per look instead of 137; a cap also stops a loop early
+#: heard) at a p50 of 98-105 ms per look instead of 137; a cap also stops a loop early
 #: ("Hold on. Hold on. Hold On.")
 FIRST_WORDS_WINDOW_S = 4.0
 FIRST_WORDS_TOKENS = 4
