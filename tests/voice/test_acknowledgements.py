@@ -213,8 +213,13 @@ class LengthSTT(PitchSTT):
 
 
 async def _hum_over_the_reply(look: str, turn: str) -> tuple[Log, int]:
-    providers = Providers(EnergyVAD(), LengthSTT(look, turn),
-                          ScriptedLLM([LONG_REPLY, "Sure, stopping."]), FakeTTS(ms_per_char=20))
+    return await _tone_over_the_reply(LengthSTT(look, turn))
+
+
+async def _tone_over_the_reply(stt: STT) -> tuple[Log, int]:
+    """Ask for a story, then hum (a 650 Hz tone) 0.8 s into the long reply."""
+    providers = Providers(EnergyVAD(), stt, ScriptedLLM([LONG_REPLY, "Sure, stopping."]),
+                          FakeTTS(ms_per_char=20))
     conv, log, _ = make(providers=providers, stream_ahead_of_real_time=False,
                         turn=TurnSettings(min_silence_ms=300, prebuffer_ms=200))
     runner = asyncio.create_task(conv.run())
@@ -264,16 +269,5 @@ class FirstWordsSTT(LengthSTT):
 @virtual
 async def test_the_looks_ask_the_recogniser_for_the_first_words() -> None:
     stt = FirstWordsSTT()
-    providers = Providers(EnergyVAD(), stt, ScriptedLLM([LONG_REPLY, "Sure."]),
-                          FakeTTS(ms_per_char=20))
-    conv, log, _ = make(providers=providers, stream_ahead_of_real_time=False,
-                        turn=TurnSettings(min_silence_ms=300, prebuffer_ms=200))
-    runner = asyncio.create_task(conv.run())
-    await play(conv, tone(300, 300))
-    await play(conv, silence(400))
-    await log.wait_for(ev.AssistantStartedSpeaking)
-    await asyncio.sleep(0.8)
-    await play(conv, tone(650, 500))
-    await play(conv, silence(1500))
-    conv.end("user")
-    assert (await runner).interruptions_count == 1 and stt.first_words_asked >= 1
+    _, interruptions = await _tone_over_the_reply(stt)
+    assert interruptions == 1 and stt.first_words_asked >= 1
