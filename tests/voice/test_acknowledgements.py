@@ -45,7 +45,8 @@ def test_acknowledgements_and_interruptions_are_told_apart() -> None:
                  "Fff", "Hmm, mm.", "Shh"):  # sounds without a vowel are no words
         assert is_backchannel(text), text  # a recogniser's loop or a stutter counts once
     for text in ("Wait, stop.", "No.", "Hold on", "Sorry, what?", "Thank you.",
-                 "yes I see you got it all right", "Can you repeat that?"):
+                 "yes I see you got it all right", "Can you repeat that?",
+                 "x", "I", "I. I.", "It"):  # "actually" at 320 ms; a phrase word alone
         assert not is_backchannel(text), text
 
 

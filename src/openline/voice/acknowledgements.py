@@ -60,9 +60,13 @@ ACKNOWLEDGEMENT_WORDS = frozenset({
     "mmm", "yup", "exactly", "perfect", "nice", "wow",
 })
 #: sounds, not words, as Whisper spells them: hums ("Mmm", "Mm-hmm", "Hmmm") and what it
-#: writes for a hum it cannot place ("Fff" for the first 288 ms of an en-gb "uh-huh"): no
-#: vowel letter
-_SOUND = re.compile(r"^[^aeiouy]+$")
+#: writes for a hum it cannot place ("Fff" for the first 288 ms of an en-gb "uh-huh"):
+#: humming and hissing letters only. Not any vowel-less token: the first 320 ms of
+#: "actually" and "excuse me" come back as "x".
+_SOUND = re.compile(r"^[hmnfsz]+$")
+#: acknowledgement words only inside a phrase ("I see", "got it", "with you"): alone they
+#: are the start of a sentence ("actually" is heard as "I" at 288-320 ms)
+_NOT_ALONE = frozenset({"i", "it", "with", "all"})
 #: the two looks at the words, from the speech's first voiced frame (8 and 9 frames)
 BACKCHANNEL_PROBES_MS = (256, 288)
 #: words that open an interruption: the first look barges in on these alone
@@ -86,7 +90,8 @@ def is_backchannel(text: str, words: frozenset[str] = ACKNOWLEDGEMENT_WORDS) -> 
     nothing at all.
     Repeats count once: Whisper loops on short clips ("Got it Got it Got it")."""
     found = acknowledgement_words(text)
-    if len(_without_repeats(found)) > MAX_ACKNOWLEDGEMENT_WORDS:
+    distinct = _without_repeats(found)
+    if len(distinct) > MAX_ACKNOWLEDGEMENT_WORDS or (distinct and _NOT_ALONE.issuperset(distinct)):
         return False
     return all(w in words or all(p in words or _SOUND.match(p) for p in w.split("-"))
                for w in found)
