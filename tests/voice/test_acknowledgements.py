@@ -21,7 +21,7 @@ from tests.voice.harness import Log, make, play, silence, tone, virtual
 
 LONG_REPLY = "One two three four five six seven eight nine ten. " * 4
 WORDS = {300: "tell me a story", 500: "Uh-huh.", 700: "Wait, stop.", 900: "",
-         1100: "Tuesday, please."}
+         1100: "Tuesday, please.", 1300: "3 3 1."}
 
 
 class PitchSTT(STT):
@@ -46,7 +46,8 @@ def test_acknowledgements_and_interruptions_are_told_apart() -> None:
         assert is_backchannel(text), text  # a recogniser's loop or a stutter counts once
     for text in ("Wait, stop.", "No.", "Hold on", "Sorry, what?", "Thank you.",
                  "yes I see you got it all right", "Can you repeat that?",
-                 "x", "I", "I. I.", "It"):  # "actually" at 320 ms; a phrase word alone
+                 "x", "I", "I. I.", "It",  # "actually" at 320 ms; a phrase word alone
+                 "3 3 1", "331.", "4-5-7"):  # digits dictated after a pause are words
         assert not is_backchannel(text), text
 
 
@@ -125,6 +126,21 @@ async def test_words_that_are_no_cue_interrupt_at_the_second_look() -> None:
     assert result.interruptions_count == 1
     assert 0.27 <= log.time_of(ev.ClearAudio) - onset <= 0.31
     assert [e.text for e in log.of(ev.InputText)][-1] == "Tuesday, please."
+
+
+@virtual
+async def test_digits_over_the_reply_are_a_turn_not_a_sound() -> None:
+    """A caller going on with a number ("3 3 1." has no letters) is heard and answered: it
+    once counted as "no words at all", like a cough, and was dropped."""
+    conv, log, _ = _conversation()
+    runner = asyncio.create_task(conv.run())
+    await _over_the_reply(conv, log, 600, 1300)
+    await log.wait_for(ev.InterruptedResponse)
+    await log.wait_for(ev.AssistantFinishedSpeaking)
+    conv.end("user")
+    result = await runner
+    assert result.interruptions_count == 1 and not log.of(ev.InputCancelled)
+    assert [e.text for e in log.of(ev.InputText)] == ["tell me a story", "3 3 1."]
 
 
 @virtual

@@ -76,7 +76,8 @@ INTERRUPTION_CUES = frozenset({
 })
 #: an acknowledgement is short; a longer run of these words is a real turn
 MAX_ACKNOWLEDGEMENT_WORDS = 4
-_WORD = re.compile(r"[a-z]+(?:-[a-z]+)*")
+#: digits are words too: "3 3 1" is a caller dictating, not a sound
+_WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 def acknowledgement_words(text: str) -> list[str]:
