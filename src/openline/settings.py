@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     #: use the Smart Turn model of the installed pipecat-ai wheel when it is there; false:
     #: every turn ends on the agent's fixed VAD silence
     end_of_turn_model: bool = True
+    #: also ask the embedded language model whether the words end a turn (a "complete"
+    #: from the audio model is overruled when they do not: providers/vad/text_turn.py).
+    #: Off by default: on two cores a check took 130-330 ms next to the recogniser and the
+    #: audio model, and voice-to-voice p50 went from 452 to 688 ms (docs/benchmarks.md)
+    end_of_turn_text_model: bool = False
     #: let webhooks / configuration endpoints reach loopback and private networks
     allow_private_urls: bool = False
     # --- post-call work (job queue, analysis, event webhooks) ---

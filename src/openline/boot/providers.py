@@ -15,9 +15,10 @@ from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWh
 from openline.providers.tts.espeak import EspeakTTS
 from openline.providers.tts.multi import MultiTTS
 from openline.providers.tts.piper import PiperOptions, PiperTTS
-from openline.providers.vad.base import EndOfTurnModel
+from openline.providers.vad.base import EndOfTurnModel, TextEndOfTurnModel
 from openline.providers.vad.silero import SileroOptions, SileroVAD
 from openline.providers.vad.smart_turn import SmartTurnModel, installed_smart_turn_path
+from openline.providers.vad.text_turn import LlamaTextTurnModel, LlamaTextTurnOptions
 from openline.services.voices import VoiceInfo
 from openline.settings import Settings
 from openline.voice.session import Providers
@@ -48,6 +49,20 @@ def build_turn_model(settings: Settings) -> EndOfTurnModel | None:
     return SmartTurnModel()
 
 
+def build_text_turn_model(settings: Settings, audio_model: EndOfTurnModel | None
+                          ) -> TextEndOfTurnModel | None:
+    """The embedded Gemma as a text end-of-turn model, beside the audio one (without an
+    audio model the fixed silence rules and the words are not consulted)."""
+    if audio_model is None or not settings.end_of_turn_text_model:
+        return None
+    try:
+        gguf = ensure_embedded_gguf(settings.ensure_data_dir() / "models")
+    except ProviderUnavailable as exc:
+        log.warning("%s; the end of turn does not consult a text model", exc.message)
+        return None
+    return LlamaTextTurnModel(LlamaTextTurnOptions(gguf_path=gguf))
+
+
 def build_providers(settings: Settings) -> Providers:
     """The embedded stack (or configured replacements); nothing is downloaded."""
     tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir)), EspeakTTS()],
@@ -60,7 +75,8 @@ def build_providers(settings: Settings) -> Providers:
                                                   beam_size=1, max_concurrency=2)),
         llm=build_llm(settings),
         tts=tts,
-        turn=build_turn_model(settings),
+        turn=(turn := build_turn_model(settings)),
+        turn_text=build_text_turn_model(settings, turn),
     )
 
 
@@ -68,7 +84,8 @@ async def load_all(providers: Providers, *, verbose: bool = True) -> None:
     """Load every model before the first call (a slow first greeting is a known complaint)."""
     for name, provider in (("VAD", providers.vad), ("speech recognition", providers.stt),
                            ("voices", providers.tts), ("language model", providers.llm),
-                           ("end-of-turn model", providers.turn)):
+                           ("end-of-turn model", providers.turn),
+                           ("text end-of-turn model", providers.turn_text)):
         if provider is None:
             continue
         start = time.perf_counter()

@@ -11,7 +11,7 @@ from openline.domain.tool_call import ToolCallRecord
 from openline.providers.llm.base import LLM
 from openline.providers.stt.base import STT
 from openline.providers.tts.base import TTS
-from openline.providers.vad.base import VAD, EndOfTurnModel
+from openline.providers.vad.base import VAD, EndOfTurnModel, TextEndOfTurnModel
 from openline.voice import events as ev
 from openline.voice.recorder import Recorder
 
@@ -24,6 +24,9 @@ class Providers:
     tts: TTS
     #: the audio end-of-turn model (None: endpointing is the fixed VAD silence)
     turn: EndOfTurnModel | None = None
+    #: the text end-of-turn model, consulted with the audio one (None: the words are
+    #: judged by ``end_of_turn.sounds_unfinished`` alone)
+    turn_text: TextEndOfTurnModel | None = None
 
 
 @dataclass

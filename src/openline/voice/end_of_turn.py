@@ -15,8 +15,10 @@ on what the caller sounded like when they stopped:
 
 The words count too: a "complete" from the audio model is overruled when the speculative
 transcript (ready by then: recognition starts at the first pause) ends mid-sentence
-(``sounds_unfinished``: "...for", "...is March", "...four five seven"). Smart Turn judges
-prosody, and synthetic or flat voices mislead it; the transcript catches those cases.
+(``sounds_unfinished``: "...for", "...is March", "...four five seven"), or when the text
+end-of-turn model (``providers/vad/text_turn.py``) gives the words P(finished) below
+``text_threshold`` ("Could you tell me?"). Smart Turn judges prosody, and synthetic or flat
+voices mislead it; the transcript catches those cases.
 
 Speculation is untouched: recognition and generation still start at the first pause
 (``TurnSettings.speculate_after_ms``) and overlap with the probes, so a "complete" verdict
@@ -93,6 +95,8 @@ class EndOfTurnPolicy:
     threshold: float = 0.5
     #: the longest wait for a turn the model calls incomplete (never below min_silence_ms)
     incomplete_silence_ms: int = 1200
+    #: the text model's P(finished) below this overrules a "complete" from the audio
+    text_threshold: float = 0.05
 
 
 class Verdict(enum.Enum):
@@ -151,9 +155,10 @@ class EndOfTurnDecision:
         return False
 
     def record(self, generation: int, probability: float | None,
-               transcript: str | None = None) -> bool:
-        """A probe's result (None: the model failed) and, if known, the turn's transcript.
-        False when it came too late to count (speech resumed meanwhile)."""
+               transcript: str | None = None, text_probability: float | None = None) -> bool:
+        """A probe's result (None: the model failed) and, if known, the turn's transcript
+        and the text model's P(finished) for it. False when it came too late to count
+        (speech resumed meanwhile)."""
         if generation != self.generation:
             return False
         self.pending = False
@@ -163,7 +168,8 @@ class EndOfTurnDecision:
         self.probability = probability
         assert self.policy is not None
         complete = probability >= self.policy.threshold and not (
-            transcript is not None and sounds_unfinished(transcript))
+            transcript is not None and sounds_unfinished(transcript)) and (
+            text_probability is None or text_probability >= self.policy.text_threshold)
         self.verdict = Verdict.COMPLETE if complete else Verdict.INCOMPLETE
         return True
 

@@ -107,3 +107,30 @@ class EndOfTurnModel(Provider, ABC):
     @abstractmethod
     def _predict_sync(self, audio: npt.NDArray[np.float32]) -> float:
         """Hook: blocking inference on float32 audio in [-1, 1]."""
+
+
+class TextEndOfTurnModel(Provider, ABC):
+    """A text end-of-turn classifier: do the caller's words so far end a turn?
+
+    ``complete(text)`` takes the transcript of the turn so far and returns P(a finished
+    turn) in [0, 1]: low for "Could you tell me", high for "What time do you close?". It
+    complements the audio model, which judges prosody and cannot tell a complete sentence
+    from a complete-sounding fragment. Inference runs on the provider's runner.
+    """
+
+    async def complete(self, text: str) -> float:
+        """P(the words end a turn). Raises ``ProviderError`` on failure."""
+        await self.ensure_loaded()
+        stats = self.metrics.op("complete")
+        start = time.perf_counter()
+        try:
+            prob = await self.runner.run(self._complete_sync, text)
+        except Exception as exc:
+            stats.record(time.perf_counter() - start, failed=True)
+            raise wrap_error(self.name, exc) from exc
+        stats.record(time.perf_counter() - start)
+        return prob
+
+    @abstractmethod
+    def _complete_sync(self, text: str) -> float:
+        """Hook: blocking inference."""
