@@ -187,9 +187,10 @@ FRAGMENT = "I want to"
 
 @virtual
 async def test_smart_turn_hears_finished_and_unfinished_sentences(smart_turn) -> None:  # type: ignore[no-untyped-def]
-    """The installed model (from the pipecat-ai wheel) on generated speech + 224 ms pause;
-    a fragment the model may call complete is still incomplete once its words count."""
-    pause = silence(224)
+    """The installed model (from the pipecat-ai wheel) on generated speech + the pause of
+    the shipped first probe; a fragment the model may call complete is still incomplete
+    once its words count."""
+    pause = silence(EndOfTurnPolicy().probe_ms[0])
     done = [await smart_turn.predict(np.concatenate([_espeak(t), pause])) for t in COMPLETE]
     cut = await smart_turn.predict(np.concatenate([_espeak(INCOMPLETE), pause]))
     assert min(done) >= 0.5 > cut, (done, cut)
@@ -207,7 +208,7 @@ async def test_engine_with_the_real_model_answers_a_question_fast_and_waits_on_a
     async def endpointing(text: str) -> float:
         providers = Providers(EnergyVAD(threshold=0.01), FakeSTT(default="hello"),
                               ScriptedLLM(["Sure."]), FakeTTS(ms_per_char=20), turn=smart_turn)
-        conv, log, _ = make(providers=providers, end_of_turn=POLICY,
+        conv, log, _ = make(providers=providers, end_of_turn=EndOfTurnPolicy(),
                             turn=TurnSettings(min_silence_ms=800, prebuffer_ms=300))
         task = asyncio.create_task(conv.run())
         await play(conv, _espeak(text))

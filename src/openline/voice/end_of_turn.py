@@ -90,7 +90,7 @@ class EndOfTurnPolicy:
     """How the model's verdicts turn into a commit (see the module docstring)."""
 
     #: silences (ms) at which the model is asked; the first is the fastest possible commit
-    probe_ms: tuple[int, ...] = (224, 512)
+    probe_ms: tuple[int, ...] = (192, 512)
     #: P(complete) at or above this ends the turn
     threshold: float = 0.5
     #: the longest wait for a turn the model calls incomplete (never below min_silence_ms)
