@@ -95,7 +95,9 @@ def test_bad_input_is_a_400_and_changes_nothing(vapi: Vapi, raw: httpx.Client) -
     bad = [{"firstMessageMode": "shout-first"}, {"maxDurationSeconds": 5},
            {"voice": {"provider": "vapi", "voiceId": "joe", "speed": 9}},
            {"model": {"provider": "openai", "model": "gpt-4o", "toolIds": ["nope"]}},
-           {"model": "gpt-4o"}, {"name": "x" * 41}, {"endCallPhrases": ["x"]}]
+           {"model": "gpt-4o"}, {"name": "x" * 41}, {"endCallPhrases": ["x"]},
+           {"stopSpeakingPlan": {"voiceSeconds": 2}},
+           {"startSpeakingPlan": {"smartEndpointingEnabled": "always"}}]
     for body in bad:
         r = raw.post("/assistant", json=body)
         assert r.status_code == 400, (body, r.text)

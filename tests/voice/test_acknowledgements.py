@@ -14,14 +14,14 @@ import pytest
 from openline.providers.stt.base import STT, RawTranscript
 from openline.providers.testing import EnergyVAD, FakeTTS, ScriptedLLM
 from openline.voice import events as ev
-from openline.voice.acknowledgements import is_backchannel
+from openline.voice.acknowledgements import is_backchannel, phrase_words
 from openline.voice.session import Conversation, Providers
 from openline.voice.turns import TurnSettings
 from tests.voice.harness import Log, make, play, silence, tone, virtual
 
 LONG_REPLY = "One two three four five six seven eight nine ten. " * 4
 WORDS = {300: "tell me a story", 500: "Uh-huh.", 700: "Wait, stop.", 900: "",
-         1100: "Tuesday, please.", 1300: "3 3 1."}
+         1100: "Tuesday, please.", 1300: "3 3 1.", 1500: "Roger."}
 
 
 class PitchSTT(STT):
@@ -141,6 +141,36 @@ async def test_digits_over_the_reply_are_a_turn_not_a_sound() -> None:
     result = await runner
     assert result.interruptions_count == 1 and not log.of(ev.InputCancelled)
     assert [e.text for e in log.of(ev.InputText)] == ["tell me a story", "3 3 1."]
+
+
+@virtual
+async def test_the_acknowledgement_words_are_the_conversations_own() -> None:
+    """Vapi's ``stopSpeakingPlan.acknowledgementPhrases``: "Roger." is no acknowledgement by
+    default and interrupts; for a conversation whose phrases include it, it does not."""
+    for words, interruptions in ((None, 1), (phrase_words(["roger that", "okay"]), 0)):
+        conv, log, _ = (_conversation() if words is None
+                        else _conversation(acknowledgement_words=words))
+        runner = asyncio.create_task(conv.run())
+        await _over_the_reply(conv, log, 600, 1500)
+        await log.wait_for(ev.AssistantFinishedSpeaking)
+        conv.end("user")
+        result = await runner
+        assert result.interruptions_count == interruptions, words
+        texts = [e.text for e in log.of(ev.InputText)]
+        assert texts == (["tell me a story", "Roger."] if interruptions else ["tell me a story"])
+
+
+@virtual
+async def test_an_interruption_phrase_of_the_conversation_cuts_in_at_the_first_look() -> None:
+    """Vapi's ``interruptionPhrases``: with "tuesday" among them, "Tuesday, please." barges in
+    at the first look (256 ms), not at the second (288 ms) as by default."""
+    conv, log, _ = _conversation(interruption_cues=phrase_words(["tuesday", "stop"]))
+    runner = asyncio.create_task(conv.run())
+    onset = await _over_the_reply(conv, log, 600, 1100)
+    await log.wait_for(ev.InterruptedResponse)
+    conv.end("user")
+    await runner
+    assert 0.24 <= log.time_of(ev.ClearAudio) - onset < 0.27
 
 
 @virtual

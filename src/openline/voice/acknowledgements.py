@@ -111,11 +111,18 @@ def _without_repeats(words: list[str]) -> list[str]:
     return out
 
 
-def sounds_like_interruption(text: str) -> bool:
-    """True when a transcript is not an acknowledgement and has a word that opens an
-    interruption ("wait", "no", "sorry") or three words or more."""
-    if is_backchannel(text):
+def sounds_like_interruption(text: str, words: frozenset[str] = ACKNOWLEDGEMENT_WORDS,
+                             cues: frozenset[str] = INTERRUPTION_CUES) -> bool:
+    """True when a transcript is not an acknowledgement (``words``) and has a word that
+    opens an interruption (``cues``: "wait", "no", "sorry") or three words or more."""
+    if is_backchannel(text, words):
         return False
-    words = _without_repeats(acknowledgement_words(text))
-    return len(words) >= 3 or any(w in INTERRUPTION_CUES for w in words)
+    found = _without_repeats(acknowledgement_words(text))
+    return len(found) >= 3 or any(w in cues for w in found)
+
+
+def phrase_words(phrases: list[str] | tuple[str, ...]) -> frozenset[str]:
+    """The words of a dialect's phrase list as the classifier compares them (Vapi's
+    ``acknowledgementPhrases`` / ``interruptionPhrases``: "i got it" -> i, got, it)."""
+    return frozenset(w for phrase in phrases for w in acknowledgement_words(phrase))
 

@@ -277,10 +277,12 @@ class Assistant:
                 self.generate_reply("generated")
 
     def _acknowledges(self, text: str, turn: UserTurn) -> bool:
-        return (turn.source == "speech" and self.conv.cfg.backchannel_max_ms
-                > self.conv.cfg.min_interruption_ms
-                and (is_backchannel(text) or (turn.heard_acknowledgement
-                                              and not sounds_like_interruption(text))))
+        cfg = self.conv.cfg
+        words = cfg.acknowledgement_words
+        return (turn.source == "speech" and cfg.backchannel_max_ms > cfg.min_interruption_ms
+                and (is_backchannel(text, words) or (
+                    turn.heard_acknowledgement
+                    and not sounds_like_interruption(text, words, cfg.interruption_cues))))
 
     def _is_acknowledgement(self, text: str, turn: UserTurn) -> bool:
         """An acknowledgement (or a sound under the barge-in threshold) while the assistant

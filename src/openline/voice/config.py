@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
+from openline.voice.acknowledgements import ACKNOWLEDGEMENT_WORDS, INTERRUPTION_CUES
 from openline.voice.backchannel import BackchannelSettings
 from openline.voice.end_of_turn import EndOfTurnPolicy
 from openline.voice.languages import LanguageSettings
@@ -37,6 +38,10 @@ class SessionConfig:
     #: between min_interruption_ms and this, acknowledgements ("uh-huh") do not interrupt
     #: (voice/acknowledgements.py). At or below min_interruption_ms: every sound interrupts.
     backchannel_max_ms: int = 900
+    #: words an acknowledgement is made of, and the words that open an interruption
+    #: (voice/acknowledgements.py; Vapi's ``acknowledgementPhrases`` / ``interruptionPhrases``)
+    acknowledgement_words: frozenset[str] = ACKNOWLEDGEMENT_WORDS
+    interruption_cues: frozenset[str] = INTERRUPTION_CUES
     no_input_poke_sec: int | None = None
     no_input_poke_text: str = "Are you still there?"
     generate_no_input_poke_text: bool = False

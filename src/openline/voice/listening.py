@@ -242,9 +242,12 @@ class Listener:
             heard = "?"
         if speech != self._turn_seq or not self.turns.in_speech:
             return  # that speech is over; its turn decides (Assistant.user_turn)
-        acknowledges = is_backchannel(heard)
+        cfg = self.conv.cfg
+        acknowledges = is_backchannel(heard, cfg.acknowledgement_words)
         self._heard_ack = self._heard_ack or acknowledges
-        interrupts = sounds_like_interruption(heard) if first else not acknowledges
+        interrupts = (sounds_like_interruption(heard, cfg.acknowledgement_words,
+                                               cfg.interruption_cues)
+                      if first else not acknowledges)
         if interrupts and self._interruptible_now():  # not cut off meanwhile
             self._barge_in()
 

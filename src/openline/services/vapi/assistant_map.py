@@ -22,6 +22,7 @@ from openline.domain.errors import ValidationFailed
 from openline.domain.limits import MAX_NAME_CHARS
 from openline.domain.validation import LANGUAGE_CODES, first_error_message, parse
 from openline.services.vapi import analysis_plan
+from openline.voice.acknowledgements import phrase_words
 
 FIRST_MESSAGE_MODES = ("assistant-speaks-first", "assistant-waits-for-user",
                        "assistant-speaks-first-with-model-generated-message")
@@ -81,6 +82,31 @@ def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
             isinstance(p, str) and 2 <= len(p) <= 140 for p in phrases)):
         errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
     errors.update(analysis_plan.plan_errors(body.get("analysisPlan")))
+    errors.update(_speaking_plan_errors(body))
+    return errors
+
+
+def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
+    """The speaking-plan keys ``call_limits`` maps, with Vapi's types and ranges."""
+    errors: dict[str, str] = {}
+    start, stop = body.get("startSpeakingPlan"), body.get("stopSpeakingPlan")
+    if isinstance(start, dict) and "smartEndpointingEnabled" in start and not (
+            isinstance(start["smartEndpointingEnabled"], bool)
+            or start["smartEndpointingEnabled"] == "livekit"):
+        errors["startSpeakingPlan.smartEndpointingEnabled"] = (
+            "startSpeakingPlan.smartEndpointingEnabled must be a boolean or 'livekit'")
+    if not isinstance(stop, dict):
+        return errors
+    seconds = stop.get("voiceSeconds")
+    if seconds is not None and not (_number(seconds) and 0 <= seconds <= 0.5):
+        errors["stopSpeakingPlan.voiceSeconds"] = (
+            "stopSpeakingPlan.voiceSeconds must be a number from 0 to 0.5")
+    for key in ("acknowledgementPhrases", "interruptionPhrases"):
+        phrases = stop.get(key)
+        if phrases is not None and not (isinstance(phrases, list) and all(
+                isinstance(p, str) and 1 <= len(p) <= 240 for p in phrases)):
+            errors[f"stopSpeakingPlan.{key}"] = (
+                f"stopSpeakingPlan.{key} must be strings of 1 to 240 characters")
     return errors
 
 
@@ -218,9 +244,11 @@ def _timers(body: Mapping[str, Any], fields: dict[str, Any]) -> None:
 
 def call_limits(assistant: Mapping[str, Any]) -> dict[str, Any]:
     """The ``SessionConfig`` fields a Vapi call takes from its assistant (with overrides)
-    that no agent field carries: ``maxDurationSeconds``, ``endCallPhrases`` and
-    ``endCallMessage`` (checked by ``check_body`` when the assistant was stored)."""
-    limits: dict[str, Any] = {}
+    that no agent field carries: ``maxDurationSeconds``, ``endCallPhrases``,
+    ``endCallMessage`` and the speaking plans' ``smartEndpointingEnabled``,
+    ``voiceSeconds``, ``acknowledgementPhrases`` and ``interruptionPhrases`` (checked by
+    ``check_body`` when the assistant was stored)."""
+    limits: dict[str, Any] = _speaking_plans(assistant)
     duration = assistant.get("maxDurationSeconds")
     if isinstance(duration, int | float) and _number(duration):
         limits["max_duration_s"] = float(duration)
@@ -231,6 +259,23 @@ def call_limits(assistant: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(message, str):
         limits["end_call_message"] = message
     return limits
+
+
+def _speaking_plans(assistant: Mapping[str, Any]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    start, stop = assistant.get("startSpeakingPlan"), assistant.get("stopSpeakingPlan")
+    if isinstance(start, dict) and start.get("smartEndpointingEnabled") is False:
+        fields["end_of_turn"] = None  # the turn ends on the silence alone (waitSeconds)
+    if not isinstance(stop, dict):
+        return fields
+    if _number(stop.get("voiceSeconds")):
+        fields["min_interruption_ms"] = round(float(stop["voiceSeconds"]) * 1000)
+    for key, field in (("acknowledgementPhrases", "acknowledgement_words"),
+                       ("interruptionPhrases", "interruption_cues")):
+        phrases = stop.get(key)
+        if isinstance(phrases, list):
+            fields[field] = phrase_words([p for p in phrases if isinstance(p, str)])
+    return fields
 
 
 def new_spec(body: Mapping[str, Any], name: str,
