@@ -162,6 +162,21 @@ class Provider:
         if not self._loaded:
             await self.load()
 
+    async def _measured(self, op: str, fn: Callable[P, T], *args: P.args,
+                        **kwargs: P.kwargs) -> T:
+        """Load if needed, then run ``fn`` on the runner as operation ``op``: its time goes
+        to the metrics, a failure comes out as ``ProviderError``."""
+        await self.ensure_loaded()
+        stats = self.metrics.op(op)
+        start = time.perf_counter()
+        try:
+            result = await self.runner.run(fn, *args, **kwargs)
+        except Exception as exc:
+            stats.record(time.perf_counter() - start, failed=True)
+            raise wrap_error(self.name, exc) from exc
+        stats.record(time.perf_counter() - start)
+        return result
+
     async def aclose(self) -> None:
         """Release models, clients and threads. Idempotent."""
         if self._closed:

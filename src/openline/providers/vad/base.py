@@ -13,14 +13,13 @@ engine's endpointing job, not the VAD's.
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 
 import numpy as np
 import numpy.typing as npt
 
 from openline.audio.pcm import as_float32
-from openline.providers.base import Provider, wrap_error
+from openline.providers.base import Provider
 
 SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512
@@ -90,19 +89,10 @@ class EndOfTurnModel(Provider, ABC):
 
     async def predict(self, audio: npt.ArrayLike) -> float:
         """P(the turn is complete) for ``audio``. Raises ``ProviderError`` on failure."""
-        await self.ensure_loaded()
         samples = as_float32(np.asarray(audio))
         if samples.ndim != 1:
             raise ValueError("end-of-turn models expect mono (1-D) audio")
-        stats = self.metrics.op("predict")
-        start = time.perf_counter()
-        try:
-            prob = await self.runner.run(self._predict_sync, samples)
-        except Exception as exc:
-            stats.record(time.perf_counter() - start, failed=True)
-            raise wrap_error(self.name, exc) from exc
-        stats.record(time.perf_counter() - start)
-        return prob
+        return await self._measured("predict", self._predict_sync, samples)
 
     @abstractmethod
     def _predict_sync(self, audio: npt.NDArray[np.float32]) -> float:
@@ -120,16 +110,7 @@ class TextEndOfTurnModel(Provider, ABC):
 
     async def complete(self, text: str) -> float:
         """P(the words end a turn). Raises ``ProviderError`` on failure."""
-        await self.ensure_loaded()
-        stats = self.metrics.op("complete")
-        start = time.perf_counter()
-        try:
-            prob = await self.runner.run(self._complete_sync, text)
-        except Exception as exc:
-            stats.record(time.perf_counter() - start, failed=True)
-            raise wrap_error(self.name, exc) from exc
-        stats.record(time.perf_counter() - start)
-        return prob
+        return await self._measured("complete", self._complete_sync, text)
 
     @abstractmethod
     def _complete_sync(self, text: str) -> float:
