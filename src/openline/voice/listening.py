@@ -73,9 +73,8 @@ class Listener:
         self._turn_seq = 0  # counts user turns (speech starts)
         self._hotwords: tuple[object, tuple[str, ...]] = (None, ())
         self._probe_ms = (0.0, 0.0)  # the last probe: model time, then transcript wait
-        self._text_p: float | None = None  # the last probe's text verdict
-        #: the last text check: (speculation, transcript, P(finished))
-        self._text_check: tuple[ReplyJob | None, str, float | None] = (None, "", None)
+        #: the last text check: (the speculation it judged, P(finished))
+        self._text_check: tuple[ReplyJob | None, float | None] = (None, None)
         self._unannounced = False  # user_started_speaking held back (voice/acknowledgements.py)
         self._looks = 0  # backchannel looks started in this speech run
         self._heard_ack = False  # a look in this speech run heard an acknowledgement
@@ -161,7 +160,6 @@ class Listener:
         if generation == self.eot.generation:  # for the turn's timings (the last probe's)
             self._probe_ms = (round((answered - asked) * 1000, 1),
                               round((clock.monotonic() - answered) * 1000, 1))
-            self._text_p = text_p
         if (not self.eot.record(generation, prob, transcript, text_p)
                 or not self.turns.in_speech):
             return
@@ -171,19 +169,20 @@ class Listener:
     async def _speculative_words(self) -> tuple[str | None, float | None]:
         """The speculative transcript and the text model's P(finished) for it (None: no
         model, it failed, or the word rules already call the words unfinished). One check
-        per transcript: the second probe finds the first one's answer."""
+        per speculation (it has one transcript): the second probe finds the first one's
+        answer."""
         job, text = self._job, await self._speculative_text()
         text_model = self.conv.p.turn_text
         if text is None or text_model is None or sounds_unfinished(text):
             return text, None
-        if self._text_check[0] is job and self._text_check[1] == text:
-            return text, self._text_check[2]
+        if self._text_check[0] is job:
+            return text, self._text_check[1]
         try:
             prob: float | None = await text_model.complete(text)
         except Exception as exc:  # the audio model and the word rules decide alone
             log.warning("text end-of-turn model failed: %s", exc)
             prob = None
-        self._text_check = (job, text, prob)
+        self._text_check = (job, prob)
         return text, prob
 
     async def _speculative_text(self) -> str | None:
@@ -290,8 +289,9 @@ class Listener:
             job.timings["end_of_turn_p"] = round(self.eot.probability, 3)
             job.timings["end_of_turn_model_ms"], job.timings["transcript_wait_ms"] = (
                 self._probe_ms)
-            if self._text_p is not None:
-                job.timings["end_of_turn_text_p"] = round(self._text_p, 3)
+            judged, text_p = self._text_check
+            if judged is job and text_p is not None:
+                job.timings["end_of_turn_text_p"] = round(text_p, 3)
         announced, self._unannounced = not self._unannounced, False
         turn = UserTurn(self._speech_started_at, self.turns.voiced_ms, self._last_voiced_at,
                         announced=announced,

@@ -71,7 +71,7 @@ class LlamaTextTurnOptions:
 
 class LlamaTextTurnModel(TextEndOfTurnModel):
     """P(complete) from a base language model's next-token distribution (module docstring).
-    One check at a time: each takes both cores for well under 100 ms."""
+    One check at a time, on ``n_threads`` threads (one by default: see the module docstring)."""
 
     name = "text-turn"
 
