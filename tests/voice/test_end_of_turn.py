@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
-from openline.providers.vad.base import EndOfTurnModel
+from openline.providers.vad.base import EndOfTurnModel, TextEndOfTurnModel
 from openline.voice import events as ev
 from openline.voice.end_of_turn import EndOfTurnDecision, EndOfTurnPolicy, Verdict
 from openline.voice.session import Providers
@@ -251,14 +251,15 @@ def test_a_complete_verdict_with_an_unfinished_transcript_counts_as_incomplete()
     assert d.verdict is Verdict.COMPLETE and d.should_end(512)
 
 
-@virtual
-async def test_engine_waits_when_the_speculative_transcript_is_unfinished() -> None:
-    """The model says complete, but the recogniser heard "... for": the wait is the bound."""
+async def endpointing_with_words(heard: str, text_model: TextEndOfTurnModel | None = None
+                                 ) -> float:
+    """The audio model says complete; the recogniser hears ``heard`` (and ``text_model``
+    judges it). Silence from the last voiced frame to the end of the one turn, in ms."""
     import asyncio
 
-    providers = Providers(EnergyVAD(), FakeSTT(default="I would like to book a table for"),
-                          ScriptedLLM(["Sure."]), FakeTTS(ms_per_char=20),
-                          turn=ScriptedTurnModel([0.99]))
+    providers = Providers(EnergyVAD(), FakeSTT(default=heard), ScriptedLLM(["Sure."]),
+                          FakeTTS(ms_per_char=20), turn=ScriptedTurnModel([0.99]),
+                          turn_text=text_model)
     conv, log, _ = make(providers=providers, end_of_turn=POLICY,
                         turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
     task = asyncio.create_task(conv.run())
@@ -267,5 +268,12 @@ async def test_engine_waits_when_the_speculative_transcript_is_unfinished() -> N
     await play(conv, silence(2000))
     conv.end("user")
     await task
-    waited = (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+    assert len(log.of(ev.UserFinishedSpeaking)) == 1
+    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+
+
+@virtual
+async def test_engine_waits_when_the_speculative_transcript_is_unfinished() -> None:
+    """The model says complete, but the recogniser heard "... for": the wait is the bound."""
+    waited = await endpointing_with_words("I would like to book a table for")
     assert 1150 <= waited < 1300, waited

@@ -4,16 +4,10 @@ clock with scripted models (the real model: tests/providers/test_text_turn.py)."
 
 from __future__ import annotations
 
-import asyncio
-
-from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
 from openline.providers.vad.base import TextEndOfTurnModel
-from openline.voice import events as ev
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict
-from openline.voice.session import Providers
-from openline.voice.turns import TurnSettings
-from tests.voice.harness import make, play, silence, tone, virtual
-from tests.voice.test_end_of_turn import POLICY, ScriptedTurnModel
+from tests.voice.harness import virtual
+from tests.voice.test_end_of_turn import POLICY, endpointing_with_words
 
 
 class ScriptedTextModel(TextEndOfTurnModel):
@@ -47,28 +41,10 @@ def test_a_low_text_probability_overrules_a_complete_audio_verdict() -> None:
     assert d.verdict is Verdict.COMPLETE
 
 
-async def _endpointing_ms(text_model: ScriptedTextModel, heard: str = "Could you tell me?"
-                          ) -> float:
-    """Silence from the last voiced frame to the end of the turn (audio model: complete)."""
-    providers = Providers(EnergyVAD(), FakeSTT(default=heard), ScriptedLLM(["Sure."]),
-                          FakeTTS(ms_per_char=20), turn=ScriptedTurnModel([0.99]),
-                          turn_text=text_model)
-    conv, log, _ = make(providers=providers, end_of_turn=POLICY,
-                        turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
-    task = asyncio.create_task(conv.run())
-    await play(conv, tone(600))
-    spoken_at = conv.clock.monotonic()
-    await play(conv, silence(2000))
-    conv.end("user")
-    await task
-    assert len(log.of(ev.UserFinishedSpeaking)) == 1
-    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
-
-
 @virtual
 async def test_engine_waits_when_the_words_do_not_end_a_turn() -> None:
     model = ScriptedTextModel(0.003)
-    waited = await _endpointing_ms(model)
+    waited = await endpointing_with_words("Could you tell me?", model)
     assert 1150 <= waited < 1300, waited  # the bound, not the first probe
     assert model.asked == ["Could you tell me?"]  # once: the second probe reuses it
 
@@ -76,20 +52,20 @@ async def test_engine_waits_when_the_words_do_not_end_a_turn() -> None:
 @virtual
 async def test_engine_ends_at_the_first_probe_when_the_words_end_a_turn() -> None:
     model = ScriptedTextModel(0.8)
-    waited = await _endpointing_ms(model, "What time do you close?")
+    waited = await endpointing_with_words("What time do you close?", model)
     assert 190 <= waited < 300, waited
     assert model.asked == ["What time do you close?"]
 
 
 @virtual
 async def test_a_failing_text_model_leaves_the_decision_to_the_audio_model() -> None:
-    waited = await _endpointing_ms(ScriptedTextModel(None))
+    waited = await endpointing_with_words("Could you tell me?", ScriptedTextModel(None))
     assert 190 <= waited < 300, waited
 
 
 @virtual
 async def test_words_the_rules_call_unfinished_are_not_sent_to_the_text_model() -> None:
     model = ScriptedTextModel(0.9)
-    waited = await _endpointing_ms(model, "I would like to book a table for")
+    waited = await endpointing_with_words("I would like to book a table for", model)
     assert 1150 <= waited < 1300, waited
     assert model.asked == []

@@ -78,8 +78,7 @@ def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
     if duration is not None and not (_number(duration) and 10 <= duration <= 43200):
         errors["maxDurationSeconds"] = "maxDurationSeconds must be a number from 10 to 43200"
     phrases = body.get("endCallPhrases")
-    if phrases is not None and not (isinstance(phrases, list) and all(
-            isinstance(p, str) and 2 <= len(p) <= 140 for p in phrases)):
+    if phrases is not None and not _phrases(phrases, 2, 140):
         errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
     errors.update(analysis_plan.plan_errors(body.get("analysisPlan")))
     errors.update(_speaking_plan_errors(body))
@@ -103,8 +102,7 @@ def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
             "stopSpeakingPlan.voiceSeconds must be a number from 0 to 0.5")
     for key in ("acknowledgementPhrases", "interruptionPhrases"):
         phrases = stop.get(key)
-        if phrases is not None and not (isinstance(phrases, list) and all(
-                isinstance(p, str) and 1 <= len(p) <= 240 for p in phrases)):
+        if phrases is not None and not _phrases(phrases, 1, 240):
             errors[f"stopSpeakingPlan.{key}"] = (
                 f"stopSpeakingPlan.{key} must be strings of 1 to 240 characters")
     return errors
@@ -137,6 +135,12 @@ def _model_errors(model: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(ids, list) and not all(isinstance(i, str) for i in ids):
         errors["model.toolIds"] = "model.toolIds must be strings"
     return errors
+
+
+def _phrases(value: Any, shortest: int, longest: int) -> bool:
+    """A list of strings, each ``shortest`` to ``longest`` characters long."""
+    return isinstance(value, list) and all(
+        isinstance(p, str) and shortest <= len(p) <= longest for p in value)
 
 
 def _number(value: Any) -> bool:
