@@ -301,6 +301,18 @@ class QueueConformance:
         await asyncio.wait_for(waiter, 2)
         assert loop.time() - start < 2
 
+    async def test_every_waiter_on_one_queue_wakes_on_enqueue(
+            self, backend: QueueBackend) -> None:
+        # Several workers share one queue object in a process (the post-call worker's
+        # concurrency): one enqueue wakes them all, and none of them trips over another.
+        queue = await backend.open()
+        waiters = [asyncio.create_task(queue.wait_for_work(10)) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        start = asyncio.get_running_loop().time()
+        await queue.enqueue("count", {"n": 1})
+        await asyncio.wait_for(asyncio.gather(*waiters), 2)
+        assert asyncio.get_running_loop().time() - start < 2
+
     # --- through the real worker -------------------------------------------------------
 
     async def test_competing_workers_run_each_job_once(self, backend: QueueBackend) -> None:

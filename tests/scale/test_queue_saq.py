@@ -79,3 +79,28 @@ async def test_saq_sees_the_queue_and_finished_jobs_keep_their_dedupe_key() -> N
         await asyncio.sleep(0)
     finally:
         await backend.close()
+
+
+async def test_a_lost_wake_subscription_is_renewed_on_the_next_wait() -> None:
+    # Its own client, named, so that no other test's subscription is dropped with it.
+    name = unique_prefix("wake")
+    client = Redis.from_url(REDIS_URL, client_name=name)
+    queue = SaqJobQueue(client, unique_prefix("queue"))
+    try:
+        await queue.wait_for_work(0.05)  # subscribes
+        listener = queue._listener
+        assert listener is not None and not listener.done()
+        # Redis drops the subscriber (a restart, a failover, ``CLIENT KILL``).
+        subscriber = [c for c in await client.client_list(_type="pubsub") if c["name"] == name]
+        assert len(subscriber) == 1
+        assert await queue.redis.client_kill_filter(_id=subscriber[0]["id"]) == 1
+        await asyncio.wait_for(listener, 5)  # the relay ends instead of spinning
+        waiter = asyncio.create_task(queue.wait_for_work(10))
+        await asyncio.sleep(0.1)
+        assert queue._listener is not listener and not queue._listener.done()
+        await queue.enqueue("count", {"n": 1})
+        await asyncio.wait_for(waiter, 2)  # woken by the new subscription, not the timeout
+    finally:
+        await queue.close()
+        await drop_keys(client, f"saq:*{queue.saq.name}*")
+        await client.aclose()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from typing import Any
 
@@ -37,6 +38,8 @@ from saq.queue.redis import RedisQueue
 
 from openline.domain import ids
 from openline.postcall.queue import JOB_ID_PREFIX, ClaimedJob
+
+log = logging.getLogger(__name__)
 
 #: finished jobs (and so their dedupe keys) are kept this long
 KEEP_FINISHED_S = 7 * 24 * 3600
@@ -180,7 +183,12 @@ class SaqJobQueue:
         self._scripts = {name: redis.register_script(body) for name, body in (
             ("enqueue", _ENQUEUE), ("claim", _CLAIM), ("extend", _EXTEND),
             ("complete", _COMPLETE), ("fail", _FAIL), ("release", _RELEASE))}
-        self._pubsub: Any = None
+        # One subscription per queue object, read by one task: several workers may share
+        # this queue, and a Redis connection allows one reader at a time. Each wake-up
+        # sets the current event (waking every waiter) and puts a fresh one in its place.
+        self._woken = asyncio.Event()
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribing = asyncio.Lock()
 
     def _job_id(self, key: str) -> str:
         return self.saq.job_id(key)
@@ -241,16 +249,32 @@ class SaqJobQueue:
 
     async def wait_for_work(self, timeout_s: float) -> None:
         """Until an enqueue anywhere publishes on the wake channel, or ``timeout_s``."""
-        if self._pubsub is None:
-            self._pubsub = self.redis.pubsub()
-            await self._pubsub.subscribe(self._wake)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        while (left := deadline - loop.time()) > 0:
-            message = await self._pubsub.get_message(ignore_subscribe_messages=True,
-                                                     timeout=left)
-            if message is not None and message.get("type") == "message":
+        await self._listen()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), timeout_s)
+
+    async def _listen(self) -> None:
+        """Subscribe (before the caller waits, so no wake-up is missed) and relay wake-ups."""
+        async with self._subscribing:
+            if self._listener is not None and not self._listener.done():
                 return
+            pubsub = self.redis.pubsub()
+            await pubsub.subscribe(self._wake)
+            self._listener = asyncio.create_task(self._relay(pubsub),
+                                                 name=f"wake-{self._wake}")
+
+    async def _relay(self, pubsub: Any) -> None:
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    woken, self._woken = self._woken, asyncio.Event()
+                    woken.set()
+        except Exception:  # Redis went away: waiters fall back to their timeout
+            log.warning("job queue wake-up subscription lost; resubscribing on the next wait",
+                        exc_info=True)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
     async def unfinished(self) -> int:
         return int(await self.redis.zcard(self._incomplete))
@@ -270,10 +294,11 @@ class SaqJobQueue:
         return await self.saq.job(job_id)
 
     async def close(self) -> None:
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-            self._pubsub = None
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
 
 
 def _now_ms() -> int:
