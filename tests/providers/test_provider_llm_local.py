@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from contextlib import aclosing
@@ -114,3 +115,26 @@ async def test_missing_gguf_is_unavailable(tmp_path: Path) -> None:
     llm = LlamaCppLLM(LlamaCppOptions(gguf_path=tmp_path / "none.gguf"))
     with pytest.raises(ProviderUnavailable):
         await llm.load()
+
+
+async def test_a_live_reply_stops_a_background_generation_that_then_starts_over(
+        gemma: LlamaCppLLM) -> None:
+    """One slot: post-call work in it does not hold a caller's reply back."""
+    schema = {"type": "object", "additionalProperties": False, "required": ["numbers"],
+              "properties": {"numbers": {"type": "array", "items": {"type": "integer"},
+                                         "minItems": 30, "maxItems": 30}}}
+    counting = [ChatMessage.system("Count from 1 to 30."), ChatMessage.user("Count.")]
+    options = GenerationOptions(max_tokens=300, temperature=0.0, json_schema=schema,
+                                background=True)
+    alone = await gemma.complete(counting, options=options)  # also compiles the grammar
+    preempted = gemma.preemptions
+    background = asyncio.create_task(gemma.complete(counting, options=options))
+    await asyncio.sleep(0.4)
+    assert not background.done()  # it holds the only slot
+    live = await gemma.complete([ChatMessage.user("Are you open today?")],
+                                options=GenerationOptions(max_tokens=8))
+    assert live.text and not background.done()  # the reply did not wait for it
+    again = await asyncio.wait_for(background, 60)
+    assert gemma.preemptions == preempted + 1
+    assert again.text == alone.text  # started over: one whole result, not two halves
+    assert json.loads(again.text)["numbers"][-1] == 30

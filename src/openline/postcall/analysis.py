@@ -198,7 +198,7 @@ def coerce_extraction(raw: dict[str, Any] | None,
 async def _json_answer(llm: LLM, messages: list[Any], schema: dict[str, Any],
                        max_tokens: int) -> dict[str, Any] | None:
     done = await llm.complete(messages, options=GenerationOptions(
-        max_tokens=max_tokens, temperature=0.0, json_schema=schema))
+        max_tokens=max_tokens, temperature=0.0, json_schema=schema, background=True))
     return parse_json_object(done.text)
 
 
@@ -244,7 +244,8 @@ async def task_results(llm: LLM, tasks: Sequence[tuple[str, str]],
 async def summarize(llm: LLM, transcript: str) -> str:
     """A short plain-text summary."""
     done = await llm.complete(prompts.summary_messages(transcript),
-                              options=GenerationOptions(max_tokens=160, temperature=0.2))
+                              options=GenerationOptions(max_tokens=160, temperature=0.2,
+                                                        background=True))
     return done.text.strip()
 
 

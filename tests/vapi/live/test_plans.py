@@ -197,6 +197,8 @@ async def test_the_analysis_plan_fills_the_call_analysis_and_the_report(
     assert "You book tables." in evaluate.messages[1].content
     assert evaluate.options.json_schema is not None
     assert evaluate.options.json_schema["properties"]["result"] == {"type": "boolean"}
+    # Post-call work yields the embedded model to live replies (summary, data, verdict).
+    assert [r.options.background for r in analyst.requests[-3:]] == [True, True, True]
 
 
 @pytest.mark.parametrize(("plan", "field"), [

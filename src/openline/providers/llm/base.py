@@ -97,6 +97,11 @@ class GenerationOptions:
     #: ``response_format`` on OpenAI-compatible servers, a grammar in llama.cpp). Used by
     #: post-call extraction and evaluation; the live engine leaves it ``None``.
     json_schema: dict[str, Any] | None = None
+    #: Nobody waits for this reply in real time (post-call analysis). An embedded model
+    #: with few slots serves live requests first and may stop this one for them (it then
+    #: starts over; the caller still gets one whole reply). Remote servers schedule
+    #: requests themselves and ignore it.
+    background: bool = False
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,12 @@ Parallel sequences
     and post-call ones too), see docs/benchmarks.md, "Embedded concurrency". More slots
     should pay off with more cores or a GPU.
 
+Live before background
+    ``SlotGate`` admits completions to the slots: live ones first, and a live one that
+    finds every slot busy with a background completion (``GenerationOptions.background``:
+    post-call analysis) stops it; that one starts over later and its caller sees one
+    whole result (providers/llm/slots.py).
+
 Streaming and cancellation
     ``handle_completions`` runs on the provider's runner thread and calls back per token;
     the callback hands each chunk to the event loop and returns ``True`` to stop as soon
@@ -75,6 +81,7 @@ from openline.providers.llm.base import (
     ToolCallEvent,
     ToolSpec,
 )
+from openline.providers.llm.slots import MAX_PREEMPTIONS, Lease, SlotGate
 
 DEFAULT_PERSONA = "You are a friendly, polite phone assistant. Keep every answer short."
 _EXAMPLE = (
@@ -227,6 +234,9 @@ class LlamaCppLLM(LLM):
         super().__init__(max_concurrency=options.n_parallel)
         self.options = options
         self._server: Any = None
+        self._gate = SlotGate(options.n_parallel)
+        #: background completions stopped for a live request and started over
+        self.preemptions = 0
 
     async def _load(self) -> None:
         self._server = await self.runner.run(self._create_server)
@@ -303,7 +313,7 @@ class LlamaCppLLM(LLM):
         request = self._request(build_transcript_prompt(messages), options, stream=True)
         finish = Finish()
         first = True
-        async for chunk in self._generate(request):
+        async for chunk in self._generate(request, background=options.background):
             choice = (chunk.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if first and text:
@@ -325,7 +335,7 @@ class LlamaCppLLM(LLM):
             build_json_prompt(messages), options, json_schema=schema, stream=True,
             stop=[], n_predict=options.max_tokens or 512,
         )  # fmt: skip
-        return await self._first_json_object(request)
+        return await self._first_json_object(request, background=options.background)
 
     async def _decide(
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions
@@ -335,7 +345,7 @@ class LlamaCppLLM(LLM):
             build_decision_prompt(messages, tools), options,
             json_schema=schema, stream=True, temperature=0.0, stop=[], n_predict=256,
         )  # fmt: skip
-        decision = await self._first_json_object(request)
+        decision = await self._first_json_object(request, background=options.background)
         if decision.get("tool") in (None, "none"):
             return None
         return ToolCall(
@@ -344,12 +354,13 @@ class LlamaCppLLM(LLM):
             arguments=json.dumps(decision.get("arguments") or {}),
         )
 
-    async def _first_json_object(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _first_json_object(self, request: dict[str, Any], *, background: bool = False
+                                 ) -> dict[str, Any]:
         """Stream a constrained completion and stop as soon as one JSON object is complete
         (the grammar would otherwise allow trailing whitespace up to ``n_predict``)."""
         decoder = json.JSONDecoder()
         text = ""
-        async for chunk in self._generate(request):
+        async for chunk in self._generate(request, background=background):
             text += (chunk.get("choices") or [{}])[0].get("text") or ""
             try:
                 value, _ = decoder.raw_decode(text.lstrip())
@@ -359,8 +370,30 @@ class LlamaCppLLM(LLM):
                 return value
         raise ProviderError(f"{self.name}: tool decision was not a JSON object: {text!r}")
 
-    async def _generate(self, request: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run one streaming completion in the runner thread, yielding its chunks."""
+    async def _generate(self, request: dict[str, Any], *, background: bool = False
+                        ) -> AsyncIterator[dict[str, Any]]:
+        """One streaming completion's chunks, admitted by the slot gate (live first).
+
+        A background completion is collected whole and yielded only once it finished: a
+        live request may stop it (``SlotGate``), and then it starts over."""
+        if not background:
+            async for chunk in self._completion(request, await self._gate.acquire()):
+                yield chunk
+            return
+        for attempt in range(MAX_PREEMPTIONS + 1):
+            lease = await self._gate.acquire(background=True,
+                                             preemptible=attempt < MAX_PREEMPTIONS)
+            chunks = [chunk async for chunk in self._completion(request, lease)]
+            if not lease.preempted.is_set() or any(map(_finished, chunks)):
+                break
+            self.preemptions += 1
+        for chunk in chunks:
+            yield chunk
+
+    async def _completion(self, request: dict[str, Any], lease: Lease
+                          ) -> AsyncIterator[dict[str, Any]]:
+        """Run one completion on the runner thread holding ``lease``, yielding its chunks;
+        the lease goes back when that thread is done with it."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         stop = threading.Event()
@@ -368,13 +401,15 @@ class LlamaCppLLM(LLM):
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            return stop.is_set()  # True tells llama.cpp to cancel the task
+            # True tells llama.cpp to cancel the task
+            return stop.is_set() or lease.preempted.is_set()
 
         future = asyncio.ensure_future(
             self.runner.run(server.handle_completions, request, on_chunk)
         )
         # Runs after every chunk the thread queued (same thread, FIFO), also on failure.
         future.add_done_callback(lambda f: _finish(queue, f))
+        future.add_done_callback(lambda _: self._gate.release(lease))
         try:
             while (chunk := await queue.get()) is not None:
                 if "choices" not in chunk:
@@ -384,6 +419,10 @@ class LlamaCppLLM(LLM):
             await future
         finally:
             stop.set()
+
+
+def _finished(chunk: dict[str, Any]) -> bool:
+    return bool((chunk.get("choices") or [{}])[0].get("finish_reason"))
 
 
 def _finish(queue: asyncio.Queue[dict[str, Any] | None], future: asyncio.Future[Any]) -> None:

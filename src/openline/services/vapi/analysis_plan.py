@@ -184,7 +184,8 @@ class AnalysisPlans:
                              schema=json.dumps(schema))
         done = await self.llm.complete(messages, options=GenerationOptions(
             max_tokens=600, temperature=0.0,
-            json_schema=schema if schema.get("type") == "object" else None))
+            json_schema=schema if schema.get("type") == "object" else None,
+            background=True))
         return _json_value(done.text)
 
     async def _success(self, plan: Mapping[str, Any], facts: CallFacts) -> str:
@@ -198,7 +199,7 @@ class AnalysisPlans:
         schema = {"type": "object", "properties": {"result": rubric.schema},
                   "required": ["result"], "additionalProperties": False}
         done = await self.llm.complete(messages, options=GenerationOptions(
-            max_tokens=300, temperature=0.0, json_schema=schema))
+            max_tokens=300, temperature=0.0, json_schema=schema, background=True))
         answer = parse_json_object(done.text)
         value = answer.get("result") if answer is not None and "result" in answer \
             else done.text.strip()

@@ -1,0 +1,100 @@
+"""Admission to an embedded model's generation slots: live replies first.
+
+An embedded LLM on a small machine has few slots (llama.cpp's default here is one), and a
+post-call extraction of a few hundred tokens holds one for seconds. A caller waiting for
+the next reply must not queue behind it. ``SlotGate`` admits requests in two classes:
+
+* live requests (replies, tool decisions, speculative replies; a person is waiting)
+  before background ones (post-call analysis), each class first come, first served;
+* a live request that finds every slot taken marks one background lease *preempted*:
+  its generation stops at the next token and the request queues again behind the live
+  ones, starting over (the provider throws away what it had, so its caller sees one
+  whole result). A background request is preempted at most ``max_preemptions`` times,
+  then keeps its slot, so post-call work still finishes under constant live load.
+
+Single event loop; the ``preempted`` flag is a ``threading.Event`` because the
+generation's token callback reads it on the runner thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+#: how often one background request may be stopped for live ones before it keeps its slot
+MAX_PREEMPTIONS = 3
+
+
+@dataclass(eq=False)
+class Lease:
+    """One admitted request; ``preempted`` is set when a live request wants its slot."""
+
+    background: bool
+    preemptible: bool
+    preempted: threading.Event = field(default_factory=threading.Event)
+
+
+class SlotGate:
+    """``slots`` concurrent generations, live before background (see the module doc)."""
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError("slots must be >= 1")
+        self._free = slots
+        self._held: list[Lease] = []
+        self._waiting: dict[bool, deque[tuple[Lease, asyncio.Future[None]]]] = {
+            False: deque(), True: deque()}
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a slot (diagnostics, tests)."""
+        return sum(len(q) for q in self._waiting.values())
+
+    async def acquire(self, *, background: bool = False, preemptible: bool = True) -> Lease:
+        """Wait for a slot; ``preemptible`` matters for background requests only."""
+        lease = Lease(background, background and preemptible)
+        ahead = self._waiting[False] if background else ()
+        if self._free > 0 and not ahead and not self._waiting[background]:
+            self._free -= 1
+            self._held.append(lease)
+            return lease
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[background].append((lease, waiter))
+        if not background:
+            self._preempt_one()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(lease)  # handed a slot just as the caller gave up
+            else:
+                self._waiting[background].remove((lease, waiter))
+            raise
+        return lease
+
+    def release(self, lease: Lease) -> None:
+        """Give the slot back: to the next live waiter, else the next background one."""
+        if lease not in self._held:
+            return
+        self._held.remove(lease)
+        for queue in (self._waiting[False], self._waiting[True]):
+            while queue:
+                nxt, waiter = queue.popleft()
+                if not waiter.done():
+                    self._held.append(nxt)
+                    waiter.set_result(None)
+                    return
+        self._free += 1
+
+    def _preempt_one(self) -> None:
+        """Stop the newest preemptible background generation (the least work lost),
+        unless one already stops for each live request waiting."""
+        stopping = sum(1 for lease in self._held if lease.preempted.is_set())
+        if self._free > 0 or stopping >= len(self._waiting[False]):
+            return
+        for lease in reversed(self._held):
+            if lease.preemptible and not lease.preempted.is_set():
+                lease.preempted.set()
+                return
