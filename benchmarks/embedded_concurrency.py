@@ -249,6 +249,54 @@ async def llm_sweep(levels: list[int], configs: list[str]) -> list[dict[str, Any
         return rows
 
 
+#: a post-call answer of fixed length (~120 tokens under its grammar, whatever the model)
+COUNTING = {"type": "object", "additionalProperties": False, "required": ["numbers"],
+            "properties": {"numbers": {"type": "array", "items": {"type": "integer"},
+                                       "minItems": 40, "maxItems": 40}}}
+
+
+async def background_sweep(reps: int) -> list[dict[str, Any]]:
+    """A live reply's first token while a post-call generation holds the one slot: the
+    post-call request sent as background work (the default since the slot gate) and as
+    live work (first come, first served, as before it)."""
+    from openline.providers.llm.base import ChatMessage, GenerationOptions, TextDelta
+    from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
+
+    counting = [ChatMessage.system("Count from 1 to 40."), ChatMessage.user("Count.")]
+    with tempfile.TemporaryDirectory() as tmp:
+        options = LlamaCppOptions(gguf_path=ensure_embedded_gguf(Path(tmp)), seed=1)
+        async with LlamaCppLLM(options) as llm:
+            await llm.complete(counting, options=GenerationOptions(json_schema=COUNTING))
+            rows = []
+            for mode in ("alone", "fifo", "background"):
+                firsts, posts = [], []
+                for i in range(reps):
+                    post = None
+                    if mode != "alone":
+                        post = asyncio.create_task(llm.complete(counting, options=(
+                            GenerationOptions(max_tokens=300, temperature=0.0,
+                                              json_schema=COUNTING,
+                                              background=mode == "background"))))
+                        await asyncio.sleep(0.3)  # it holds the slot, generating
+                    caller = CALLER_LINES[i % len(CALLER_LINES)]
+                    start = time.perf_counter()
+                    reply = llm.stream([ChatMessage.system(PROMPT), ChatMessage.user(caller)],
+                                       options=GenerationOptions(max_tokens=40))
+                    async with contextlib.aclosing(reply) as events:
+                        async for event in events:
+                            if isinstance(event, TextDelta):
+                                firsts.append((time.perf_counter() - start) * 1000)
+                                break
+                    if post is not None:
+                        await post
+                        posts.append((time.perf_counter() - start) * 1000)
+                rows.append({"mode": mode, "reps": reps, "first": summary(firsts),
+                             "post_done": summary(posts) if posts else None,
+                             "preemptions": llm.preemptions})
+                log(f"  {rows[-1]}")
+            return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", default="4,6,8,10",
@@ -266,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llm-only", metavar="P:T:POLL,...",
                         help="measure the embedded LLM alone per slots:threads:poll config "
                              "with --conversations simultaneous replies each")
+    parser.add_argument("--llm-background", type=int, metavar="REPS",
+                        help="measure the embedded LLM alone: a live reply's first token "
+                             "while post-call work holds the slot, REPS times per mode")
     args = parser.parse_args(argv)
     args.levels = [int(v) for v in args.conversations.split(",") if v.strip()]
     if not args.levels or min(args.levels) < 1 or max(args.levels) > 32:
@@ -276,6 +327,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("espeak-ng is needed to synthesize the callers")
     if args.docs_only:
         write_docs(args)
+        return 0
+    if args.llm_background:
+        print("| post-call work | live first token p50 | p95 | max | post-call done p50 |"
+              " preemptions |\n|---|---|---|---|---|---|")
+        for r in asyncio.run(background_sweep(args.llm_background)):
+            post = ms(r["post_done"]["p50"]) if r["post_done"] else "-"
+            print(f"| {r['mode']} | {ms(r['first']['p50'])} | {ms(r['first']['p95'])} |"
+                  f" {ms(r['first']['max'])} | {post} | {r['preemptions']} |")
         return 0
     if args.llm_only:
         rows = asyncio.run(llm_sweep(args.levels, args.llm_only.split(",")))

@@ -31,7 +31,8 @@ def delta(choice_delta: dict[str, Any], finish: str | None = None) -> dict[str, 
 SCRIPTS: dict[str, list[str]] = {
     "text": sse(delta({"role": "assistant", "content": ""}), delta({"content": "Hello"}),
                 delta({"content": " there!"}), delta({}, "stop"),
-                {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3}}),
+                {"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 3,
+                                          "prompt_tokens_details": {"cached_tokens": 8}}}),
     "tools": sse(
         delta({"tool_calls": [{"index": 0, "id": "call_a", "type": "function",
                                "function": {"name": "get_weather", "arguments": ""}}]}),
@@ -107,9 +108,8 @@ async def test_streams_text_and_usage(server: tuple[str, Scripted]) -> None:
     assert [e.text for e in events if isinstance(e, TextDelta)] == ["Hello", " there!"]
     done = events[-1]
     assert isinstance(done, LLMDone)
-    assert (done.text, done.finish_reason, done.prompt_tokens, done.completion_tokens) == (
-        "Hello there!", "stop", 12, 3,
-    )  # fmt: skip
+    assert (done.text, done.finish_reason, done.prompt_tokens, done.completion_tokens,
+            done.cached_prompt_tokens) == ("Hello there!", "stop", 12, 3, 8)
     assert done.ttft_s is not None
     sent = scripted.requests[-1]
     assert sent["auth"] == "Bearer sk-test" and sent["body"]["stream"] is True

@@ -133,6 +133,15 @@ class Finish:
     reason: str = "stop"
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    #: of ``prompt_tokens``, those the server had cached (not processed again)
+    cached_prompt_tokens: int | None = None
+
+    @classmethod
+    def from_usage(cls, reason: str, usage: dict[str, Any]) -> Finish:
+        """From an OpenAI-style ``usage`` object (llama.cpp's server sends the same)."""
+        details = usage.get("prompt_tokens_details") or {}
+        return cls(reason, usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                   details.get("cached_tokens"))
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,7 @@ class LLMDone:
     duration_s: float
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_prompt_tokens: int | None = None
 
 
 LLMEvent = TextDelta | ToolCallEvent | LLMDone
@@ -264,4 +274,5 @@ class _StreamState:
             duration_s=time.perf_counter() - self.start,
             prompt_tokens=self.finish.prompt_tokens,
             completion_tokens=self.finish.completion_tokens,
+            cached_prompt_tokens=self.finish.cached_prompt_tokens,
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
@@ -198,8 +198,7 @@ class OpenAICompatLLM(LLM):
                 raise ProviderError(f"{self.name}: {chunk['error']}")
             usage = chunk.get("usage") or {}
             if usage:
-                finish = Finish(finish.reason, usage.get("prompt_tokens"),
-                                usage.get("completion_tokens"))  # fmt: skip
+                finish = Finish.from_usage(finish.reason, usage)
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 if delta.get("content"):
@@ -207,8 +206,7 @@ class OpenAICompatLLM(LLM):
                 if delta.get("tool_calls"):
                     calls.add(delta["tool_calls"])
                 if choice.get("finish_reason"):
-                    finish = Finish(choice["finish_reason"], finish.prompt_tokens,
-                                    finish.completion_tokens)  # fmt: skip
+                    finish = replace(finish, reason=choice["finish_reason"])
                     for call in calls.drain():
                         yield ToolCallEvent(call)
         for call in calls.drain():
