@@ -106,6 +106,19 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_the_slot_moves_on() -> No
     await asyncio.wait_for(gate.acquire(), 1)
 
 
+async def test_a_waiter_cancelled_before_a_release_reaches_it_is_skipped() -> None:
+    gate = SlotGate(1)
+    held = await gate.acquire()
+    gone = asyncio.create_task(gate.acquire())
+    await _settle()
+    gone.cancel()  # its future is cancelled now; the task sees it at its next step
+    gate.release(held)  # skips it: the slot is free again
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert gate.waiting == 0
+    await asyncio.wait_for(gate.acquire(), 1)
+
+
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="slots"):
         SlotGate(0)

@@ -69,7 +69,7 @@ class SlotGate:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release(lease)  # handed a slot just as the caller gave up
-            else:
+            elif (lease, waiter) in self._waiting[background]:  # a release may have dropped it
                 self._waiting[background].remove((lease, waiter))
             raise
         return lease
