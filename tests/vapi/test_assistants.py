@@ -97,7 +97,8 @@ def test_bad_input_is_a_400_and_changes_nothing(vapi: Vapi, raw: httpx.Client) -
            {"model": {"provider": "openai", "model": "gpt-4o", "toolIds": ["nope"]}},
            {"model": "gpt-4o"}, {"name": "x" * 41}, {"endCallPhrases": ["x"]},
            {"stopSpeakingPlan": {"voiceSeconds": 2}},
-           {"startSpeakingPlan": {"smartEndpointingEnabled": "always"}}]
+           {"startSpeakingPlan": {"smartEndpointingEnabled": "always"}},
+           {"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": -1}}}]
     for body in bad:
         r = raw.post("/assistant", json=body)
         assert r.status_code == 400, (body, r.text)

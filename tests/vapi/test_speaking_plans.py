@@ -11,6 +11,7 @@ from openline.domain.errors import ValidationFailed
 from openline.services.vapi.assistant_map import call_limits, check_limits
 from openline.voice.acknowledgements import ACKNOWLEDGEMENT_WORDS, INTERRUPTION_CUES
 from openline.voice.config import SessionConfig
+from openline.voice.end_of_turn import TranscriptWaits
 
 
 def test_the_speaking_plans_map_onto_the_session() -> None:
@@ -26,6 +27,17 @@ def test_the_speaking_plans_map_onto_the_session() -> None:
     for key, value in fields.items():
         setattr(session, key, value)  # as the Vapi call's seam applies them
     assert session.end_of_turn is None and session.min_interruption_ms == 300
+
+
+def test_the_transcription_plan_sets_the_waits_of_turns_without_the_model() -> None:
+    plan = {"onPunctuationSeconds": 0.2, "onNumberSeconds": 0.9}  # the third: Vapi's default
+    fields = call_limits({"startSpeakingPlan": {"smartEndpointingEnabled": False,
+                                                "transcriptionEndpointingPlan": plan}})
+    assert fields == {"end_of_turn": None, "transcript_waits": TranscriptWaits(
+        punctuation_ms=200, no_punctuation_ms=1500, number_ms=900)}
+    # With the end-of-turn model on, Vapi does not use it either ("only used if
+    # smartEndpointingPlan is not set"): nothing changes.
+    assert call_limits({"startSpeakingPlan": {"transcriptionEndpointingPlan": plan}}) == {}
 
 
 def test_without_speaking_plans_the_engine_defaults_stay() -> None:
@@ -48,6 +60,12 @@ def test_without_speaking_plans_the_engine_defaults_stay() -> None:
      "stopSpeakingPlan.acknowledgementPhrases"),
     ({"stopSpeakingPlan": {"interruptionPhrases": ["stop", 3]}},
      "stopSpeakingPlan.interruptionPhrases"),
+    ({"startSpeakingPlan": {"transcriptionEndpointingPlan": 0.4}},
+     "startSpeakingPlan.transcriptionEndpointingPlan"),
+    ({"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": 4}}},
+     "startSpeakingPlan.transcriptionEndpointingPlan.onNumberSeconds"),
+    ({"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onPunctuationSeconds": "0"}}},
+     "startSpeakingPlan.transcriptionEndpointingPlan.onPunctuationSeconds"),
 ])
 def test_speaking_plans_vapi_refuses_are_refused(plans: dict[str, object], key: str) -> None:
     with pytest.raises(ValidationFailed) as failed:

@@ -8,7 +8,7 @@ from typing import Protocol
 from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.voice.acknowledgements import ACKNOWLEDGEMENT_WORDS, INTERRUPTION_CUES
 from openline.voice.backchannel import BackchannelSettings
-from openline.voice.end_of_turn import EndOfTurnPolicy
+from openline.voice.end_of_turn import EndOfTurnPolicy, TranscriptWaits
 from openline.voice.languages import LanguageSettings
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
@@ -31,6 +31,9 @@ class SessionConfig:
     #: the semantic end-of-turn decision (used when the providers have a turn model);
     #: None: the fixed silence only
     end_of_turn: EndOfTurnPolicy | None = field(default_factory=EndOfTurnPolicy)
+    #: with no end-of-turn model: the silence by how the transcript ends (Vapi's
+    #: ``transcriptionEndpointingPlan``); None: the fixed silence
+    transcript_waits: TranscriptWaits | None = None
     min_words_to_interrupt: int = 1
     #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
     min_interruption_ms: int = 250

@@ -85,6 +85,39 @@ def sounds_unfinished(transcript: str) -> bool:
     return last in _DANGLING or last[-1].isdigit()
 
 
+#: a transcript that ends on one of these ends on a number (Whisper writes most as digits)
+_NUMBER_WORDS = frozenset({"zero", "one", "two", "three", "four", "five", "six", "seven",
+                           "eight", "nine", "ten", "eleven", "twelve", "hundred", "thousand"})
+
+
+@dataclass(frozen=True)
+class TranscriptWaits:
+    """For turns without the end-of-turn model: the silence a turn needs by how its
+    transcript ends (Vapi's ``transcriptionEndpointingPlan``). A number first (the
+    recogniser often puts a full stop after a number still being dictated), then a
+    sentence-ending ``.``, ``?`` or ``!``, else no punctuation."""
+
+    punctuation_ms: int = 100
+    no_punctuation_ms: int = 1500
+    number_ms: int = 400
+
+    @property
+    def longest_ms(self) -> int:
+        """The wait when the transcript is not known (yet)."""
+        return max(self.punctuation_ms, self.no_punctuation_ms, self.number_ms)
+
+    def wait_ms(self, transcript: str) -> int:
+        """The silence after which a turn heard as ``transcript`` ends."""
+        text = transcript.strip()
+        match = _LAST_WORD.search(text)
+        last = match.group(1).lower() if match else ""
+        if last and (last[-1].isdigit() or last in _NUMBER_WORDS):
+            return self.number_ms
+        if text.endswith((".", "?", "!")):
+            return self.punctuation_ms
+        return self.no_punctuation_ms
+
+
 @dataclass(frozen=True)
 class EndOfTurnPolicy:
     """How the model's verdicts turn into a commit (see the module docstring)."""
@@ -109,11 +142,15 @@ class EndOfTurnDecision:
     """One conversation's decision state; ``reset()`` at every speech start or resume."""
 
     def __init__(self, policy: EndOfTurnPolicy | None, min_silence_ms: int,
-                 *, model_available: bool) -> None:
+                 *, model_available: bool, transcript_waits: TranscriptWaits | None = None
+                 ) -> None:
         first = policy.probe_ms[0] if policy and policy.probe_ms else 0
         self.policy = policy if (policy is not None and model_available and policy.probe_ms
                                  and min_silence_ms > first) else None
         self.min_silence_ms = min_silence_ms
+        #: without the model: the silence by the transcript's ending (None: fixed silence)
+        self.transcript_waits = transcript_waits if self.policy is None else None
+        self.transcript: str | None = None  # this speech run's words, for transcript_waits
         self.verdict = Verdict.NONE
         self.probability: float | None = None
         self.failed = False  # the model failed this turn: fall back to the fixed silence
@@ -129,7 +166,8 @@ class EndOfTurnDecision:
     def bound_ms(self) -> int:
         """The longest silence a turn can last before it ends regardless of the model."""
         if self.policy is None:
-            return self.min_silence_ms
+            waits = self.transcript_waits
+            return max(self.min_silence_ms, waits.longest_ms if waits else 0)
         return max(self.min_silence_ms, self.policy.incomplete_silence_ms)
 
     def reset(self) -> None:
@@ -138,6 +176,7 @@ class EndOfTurnDecision:
         self.probability = None
         self.failed = False
         self.pending = False
+        self.transcript = None
         self._asked.clear()
         self.generation += 1
 
@@ -173,8 +212,20 @@ class EndOfTurnDecision:
         self.verdict = Verdict.COMPLETE if complete else Verdict.INCOMPLETE
         return True
 
+    def record_words(self, generation: int, transcript: str) -> bool:
+        """The speech run's transcript, for ``transcript_waits``; False when it came too
+        late (speech resumed meanwhile)."""
+        if generation != self.generation:
+            return False
+        self.transcript = transcript
+        return True
+
     def should_end(self, silence_ms: float) -> bool:
         """Does a silence of ``silence_ms`` end the turn, given what the model said?"""
+        if self.transcript_waits is not None:
+            wait = (self.bound_ms if self.transcript is None else
+                    max(self.min_silence_ms, self.transcript_waits.wait_ms(self.transcript)))
+            return silence_ms >= wait
         if self.policy is None or self.failed:
             return silence_ms >= self.min_silence_ms
         if self.verdict is Verdict.COMPLETE:

@@ -57,7 +57,8 @@ class Listener:
         self.conv = conv
         cfg = conv.cfg
         self.eot = EndOfTurnDecision(cfg.end_of_turn, cfg.turn.min_silence_ms,
-                                     model_available=conv.p.turn is not None)
+                                     model_available=conv.p.turn is not None,
+                                     transcript_waits=cfg.transcript_waits)
         # The detector's own END is the longest wait; the decision may end a turn sooner.
         self.turns = TurnDetector(dataclasses.replace(cfg.turn,
                                                       min_silence_ms=self.eot.bound_ms))
@@ -273,6 +274,16 @@ class Listener:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""
         self.drop_speculation()
         self._job = self._new_job()
+        if self.eot.transcript_waits is not None:
+            self.conv.spawn(self._words_decide(self.eot.generation), "transcript-endpointing")
+
+    async def _words_decide(self, generation: int) -> None:
+        """Without the model, the transcript's ending sets the wait (``TranscriptWaits``):
+        once it is known, the silence so far may already be long enough."""
+        text = await self._speculative_text()
+        if (text is not None and self.eot.record_words(generation, text)
+                and self.turns.in_speech and self.eot.should_end(self.turns.silence_ms)):
+            self._end_of_turn()
 
     def drop_speculation(self) -> None:
         if self._job is not None:

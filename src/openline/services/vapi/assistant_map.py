@@ -23,6 +23,7 @@ from openline.domain.limits import MAX_NAME_CHARS
 from openline.domain.validation import LANGUAGE_CODES, first_error_message, parse
 from openline.services.vapi import analysis_plan
 from openline.voice.acknowledgements import phrase_words
+from openline.voice.end_of_turn import TranscriptWaits
 
 FIRST_MESSAGE_MODES = ("assistant-speaks-first", "assistant-waits-for-user",
                        "assistant-speaks-first-with-model-generated-message")
@@ -85,6 +86,12 @@ def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
+#: transcriptionEndpointingPlan key -> TranscriptWaits field (Vapi: 0 to 3 seconds each)
+_TRANSCRIPT_WAITS = {"onPunctuationSeconds": "punctuation_ms",
+                     "onNoPunctuationSeconds": "no_punctuation_ms",
+                     "onNumberSeconds": "number_ms"}
+
+
 def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
     """The speaking-plan keys ``call_limits`` maps, with Vapi's types and ranges."""
     errors: dict[str, str] = {}
@@ -94,6 +101,17 @@ def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
             or start["smartEndpointingEnabled"] == "livekit"):
         errors["startSpeakingPlan.smartEndpointingEnabled"] = (
             "startSpeakingPlan.smartEndpointingEnabled must be a boolean or 'livekit'")
+    plan = start.get("transcriptionEndpointingPlan") if isinstance(start, dict) else None
+    if plan is not None and not isinstance(plan, dict):
+        errors["startSpeakingPlan.transcriptionEndpointingPlan"] = (
+            "startSpeakingPlan.transcriptionEndpointingPlan must be an object")
+    waits: Mapping[str, Any] = plan if isinstance(plan, dict) else {}
+    for key in _TRANSCRIPT_WAITS:
+        value = waits.get(key)
+        if value is not None and not (_number(value) and 0 <= value <= 3):
+            errors[f"startSpeakingPlan.transcriptionEndpointingPlan.{key}"] = (
+                f"startSpeakingPlan.transcriptionEndpointingPlan.{key} must be a number "
+                "from 0 to 3")
     if not isinstance(stop, dict):
         return errors
     seconds = stop.get("voiceSeconds")
@@ -270,6 +288,11 @@ def _speaking_plans(assistant: Mapping[str, Any]) -> dict[str, Any]:
     start, stop = assistant.get("startSpeakingPlan"), assistant.get("stopSpeakingPlan")
     if isinstance(start, dict) and start.get("smartEndpointingEnabled") is False:
         fields["end_of_turn"] = None  # the turn ends on the silence alone (waitSeconds)
+        plan = start.get("transcriptionEndpointingPlan")
+        if isinstance(plan, dict):  # ... or by how its words end, at least waitSeconds
+            fields["transcript_waits"] = TranscriptWaits(**{
+                name: round(float(plan[key]) * 1000)
+                for key, name in _TRANSCRIPT_WAITS.items() if _number(plan.get(key))})
     if not isinstance(stop, dict):
         return fields
     if _number(stop.get("voiceSeconds")):
