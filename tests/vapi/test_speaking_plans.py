@@ -17,10 +17,11 @@ from openline.voice.end_of_turn import TranscriptWaits
 def test_the_speaking_plans_map_onto_the_session() -> None:
     fields = call_limits({
         "startSpeakingPlan": {"waitSeconds": 0.6, "smartEndpointingEnabled": False},
-        "stopSpeakingPlan": {"voiceSeconds": 0.3, "numWords": 0,
+        "stopSpeakingPlan": {"voiceSeconds": 0.3, "numWords": 0, "backoffSeconds": 1.5,
                              "acknowledgementPhrases": ["I got it", "roger"],
                              "interruptionPhrases": ["hold up", "Don't"]}})
     assert fields == {"end_of_turn": None, "min_interruption_ms": 300,
+                      "interruption_backoff_ms": 1500,
                       "acknowledgement_words": frozenset({"i", "got", "it", "roger"}),
                       "interruption_cues": frozenset({"hold", "up", "dont"})}
     session = SessionConfig(conversation_id="c")
@@ -60,6 +61,7 @@ def test_without_speaking_plans_the_engine_defaults_stay() -> None:
      "stopSpeakingPlan.acknowledgementPhrases"),
     ({"stopSpeakingPlan": {"interruptionPhrases": ["stop", 3]}},
      "stopSpeakingPlan.interruptionPhrases"),
+    ({"stopSpeakingPlan": {"backoffSeconds": 11}}, "stopSpeakingPlan.backoffSeconds"),
     ({"startSpeakingPlan": {"transcriptionEndpointingPlan": 0.4}},
      "startSpeakingPlan.transcriptionEndpointingPlan"),
     ({"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": 4}}},

@@ -41,6 +41,9 @@ class SessionConfig:
     #: between min_interruption_ms and this, acknowledgements ("uh-huh") do not interrupt
     #: (voice/acknowledgements.py). At or below min_interruption_ms: every sound interrupts.
     backchannel_max_ms: int = 900
+    #: after a barge-in, the assistant starts no utterance for this long (Vapi's
+    #: ``stopSpeakingPlan.backoffSeconds``)
+    interruption_backoff_ms: int = 0
     #: words an acknowledgement is made of, and the words that open an interruption
     #: (voice/acknowledgements.py; Vapi's ``acknowledgementPhrases`` / ``interruptionPhrases``)
     acknowledgement_words: frozenset[str] = ACKNOWLEDGEMENT_WORDS

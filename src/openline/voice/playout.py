@@ -8,6 +8,10 @@ current utterance, drops every queued interruptible one and clears the sink.
 
 Queue policy: the utterance queue is FIFO and unbounded but small (one entry per pending
 utterance); barge-in empties it of interruptible entries.
+
+Back-off: after a barge-in that cut audio off, no utterance starts before ``backoff_s``
+has passed (Vapi's ``stopSpeakingPlan.backoffSeconds``; 0 by default): the reply to the
+interruption, or the resumption after a noise, waits that long from the cut.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ class Playout:
 
     def __init__(self, fmt: AudioFormat, sink: AudioSink, *, clock: Clock = SYSTEM_CLOCK,
                  on_start: Hook | None = None, on_finish: Hook | None = None,
-                 on_frame: Callable[[Int16, float], None] | None = None) -> None:
+                 on_frame: Callable[[Int16, float], None] | None = None,
+                 backoff_s: float = 0.0) -> None:
         self.fmt, self.sink, self.clock = fmt, sink, clock
+        self.backoff_s = backoff_s
+        self._quiet_until = 0.0  # monotonic: no utterance starts before (the back-off)
         self.on_start, self.on_finish, self.on_frame = on_start, on_finish, on_frame
         self.frame_samples = fmt.sample_rate * FRAME_MS // 1000
         self._queue: deque[SpeechHandle] = deque()
@@ -63,6 +70,7 @@ class Playout:
             queued.playout_done()
         if current.started:
             self.sink.clear_buffer()
+            self._quiet_until = self.clock.monotonic() + self.backoff_s
         self._wake.set()
         return current if current.started else None
 
@@ -139,6 +147,10 @@ class Playout:
 
     async def _emit(self, handle: SpeechHandle, frame: Int16, text: str) -> None:
         first = not handle.started
+        if first and (wait := self._quiet_until - self.clock.monotonic()) > 0:
+            await self.clock.sleep(wait)  # the back-off after a barge-in
+            if handle.interrupted:
+                return
         if first:
             handle.started_at = self.clock.now()
             handle.first_frame_at = self.clock.monotonic()

@@ -110,7 +110,8 @@ class Conversation:
         self.playout = Playout(cfg.output_format, self.sink, clock=self.clock,
                                on_start=self.backchannel.skip_cues(self.assistant.on_start),
                                on_finish=self.backchannel.skip_cues(self.assistant.on_finish),
-                               on_frame=self._record_out)
+                               on_frame=self._record_out,
+                               backoff_s=cfg.interruption_backoff_ms / 1000)
         self.listener = Listener(self)
         self.timers = SilenceTimers(
             self.clock, poke_s=lambda: self.cfg.no_input_poke_sec,

@@ -118,6 +118,10 @@ def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
     if seconds is not None and not (_number(seconds) and 0 <= seconds <= 0.5):
         errors["stopSpeakingPlan.voiceSeconds"] = (
             "stopSpeakingPlan.voiceSeconds must be a number from 0 to 0.5")
+    backoff = stop.get("backoffSeconds")
+    if backoff is not None and not (_number(backoff) and 0 <= backoff <= 10):
+        errors["stopSpeakingPlan.backoffSeconds"] = (
+            "stopSpeakingPlan.backoffSeconds must be a number from 0 to 10")
     for key in ("acknowledgementPhrases", "interruptionPhrases"):
         phrases = stop.get(key)
         if phrases is not None and not _phrases(phrases, 1, 240):
@@ -297,6 +301,8 @@ def _speaking_plans(assistant: Mapping[str, Any]) -> dict[str, Any]:
         return fields
     if _number(stop.get("voiceSeconds")):
         fields["min_interruption_ms"] = round(float(stop["voiceSeconds"]) * 1000)
+    if _number(stop.get("backoffSeconds")):
+        fields["interruption_backoff_ms"] = round(float(stop["backoffSeconds"]) * 1000)
     for key, field in (("acknowledgementPhrases", "acknowledgement_words"),
                        ("interruptionPhrases", "interruption_cues")):
         phrases = stop.get(key)
