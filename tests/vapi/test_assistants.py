@@ -98,7 +98,9 @@ def test_bad_input_is_a_400_and_changes_nothing(vapi: Vapi, raw: httpx.Client) -
            {"model": "gpt-4o"}, {"name": "x" * 41}, {"endCallPhrases": ["x"]},
            {"stopSpeakingPlan": {"voiceSeconds": 2}},
            {"startSpeakingPlan": {"smartEndpointingEnabled": "always"}},
-           {"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": -1}}}]
+           {"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": -1}}},
+           {"startSpeakingPlan": {"customEndpointingRules": [
+               {"type": "customer", "regex": "[0-9", "timeoutSeconds": 2}]}}]
     for body in bad:
         r = raw.post("/assistant", json=body)
         assert r.status_code == 400, (body, r.text)

@@ -41,6 +41,22 @@ def test_the_transcription_plan_sets_the_waits_of_turns_without_the_model() -> N
     assert call_limits({"startSpeakingPlan": {"transcriptionEndpointingPlan": plan}}) == {}
 
 
+def test_custom_endpointing_rules_become_the_sessions_rules() -> None:
+    fields = call_limits({"startSpeakingPlan": {"customEndpointingRules": [
+        {"type": "assistant", "regex": "account number", "timeoutSeconds": 3,
+         "regexOptions": [{"type": "ignore-case", "enabled": True},
+                          {"type": "whole-word", "enabled": False}]},
+        {"type": "both", "assistantRegex": "interested", "customerRegex": "yes|no",
+         "customerRegexOptions": [{"type": "whole-word", "enabled": True}],
+         "timeoutSeconds": 0.2}]}})
+    account, yes_no = fields["endpointing_rules"]
+    assert account.timeout_ms == 3000 and account.customer is None
+    assert account.assistant is not None and account.assistant.search("ACCOUNT NUMBER")
+    assert yes_no.timeout_ms == 200 and yes_no.customer is not None
+    assert yes_no.customer.search("yes") and not yes_no.customer.search("eyes")
+    assert list(fields) == ["endpointing_rules"]  # the end-of-turn model stays on beside
+
+
 def test_without_speaking_plans_the_engine_defaults_stay() -> None:
     assert call_limits({}) == {}
     fields = call_limits({"startSpeakingPlan": {"smartEndpointingEnabled": "livekit"},
@@ -62,6 +78,22 @@ def test_without_speaking_plans_the_engine_defaults_stay() -> None:
     ({"stopSpeakingPlan": {"interruptionPhrases": ["stop", 3]}},
      "stopSpeakingPlan.interruptionPhrases"),
     ({"stopSpeakingPlan": {"backoffSeconds": 11}}, "stopSpeakingPlan.backoffSeconds"),
+    ({"startSpeakingPlan": {"customEndpointingRules": {"type": "customer"}}},
+     "startSpeakingPlan.customEndpointingRules"),
+    ({"startSpeakingPlan": {"customEndpointingRules": [{"type": "caller", "regex": "x",
+                                                        "timeoutSeconds": 1}]}},
+     "startSpeakingPlan.customEndpointingRules[0].type"),
+    ({"startSpeakingPlan": {"customEndpointingRules": [{"type": "customer", "regex": "x",
+                                                        "timeoutSeconds": 16}]}},
+     "startSpeakingPlan.customEndpointingRules[0].timeoutSeconds"),
+    ({"startSpeakingPlan": {"customEndpointingRules": [
+        {"type": "customer", "regex": "x", "timeoutSeconds": 1},
+        {"type": "both", "assistantRegex": "a", "customerRegex": "(b", "timeoutSeconds": 1}]}},
+     "startSpeakingPlan.customEndpointingRules[1].customerRegex"),
+    ({"startSpeakingPlan": {"customEndpointingRules": [
+        {"type": "assistant", "regex": "x", "timeoutSeconds": 1,
+         "regexOptions": [{"type": "global", "enabled": True}]}]}},
+     "startSpeakingPlan.customEndpointingRules[0].regexOptions"),
     ({"startSpeakingPlan": {"transcriptionEndpointingPlan": 0.4}},
      "startSpeakingPlan.transcriptionEndpointingPlan"),
     ({"startSpeakingPlan": {"transcriptionEndpointingPlan": {"onNumberSeconds": 4}}},

@@ -104,6 +104,13 @@ class ChatContext:
         """Tool rounds from a reply: the assistant's calls and their results."""
         self.items.extend(from_message(m) for m in messages)
 
+    def last_assistant_text(self) -> str:
+        """What the assistant last said ("" before it spoke)."""
+        for item in reversed(self.items):
+            if isinstance(item, AssistantMessage) and item.text:
+                return item.text
+        return ""
+
     def clear(self) -> None:
         self.items.clear()
 

@@ -9,6 +9,7 @@ from openline.audio.codecs import WIRE_FORMATS, AudioFormat
 from openline.voice.acknowledgements import ACKNOWLEDGEMENT_WORDS, INTERRUPTION_CUES
 from openline.voice.backchannel import BackchannelSettings
 from openline.voice.end_of_turn import EndOfTurnPolicy, TranscriptWaits
+from openline.voice.endpointing_rules import EndpointingRule
 from openline.voice.languages import LanguageSettings
 from openline.voice.tools import RuntimeTool
 from openline.voice.turns import TurnSettings
@@ -34,6 +35,9 @@ class SessionConfig:
     #: with no end-of-turn model: the silence by how the transcript ends (Vapi's
     #: ``transcriptionEndpointingPlan``); None: the fixed silence
     transcript_waits: TranscriptWaits | None = None
+    #: silences set by what was said, ahead of everything above (Vapi's
+    #: ``customEndpointingRules``; voice/endpointing_rules.py)
+    endpointing_rules: tuple[EndpointingRule, ...] = ()
     min_words_to_interrupt: int = 1
     #: voiced time before user speech interrupts the assistant (echo / "uh-huh" guard)
     min_interruption_ms: int = 250

@@ -35,7 +35,10 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from openline.voice.endpointing_rules import EndpointingRule, rule_timeout_ms
 
 #: words no finished sentence ends on, not even a question: articles, conjunctions,
 #: possessive determiners, fillers ("Can you check whether?" is still a caller mid-sentence;
@@ -142,15 +145,17 @@ class EndOfTurnDecision:
     """One conversation's decision state; ``reset()`` at every speech start or resume."""
 
     def __init__(self, policy: EndOfTurnPolicy | None, min_silence_ms: int,
-                 *, model_available: bool, transcript_waits: TranscriptWaits | None = None
-                 ) -> None:
+                 *, model_available: bool, transcript_waits: TranscriptWaits | None = None,
+                 rules: Sequence[EndpointingRule] = ()) -> None:
         first = policy.probe_ms[0] if policy and policy.probe_ms else 0
         self.policy = policy if (policy is not None and model_available and policy.probe_ms
                                  and min_silence_ms > first) else None
         self.min_silence_ms = min_silence_ms
         #: without the model: the silence by the transcript's ending (None: fixed silence)
         self.transcript_waits = transcript_waits if self.policy is None else None
-        self.transcript: str | None = None  # this speech run's words, for transcript_waits
+        self.transcript: str | None = None  # this speech run's words (waits, rules)
+        self.rules = tuple(rules)
+        self.assistant_text = ""  # what the assistant last said before this turn (rules)
         self.verdict = Verdict.NONE
         self.probability: float | None = None
         self.failed = False  # the model failed this turn: fall back to the fixed silence
@@ -170,6 +175,16 @@ class EndOfTurnDecision:
             return max(self.min_silence_ms, waits.longest_ms if waits else 0)
         return max(self.min_silence_ms, self.policy.incomplete_silence_ms)
 
+    @property
+    def needs_words(self) -> bool:
+        """The transcript decides too (transcript waits, or a rule on the caller's words)."""
+        return self.transcript_waits is not None or any(r.customer for r in self.rules)
+
+    @property
+    def longest_ms(self) -> int:
+        """The longest silence any rule or the decision may wait (the detector's bound)."""
+        return max([self.bound_ms, *(r.timeout_ms for r in self.rules)])
+
     def reset(self) -> None:
         """Speech (re)started: earlier verdicts were about audio that has since grown."""
         self.verdict = Verdict.NONE
@@ -184,8 +199,9 @@ class EndOfTurnDecision:
         """True once per probe point reached (the caller then runs the model). Never while
         a probe is still running: on a busy machine a second one would only queue behind
         it (the later probe point is taken once the first answers "incomplete")."""
-        if self.policy is None or self.failed or self.pending:
-            return False
+        if self.policy is None or self.failed or self.pending or rule_timeout_ms(
+                self.rules, self.assistant_text, self.transcript) is not None:
+            return False  # (a matching rule decides alone)
         for probe in self.policy.probe_ms:
             if silence_ms >= probe and probe not in self._asked:
                 self._asked.update(p for p in self.policy.probe_ms if p <= silence_ms)
@@ -222,6 +238,9 @@ class EndOfTurnDecision:
 
     def should_end(self, silence_ms: float) -> bool:
         """Does a silence of ``silence_ms`` end the turn, given what the model said?"""
+        rule_ms = rule_timeout_ms(self.rules, self.assistant_text, self.transcript)
+        if rule_ms is not None:
+            return silence_ms >= rule_ms
         if self.transcript_waits is not None:
             wait = (self.bound_ms if self.transcript is None else
                     max(self.min_silence_ms, self.transcript_waits.wait_ms(self.transcript)))

@@ -58,10 +58,11 @@ class Listener:
         cfg = conv.cfg
         self.eot = EndOfTurnDecision(cfg.end_of_turn, cfg.turn.min_silence_ms,
                                      model_available=conv.p.turn is not None,
-                                     transcript_waits=cfg.transcript_waits)
+                                     transcript_waits=cfg.transcript_waits,
+                                     rules=cfg.endpointing_rules)
         # The detector's own END is the longest wait; the decision may end a turn sooner.
         self.turns = TurnDetector(dataclasses.replace(cfg.turn,
-                                                      min_silence_ms=self.eot.bound_ms))
+                                                      min_silence_ms=self.eot.longest_ms))
         self.vad: VADStream | None = None  # set by open(), once the VAD is loaded
         self._inbound: asyncio.Queue[bytes] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
         rate = cfg.input_format.sample_rate
@@ -112,6 +113,7 @@ class Listener:
             self._last_voiced_at = conv.clock.monotonic()
         if event is TurnEvent.SPEECH_START:
             self.eot.reset()
+            self.eot.assistant_text = conv.chat.last_assistant_text()
             self._turn_seq += 1
             self._looks, self._heard_ack = 0, False
             self._speech_started_at = conv.clock.now() - self.turns.voiced_ms / 1000
@@ -274,11 +276,11 @@ class Listener:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""
         self.drop_speculation()
         self._job = self._new_job()
-        if self.eot.transcript_waits is not None:
+        if self.eot.needs_words:
             self.conv.spawn(self._words_decide(self.eot.generation), "transcript-endpointing")
 
     async def _words_decide(self, generation: int) -> None:
-        """Without the model, the transcript's ending sets the wait (``TranscriptWaits``):
+        """The transcript sets the wait (``TranscriptWaits``, a rule on the caller's words):
         once it is known, the silence so far may already be long enough."""
         text = await self._speculative_text()
         if (text is not None and self.eot.record_words(generation, text)

@@ -21,7 +21,6 @@ a retried job skips what an earlier try stored. Calls whose assistant came from 
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from openline.providers.llm.base import LLM, ChatMessage, GenerationOptions
 from openline.services.redaction import Protection
 from openline.services.vapi import call_view
 from openline.services.vapi import live_assistant as la
+from openline.services.vapi.checks import is_number
 from openline.store import tables as t
 from openline.store.db import Database
 from openline.store.tables import utcnow
@@ -89,7 +89,7 @@ def plan_errors(plan: Any) -> dict[str, str]:
         return {}  # "must be an object" is the assistant check's
     errors: dict[str, str] = {}
     threshold = plan.get("minMessagesThreshold")
-    if threshold is not None and not (_number(threshold) and threshold >= 0):
+    if threshold is not None and not (is_number(threshold) and threshold >= 0):
         errors["analysisPlan.minMessagesThreshold"] = "must be a number of at least 0"
     for key in ("structuredDataPlan", "successEvaluationPlan"):
         part = plan.get(key)
@@ -118,10 +118,6 @@ def plan_errors(plan: Any) -> dict[str, str]:
             "rubric must be one of " + ", ".join(RUBRICS))
     return errors
 
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -152,7 +148,7 @@ class AnalysisPlans:
         if not isinstance(plan, Mapping) or not transcript:
             return
         threshold = plan.get("minMessagesThreshold", 2)
-        if _number(threshold) and len(transcript.splitlines()) < threshold:
+        if is_number(threshold) and len(transcript.splitlines()) < threshold:
             return
         stored = (doc.doc or {}).get("analysis")
         have = dict(stored) if isinstance(stored, Mapping) else {}

@@ -11,7 +11,6 @@ Pure functions: no I/O, so the REST routes and the call set-up (``calls_create``
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,8 +21,8 @@ from openline.domain.errors import ValidationFailed
 from openline.domain.limits import MAX_NAME_CHARS
 from openline.domain.validation import LANGUAGE_CODES, first_error_message, parse
 from openline.services.vapi import analysis_plan
-from openline.voice.acknowledgements import phrase_words
-from openline.voice.end_of_turn import TranscriptWaits
+from openline.services.vapi.checks import is_number, is_phrase_list
+from openline.services.vapi.speaking_plans import speaking_plan_errors, speaking_plan_fields
 
 FIRST_MESSAGE_MODES = ("assistant-speaks-first", "assistant-waits-for-user",
                        "assistant-speaks-first-with-model-generated-message")
@@ -76,58 +75,15 @@ def check_body(body: Mapping[str, Any]) -> None:
 def _limit_errors(body: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
     duration = body.get("maxDurationSeconds")
-    if duration is not None and not (_number(duration) and 10 <= duration <= 43200):
+    if duration is not None and not (is_number(duration) and 10 <= duration <= 43200):
         errors["maxDurationSeconds"] = "maxDurationSeconds must be a number from 10 to 43200"
     phrases = body.get("endCallPhrases")
-    if phrases is not None and not _phrases(phrases, 2, 140):
+    if phrases is not None and not is_phrase_list(phrases, 2, 140):
         errors["endCallPhrases"] = "endCallPhrases must be strings of 2 to 140 characters"
     errors.update(analysis_plan.plan_errors(body.get("analysisPlan")))
-    errors.update(_speaking_plan_errors(body))
+    errors.update(speaking_plan_errors(body))
     return errors
 
-
-#: transcriptionEndpointingPlan key -> TranscriptWaits field (Vapi: 0 to 3 seconds each)
-_TRANSCRIPT_WAITS = {"onPunctuationSeconds": "punctuation_ms",
-                     "onNoPunctuationSeconds": "no_punctuation_ms",
-                     "onNumberSeconds": "number_ms"}
-
-
-def _speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
-    """The speaking-plan keys ``call_limits`` maps, with Vapi's types and ranges."""
-    errors: dict[str, str] = {}
-    start, stop = body.get("startSpeakingPlan"), body.get("stopSpeakingPlan")
-    if isinstance(start, dict) and "smartEndpointingEnabled" in start and not (
-            isinstance(start["smartEndpointingEnabled"], bool)
-            or start["smartEndpointingEnabled"] == "livekit"):
-        errors["startSpeakingPlan.smartEndpointingEnabled"] = (
-            "startSpeakingPlan.smartEndpointingEnabled must be a boolean or 'livekit'")
-    plan = start.get("transcriptionEndpointingPlan") if isinstance(start, dict) else None
-    if plan is not None and not isinstance(plan, dict):
-        errors["startSpeakingPlan.transcriptionEndpointingPlan"] = (
-            "startSpeakingPlan.transcriptionEndpointingPlan must be an object")
-    waits: Mapping[str, Any] = plan if isinstance(plan, dict) else {}
-    for key in _TRANSCRIPT_WAITS:
-        value = waits.get(key)
-        if value is not None and not (_number(value) and 0 <= value <= 3):
-            errors[f"startSpeakingPlan.transcriptionEndpointingPlan.{key}"] = (
-                f"startSpeakingPlan.transcriptionEndpointingPlan.{key} must be a number "
-                "from 0 to 3")
-    if not isinstance(stop, dict):
-        return errors
-    seconds = stop.get("voiceSeconds")
-    if seconds is not None and not (_number(seconds) and 0 <= seconds <= 0.5):
-        errors["stopSpeakingPlan.voiceSeconds"] = (
-            "stopSpeakingPlan.voiceSeconds must be a number from 0 to 0.5")
-    backoff = stop.get("backoffSeconds")
-    if backoff is not None and not (_number(backoff) and 0 <= backoff <= 10):
-        errors["stopSpeakingPlan.backoffSeconds"] = (
-            "stopSpeakingPlan.backoffSeconds must be a number from 0 to 10")
-    for key in ("acknowledgementPhrases", "interruptionPhrases"):
-        phrases = stop.get(key)
-        if phrases is not None and not _phrases(phrases, 1, 240):
-            errors[f"stopSpeakingPlan.{key}"] = (
-                f"stopSpeakingPlan.{key} must be strings of 1 to 240 characters")
-    return errors
 
 
 def check_limits(assistant: Mapping[str, Any]) -> None:
@@ -159,15 +115,6 @@ def _model_errors(model: Mapping[str, Any]) -> dict[str, str]:
     return errors
 
 
-def _phrases(value: Any, shortest: int, longest: int) -> bool:
-    """A list of strings, each ``shortest`` to ``longest`` characters long."""
-    return isinstance(value, list) and all(
-        isinstance(p, str) and shortest <= len(p) <= longest for p in value)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) \
-        and math.isfinite(value)
 
 
 def agent_fields(body: Mapping[str, Any], tool_names: Mapping[str, str]) -> dict[str, Any]:
@@ -185,7 +132,7 @@ def agent_fields(body: Mapping[str, Any], tool_names: Mapping[str, str]) -> dict
     if isinstance(voice, dict):
         if isinstance(voice.get("voiceId"), str):
             fields["voice_id"] = voice["voiceId"]
-        if _number(voice.get("speed")):
+        if is_number(voice.get("speed")):
             fields["audio_speed"] = round(float(voice["speed"]), 1)
     transcriber = body.get("transcriber")
     if isinstance(transcriber, dict):
@@ -194,10 +141,10 @@ def agent_fields(body: Mapping[str, Any], tool_names: Mapping[str, str]) -> dict
     if isinstance(body.get("backchannelingEnabled"), bool):  # legacy key (SDK 0.1.0)
         fields["enable_assistant_backchannel"] = body["backchannelingEnabled"]
     stop = body.get("stopSpeakingPlan")
-    if isinstance(stop, dict) and _number(stop.get("numWords")):
+    if isinstance(stop, dict) and is_number(stop.get("numWords")):
         fields["min_words_to_interrupt"] = max(1, int(stop["numWords"]))
     start = body.get("startSpeakingPlan")
-    if isinstance(start, dict) and _number(start.get("waitSeconds")):
+    if isinstance(start, dict) and is_number(start.get("waitSeconds")):
         fields["vad_min_silence_duration_ms"] = round(float(start["waitSeconds"]) * 1000)
     return fields
 
@@ -257,11 +204,11 @@ def _transcriber(transcriber: Mapping[str, Any], fields: dict[str, Any]) -> None
 
 def _timers(body: Mapping[str, Any], fields: dict[str, Any]) -> None:
     silence = body.get("silenceTimeoutSeconds")  # legacy key (SDK 0.1.0-0.8.1)
-    if silence is not None and _number(silence):
+    if silence is not None and is_number(silence):
         fields["no_input_end_conversation_sec"] = max(1, round(silence))
     plan = body.get("messagePlan")  # legacy key: idle messages are Openline's "poke"
     if isinstance(plan, dict):
-        if _number(plan.get("idleTimeoutSeconds")):
+        if is_number(plan.get("idleTimeoutSeconds")):
             fields["no_input_poke_sec"] = max(1, round(plan["idleTimeoutSeconds"]))
         idle = [m for m in plan.get("idleMessages") or [] if isinstance(m, str) and m]
         if idle:
@@ -274,9 +221,9 @@ def call_limits(assistant: Mapping[str, Any]) -> dict[str, Any]:
     ``endCallMessage`` and the speaking plans' ``smartEndpointingEnabled``,
     ``voiceSeconds``, ``acknowledgementPhrases`` and ``interruptionPhrases`` (checked by
     ``check_body`` when the assistant was stored)."""
-    limits: dict[str, Any] = _speaking_plans(assistant)
+    limits: dict[str, Any] = speaking_plan_fields(assistant)
     duration = assistant.get("maxDurationSeconds")
-    if isinstance(duration, int | float) and _number(duration):
+    if isinstance(duration, int | float) and is_number(duration):
         limits["max_duration_s"] = float(duration)
     phrases = assistant.get("endCallPhrases")
     if isinstance(phrases, list):
@@ -286,29 +233,6 @@ def call_limits(assistant: Mapping[str, Any]) -> dict[str, Any]:
         limits["end_call_message"] = message
     return limits
 
-
-def _speaking_plans(assistant: Mapping[str, Any]) -> dict[str, Any]:
-    fields: dict[str, Any] = {}
-    start, stop = assistant.get("startSpeakingPlan"), assistant.get("stopSpeakingPlan")
-    if isinstance(start, dict) and start.get("smartEndpointingEnabled") is False:
-        fields["end_of_turn"] = None  # the turn ends on the silence alone (waitSeconds)
-        plan = start.get("transcriptionEndpointingPlan")
-        if isinstance(plan, dict):  # ... or by how its words end, at least waitSeconds
-            fields["transcript_waits"] = TranscriptWaits(**{
-                name: round(float(plan[key]) * 1000)
-                for key, name in _TRANSCRIPT_WAITS.items() if _number(plan.get(key))})
-    if not isinstance(stop, dict):
-        return fields
-    if _number(stop.get("voiceSeconds")):
-        fields["min_interruption_ms"] = round(float(stop["voiceSeconds"]) * 1000)
-    if _number(stop.get("backoffSeconds")):
-        fields["interruption_backoff_ms"] = round(float(stop["backoffSeconds"]) * 1000)
-    for key, field in (("acknowledgementPhrases", "acknowledgement_words"),
-                       ("interruptionPhrases", "interruption_cues")):
-        phrases = stop.get(key)
-        if isinstance(phrases, list):
-            fields[field] = phrase_words([p for p in phrases if isinstance(p, str)])
-    return fields
 
 
 def new_spec(body: Mapping[str, Any], name: str,
