@@ -9,6 +9,7 @@ import pytest
 
 from openline.domain.errors import ValidationFailed
 from openline.services.vapi.assistant_map import call_limits, check_limits
+from openline.services.vapi.speaking_plans import LIVEKIT_WAIT, wait_function
 from openline.voice.acknowledgements import ACKNOWLEDGEMENT_WORDS, INTERRUPTION_CUES
 from openline.voice.config import SessionConfig
 from openline.voice.end_of_turn import TranscriptWaits
@@ -57,6 +58,31 @@ def test_custom_endpointing_rules_become_the_sessions_rules() -> None:
     assert list(fields) == ["endpointing_rules"]  # the end-of-turn model stays on beside
 
 
+def test_livekit_wait_functions_are_evaluated_like_mathjs() -> None:
+    livekit = wait_function(LIVEKIT_WAIT)
+    assert livekit(0.0) == pytest.approx(20)
+    assert livekit(0.5) == pytest.approx(20 + 500 * 0.5 ** 0.5 + 2500 * 0.125)  # ^ binds tight
+    assert livekit(1.0) == pytest.approx(3020)
+    assert wait_function("4000 * (1 - cos(pi * x))")(1.0) == pytest.approx(8000)
+    for bad in ("x +", "__import__('os').system('true')", "foo(x)", "y * 2", "x.real"):
+        with pytest.raises(ValueError):
+            wait_function(bad)
+
+
+def test_the_smart_endpointing_plan_picks_the_wait() -> None:
+    fields = call_limits({"startSpeakingPlan": {"smartEndpointingPlan": {
+        "provider": "livekit", "waitFunction": "100 + 1000 * x"}}})
+    policy = fields["end_of_turn"]
+    assert policy.wait_function is not None and policy.wait_function(0.5) == 600
+    default = call_limits({"startSpeakingPlan": {"smartEndpointingPlan": {
+        "provider": "livekit"}}})["end_of_turn"]
+    assert default.wait_function(1.0) == pytest.approx(3020)  # LiveKit's default function
+    # "vapi": the end-of-turn model as configured, even with the deprecated flag off.
+    assert call_limits({"startSpeakingPlan": {"smartEndpointingEnabled": False,
+                                              "smartEndpointingPlan": {"provider": "vapi"}}}
+                       ) == {}
+
+
 def test_without_speaking_plans_the_engine_defaults_stay() -> None:
     assert call_limits({}) == {}
     fields = call_limits({"startSpeakingPlan": {"smartEndpointingEnabled": "livekit"},
@@ -78,6 +104,13 @@ def test_without_speaking_plans_the_engine_defaults_stay() -> None:
     ({"stopSpeakingPlan": {"interruptionPhrases": ["stop", 3]}},
      "stopSpeakingPlan.interruptionPhrases"),
     ({"stopSpeakingPlan": {"backoffSeconds": 11}}, "stopSpeakingPlan.backoffSeconds"),
+    ({"startSpeakingPlan": {"smartEndpointingPlan": {"provider": "deepgram"}}},
+     "startSpeakingPlan.smartEndpointingPlan.provider"),
+    ({"startSpeakingPlan": {"smartEndpointingPlan": {"provider": "custom-endpointing-model"}}},
+     "startSpeakingPlan.smartEndpointingPlan.provider"),
+    ({"startSpeakingPlan": {"smartEndpointingPlan": {"provider": "livekit",
+                                                     "waitFunction": "20 + sqr(x)"}}},
+     "startSpeakingPlan.smartEndpointingPlan.waitFunction"),
     ({"startSpeakingPlan": {"customEndpointingRules": {"type": "customer"}}},
      "startSpeakingPlan.customEndpointingRules"),
     ({"startSpeakingPlan": {"customEndpointingRules": [{"type": "caller", "regex": "x",

@@ -277,3 +277,43 @@ async def test_engine_waits_when_the_speculative_transcript_is_unfinished() -> N
     """The model says complete, but the recogniser heard "... for": the wait is the bound."""
     waited = await endpointing_with_words("I would like to book a table for")
     assert 1150 <= waited < 1300, waited
+
+
+# ----- a wait function (LiveKit's waitFunction) --------------------------------------------------
+def _linear(x: float) -> float:
+    return 200 + 2000 * x
+
+
+WAITING = EndOfTurnPolicy(probe_ms=(224, 512), wait_function=_linear)
+
+
+def test_a_wait_function_sets_the_silence_from_the_models_probability() -> None:
+    d = EndOfTurnDecision(WAITING, 800, model_available=True)
+    assert d.bound_ms == 2200  # its longest wait (x = 1)
+    d.record(d.generation, 0.9, "What time do you open?")
+    assert d.wait_ms == pytest.approx(400) and not d.should_end(399) and d.should_end(400)
+    d.reset()
+    d.record(d.generation, 0.99, "I would like to book a table for")  # the words: x = 1
+    assert d.wait_ms == pytest.approx(2200)
+    d.reset()
+    broken = EndOfTurnDecision(EndOfTurnPolicy(wait_function=lambda x: 1 / x), 800,
+                               model_available=True)
+    broken.record(broken.generation, 1.0)  # x = 0: the function fails, the bound waits
+    assert broken.wait_ms == broken.bound_ms
+
+
+@virtual
+async def test_engine_waits_as_long_as_the_wait_function_says() -> None:
+    for p, low, high in ((0.2, 1780, 1900), (0.95, 290, 400)):  # 200 + 2000 * (1 - p)
+        providers = Providers(EnergyVAD(), FakeSTT(default="hello"), ScriptedLLM(["Hi."]),
+                              FakeTTS(ms_per_char=20), turn=ScriptedTurnModel([p]))
+        conv, log, _ = make(providers=providers, end_of_turn=WAITING,
+                            turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
+        task = __import__("asyncio").create_task(conv.run())
+        await play(conv, tone(600))
+        spoken_at = conv.clock.monotonic()
+        await play(conv, silence(3000))
+        conv.end("user")
+        await task
+        waited = (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+        assert len(log.of(ev.UserFinishedSpeaking)) == 1 and low <= waited < high, (p, waited)

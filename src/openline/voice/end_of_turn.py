@@ -34,8 +34,9 @@ already faster than a probe.
 from __future__ import annotations
 
 import enum
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from openline.voice.endpointing_rules import EndpointingRule, rule_timeout_ms
@@ -133,6 +134,23 @@ class EndOfTurnPolicy:
     incomplete_silence_ms: int = 1200
     #: the text model's P(finished) below this overrules a "complete" from the audio
     text_threshold: float = 0.05
+    #: instead of the threshold: the silence (ms) a turn needs as a function of the
+    #: model's P(still speaking) = 1 - P(complete) at the first probe, 1 when the words
+    #: sound unfinished (LiveKit's ``waitFunction``; clamped to 0..MAX_WAIT_MS)
+    wait_function: Callable[[float], float] | None = None
+
+
+#: the longest wait a wait function may set
+MAX_WAIT_MS = 15_000
+
+
+def _wait_ms(function: Callable[[float], float], x: float) -> float | None:
+    """The function's wait for P(still speaking) ``x``, clamped; None when it fails."""
+    try:
+        value = float(function(x))
+    except (ArithmeticError, ValueError, TypeError):
+        return None
+    return min(float(MAX_WAIT_MS), max(0.0, value)) if math.isfinite(value) else None
 
 
 class Verdict(enum.Enum):
@@ -158,6 +176,11 @@ class EndOfTurnDecision:
         self.assistant_text = ""  # what the assistant last said before this turn (rules)
         self.verdict = Verdict.NONE
         self.probability: float | None = None
+        self.wait_ms: float | None = None  # what the wait function asked for this run
+        function = self.policy.wait_function if self.policy else None
+        #: the wait function's longest wait over P in [0, 1] (the bound with it)
+        self._longest_wait = max((w for k in range(21) if (w := _wait_ms(function, k / 20))
+                                  is not None), default=0.0) if function else 0.0
         self.failed = False  # the model failed this turn: fall back to the fixed silence
         self.pending = False  # a probe is running
         self._asked: set[int] = set()
@@ -173,7 +196,8 @@ class EndOfTurnDecision:
         if self.policy is None:
             waits = self.transcript_waits
             return max(self.min_silence_ms, waits.longest_ms if waits else 0)
-        return max(self.min_silence_ms, self.policy.incomplete_silence_ms)
+        return max(self.min_silence_ms, self.policy.incomplete_silence_ms,
+                   math.ceil(self._longest_wait))
 
     @property
     def needs_words(self) -> bool:
@@ -189,6 +213,7 @@ class EndOfTurnDecision:
         """Speech (re)started: earlier verdicts were about audio that has since grown."""
         self.verdict = Verdict.NONE
         self.probability = None
+        self.wait_ms = None
         self.failed = False
         self.pending = False
         self.transcript = None
@@ -222,9 +247,14 @@ class EndOfTurnDecision:
             return True
         self.probability = probability
         assert self.policy is not None
-        complete = probability >= self.policy.threshold and not (
-            transcript is not None and sounds_unfinished(transcript)) and (
-            text_probability is None or text_probability >= self.policy.text_threshold)
+        unfinished = (transcript is not None and sounds_unfinished(transcript)) or (
+            text_probability is not None and text_probability < self.policy.text_threshold)
+        if self.policy.wait_function is not None:  # the wait decides, once
+            wait = _wait_ms(self.policy.wait_function, 1.0 if unfinished else 1 - probability)
+            self.wait_ms = self.bound_ms if wait is None else wait
+            self.verdict = Verdict.COMPLETE
+            return True
+        complete = probability >= self.policy.threshold and not unfinished
         self.verdict = Verdict.COMPLETE if complete else Verdict.INCOMPLETE
         return True
 
@@ -248,5 +278,5 @@ class EndOfTurnDecision:
         if self.policy is None or self.failed:
             return silence_ms >= self.min_silence_ms
         if self.verdict is Verdict.COMPLETE:
-            return silence_ms >= self.policy.probe_ms[0]
+            return silence_ms >= max(self.policy.probe_ms[0], self.wait_ms or 0)
         return silence_ms >= self.bound_ms

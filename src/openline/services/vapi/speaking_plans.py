@@ -3,19 +3,80 @@ session fields, and the checks Vapi makes on them; docs/architecture.md has the 
 
 from __future__ import annotations
 
+import ast
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+import simpleeval
 
 from openline.services.vapi.checks import is_number, is_phrase_list
 from openline.voice.acknowledgements import phrase_words
-from openline.voice.end_of_turn import TranscriptWaits
+from openline.voice.end_of_turn import EndOfTurnPolicy, TranscriptWaits
 from openline.voice.endpointing_rules import EndpointingRule, compile_pattern
 
 #: transcriptionEndpointingPlan key -> TranscriptWaits field (Vapi: 0 to 3 seconds each)
 _TRANSCRIPT_WAITS = {"onPunctuationSeconds": "punctuation_ms",
                      "onNoPunctuationSeconds": "no_punctuation_ms",
                      "onNumberSeconds": "number_ms"}
+
+
+_SMART = "startSpeakingPlan.smartEndpointingPlan"
+#: LiveKit's default ``waitFunction`` (Vapi's documented default)
+LIVEKIT_WAIT = "20 + 500 * sqrt(x) + 2500 * x^3"
+_MATH: dict[str, Any] = {name: getattr(math, name) for name in (
+    "sqrt", "cbrt", "exp", "log", "log10", "sin", "cos", "tan", "floor", "ceil")}
+_MATH.update(abs=abs, min=min, max=max, pow=math.pow)
+_NOT_MATH = (ast.Attribute, ast.Subscript, ast.JoinedStr, ast.List, ast.Tuple, ast.Dict,
+             ast.Set, ast.Compare, ast.BoolOp, ast.IfExp)
+
+
+def wait_function(expression: str) -> Callable[[float], float]:
+    """LiveKit's ``waitFunction``, a mathjs expression of ``x`` (P(still speaking)) in
+    milliseconds, as a function (arithmetic, ``^`` for powers, ``pi``, ``e`` and the
+    usual math functions); ValueError when it is not one."""
+    text = expression.replace("^", "**")  # mathjs's power, with Python's precedence
+    try:
+        tree = simpleeval.SimpleEval().parse(text)
+    except (SyntaxError, simpleeval.InvalidExpression) as exc:
+        raise ValueError(f"{expression!r} is not an expression: {exc}") from exc
+
+    def wait(x: float) -> float:
+        evaluator = simpleeval.SimpleEval(functions=_MATH,
+                                          names={"x": x, "pi": math.pi, "e": math.e})
+        for node in _NOT_MATH:  # numbers only: no attributes, indexing, strings or lists
+            evaluator.nodes.pop(node, None)
+        try:
+            return float(evaluator.eval(text, previously_parsed=tree))
+        except simpleeval.InvalidExpression as exc:
+            raise ValueError(str(exc)) from exc
+
+    try:
+        wait(0.5)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        raise ValueError(f"{expression!r} cannot be evaluated: {exc}") from exc
+    return wait
+
+
+def _smart_plan_errors(plan: Any) -> dict[str, str]:
+    providers = ("vapi", "livekit", "custom-endpointing-model")
+    if not isinstance(plan, dict) or plan.get("provider") not in providers:
+        return {f"{_SMART}.provider": f"{_SMART}.provider must be one of "
+                + ", ".join(providers)}
+    if plan["provider"] == "custom-endpointing-model":
+        return {f"{_SMART}.provider": f"{_SMART}.provider 'custom-endpointing-model' is not "
+                "supported: Openline ends turns with its own model ('vapi' or 'livekit')"}
+    function = plan.get("waitFunction")
+    if function is None:
+        return {}
+    if not isinstance(function, str):
+        return {f"{_SMART}.waitFunction": f"{_SMART}.waitFunction must be a string"}
+    try:
+        wait_function(function)
+    except ValueError as exc:
+        return {f"{_SMART}.waitFunction": f"{_SMART}.waitFunction: {exc}"}
+    return {}
 
 
 #: customEndpointingRules type -> its (pattern key, options key, EndpointingRule field)
@@ -79,6 +140,8 @@ def speaking_plan_errors(body: Mapping[str, Any]) -> dict[str, str]:
     if plan is not None and not isinstance(plan, dict):
         errors["startSpeakingPlan.transcriptionEndpointingPlan"] = (
             "startSpeakingPlan.transcriptionEndpointingPlan must be an object")
+    if isinstance(start, dict) and start.get("smartEndpointingPlan") is not None:
+        errors.update(_smart_plan_errors(start["smartEndpointingPlan"]))
     if isinstance(start, dict) and start.get("customEndpointingRules") is not None:
         errors.update(_rule_errors(start["customEndpointingRules"]))
     waits: Mapping[str, Any] = plan if isinstance(plan, dict) else {}
@@ -117,6 +180,13 @@ def speaking_plan_fields(assistant: Mapping[str, Any]) -> dict[str, Any]:
             fields["transcript_waits"] = TranscriptWaits(**{
                 name: round(float(plan[key]) * 1000)
                 for key, name in _TRANSCRIPT_WAITS.items() if is_number(plan.get(key))})
+    smart = start.get("smartEndpointingPlan") if isinstance(start, dict) else None
+    if isinstance(smart, dict):  # ahead of smartEndpointingEnabled (deprecated by it)
+        if smart.get("provider") == "livekit":
+            fields["end_of_turn"] = EndOfTurnPolicy(wait_function=wait_function(
+                smart.get("waitFunction") or LIVEKIT_WAIT))
+        else:
+            fields.pop("end_of_turn", None)  # "vapi": the end-of-turn model as configured
     rules = start.get("customEndpointingRules") if isinstance(start, dict) else None
     if isinstance(rules, list) and rules:  # ahead of the model and the waits above
         fields["endpointing_rules"] = tuple(_rule(rule) for rule in rules)
