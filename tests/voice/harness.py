@@ -116,6 +116,24 @@ async def utter(conv: Conversation, speech_ms: int = 500, silence_ms: int = 500)
     await play(conv, silence(silence_ms))
 
 
+async def end_of_turn_ms(conv: Conversation, log: Log, *, speech_ms: int = 600,
+                         pause_ms: int = 2500,
+                         before: Callable[[], Coroutine[Any, Any, None]] | None = None
+                         ) -> float:
+    """Run ``conv`` for one caller turn (``before`` first: e.g. wait for the welcome): a
+    tone, then ``pause_ms`` of silence; ms from its last voiced chunk to the turn's end."""
+    task = asyncio.create_task(conv.run())
+    if before is not None:
+        await before()
+    await play(conv, tone(speech_ms))
+    spoken_at = conv.clock.monotonic()
+    await play(conv, silence(pause_ms))
+    conv.end("user")
+    await task
+    assert len(log.of(ev.UserFinishedSpeaking)) == 1
+    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+
+
 def make(
     *,
     replies: list[ScriptedReply | str] | None = None,

@@ -13,7 +13,7 @@ from openline.voice import events as ev
 from openline.voice.end_of_turn import EndOfTurnDecision, EndOfTurnPolicy, Verdict
 from openline.voice.session import Providers
 from openline.voice.turns import TurnSettings
-from tests.voice.harness import make, play, silence, tone, virtual
+from tests.voice.harness import end_of_turn_ms, make, play, silence, tone, virtual
 
 POLICY = EndOfTurnPolicy(probe_ms=(224, 512), threshold=0.5, incomplete_silence_ms=1200)
 
@@ -255,21 +255,13 @@ async def endpointing_with_words(heard: str, text_model: TextEndOfTurnModel | No
                                  ) -> float:
     """The audio model says complete; the recogniser hears ``heard`` (and ``text_model``
     judges it). Silence from the last voiced frame to the end of the one turn, in ms."""
-    import asyncio
 
     providers = Providers(EnergyVAD(), FakeSTT(default=heard), ScriptedLLM(["Sure."]),
                           FakeTTS(ms_per_char=20), turn=ScriptedTurnModel([0.99]),
                           turn_text=text_model)
     conv, log, _ = make(providers=providers, end_of_turn=POLICY,
                         turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
-    task = asyncio.create_task(conv.run())
-    await play(conv, tone(600))
-    spoken_at = conv.clock.monotonic()
-    await play(conv, silence(2000))
-    conv.end("user")
-    await task
-    assert len(log.of(ev.UserFinishedSpeaking)) == 1
-    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+    return await end_of_turn_ms(conv, log, pause_ms=2000)
 
 
 @virtual
@@ -309,11 +301,5 @@ async def test_engine_waits_as_long_as_the_wait_function_says() -> None:
                               FakeTTS(ms_per_char=20), turn=ScriptedTurnModel([p]))
         conv, log, _ = make(providers=providers, end_of_turn=WAITING,
                             turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
-        task = __import__("asyncio").create_task(conv.run())
-        await play(conv, tone(600))
-        spoken_at = conv.clock.monotonic()
-        await play(conv, silence(3000))
-        conv.end("user")
-        await task
-        waited = (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
-        assert len(log.of(ev.UserFinishedSpeaking)) == 1 and low <= waited < high, (p, waited)
+        waited = await end_of_turn_ms(conv, log, pause_ms=3000)
+        assert low <= waited < high, (p, waited)

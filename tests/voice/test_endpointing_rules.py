@@ -12,7 +12,7 @@ from openline.voice import events as ev
 from openline.voice.endpointing_rules import EndpointingRule, compile_pattern, rule_timeout_ms
 from openline.voice.session import Providers
 from openline.voice.turns import TurnSettings
-from tests.voice.harness import make, play, silence, tone, virtual
+from tests.voice.harness import end_of_turn_ms, make, virtual
 
 ACCOUNT = EndpointingRule(3000, assistant=compile_pattern("account number", ["ignore-case"]))
 DIGITS = EndpointingRule(2000, customer=compile_pattern(r"\d$"))
@@ -46,16 +46,12 @@ async def _endpointing_ms(rules: tuple[EndpointingRule, ...], heard: str = "hell
     conv, log, _ = make(providers=providers, end_of_turn=None, endpointing_rules=rules,
                         welcome_message="What is your account number?",
                         turn=TurnSettings(min_silence_ms=300, prebuffer_ms=200))
-    task = asyncio.create_task(conv.run())
-    await log.wait_for(ev.AssistantFinishedSpeaking)
-    await asyncio.sleep(0.2)
-    await play(conv, tone(600))
-    spoken_at = conv.clock.monotonic()
-    await play(conv, silence(4000))
-    conv.end("user")
-    await task
-    assert len(log.of(ev.UserFinishedSpeaking)) == 1
-    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+
+    async def welcomed() -> None:
+        await log.wait_for(ev.AssistantFinishedSpeaking)
+        await asyncio.sleep(0.2)
+
+    return await end_of_turn_ms(conv, log, pause_ms=4000, before=welcomed)
 
 
 @virtual

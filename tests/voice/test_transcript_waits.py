@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
-from openline.voice import events as ev
 from openline.voice.end_of_turn import EndOfTurnDecision, EndOfTurnPolicy, TranscriptWaits
 from openline.voice.session import Providers
 from openline.voice.turns import TurnSettings
-from tests.voice.harness import make, play, silence, tone, virtual
+from tests.voice.harness import end_of_turn_ms, make, virtual
 
 WAITS = TranscriptWaits(punctuation_ms=300, no_punctuation_ms=1500, number_ms=700)
 
@@ -47,14 +44,7 @@ async def _endpointing_ms(heard: str, waits: TranscriptWaits | None) -> float:
                           FakeTTS(ms_per_char=20))
     conv, log, _ = make(providers=providers, end_of_turn=None, transcript_waits=waits,
                         turn=TurnSettings(min_silence_ms=200, prebuffer_ms=200))
-    task = asyncio.create_task(conv.run())
-    await play(conv, tone(600))
-    spoken_at = conv.clock.monotonic()
-    await play(conv, silence(2500))
-    conv.end("user")
-    await task
-    assert len(log.of(ev.UserFinishedSpeaking)) == 1
-    return (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000
+    return await end_of_turn_ms(conv, log)
 
 
 @virtual
