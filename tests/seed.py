@@ -37,6 +37,7 @@ async def _seed(database_url: str, project: str, rows: list[dict[str, Any]]) -> 
                     ended_by=None if live else "user",
                     live_transcript="User: hi\nAssistant: hello",
                     latencies_ms=[420.0, 515.5], interruptions_count=1,
+                    **(_held_elsewhere() if live and spec.get("leased") else {}),
                 ))
                 await s.flush()
                 s.add(t.ConversationItem(id=ids.new_id(ids.CONVERSATION_ITEM),
@@ -47,6 +48,15 @@ async def _seed(database_url: str, project: str, rows: list[dict[str, Any]]) -> 
     finally:
         await db.dispose()
     return out
+
+
+def _held_elsewhere() -> dict[str, Any]:
+    """A live call another node is running: its lease renewed and an hour ahead, so no
+    node's reaper closes it during a test (an unleased live row is a crashed node's call,
+    closed at the next reap: what the lease tests want, and a race for everyone else)."""
+    now = datetime.now(UTC)
+    return {"owner_node": "node-elsewhere", "heartbeat_at": now,
+            "lease_until": now + timedelta(hours=1)}
 
 
 def seed_conversations(database_url: str, project: str, rows: list[dict[str, Any]]) -> list[str]:

@@ -96,7 +96,8 @@ async def test_workspace(aclient: AsyncPhonic, live_server: LiveServer, project:
     ws = await aclient.workspace.get()
     assert ws.max_active_conversations == 100  # the default workspace limit
     # The count is live: one more open conversation shows up, and goes once it ends.
-    [live] = await aseed_conversations(live_server.database_url, project, [{"live": True}])
+    [live] = await aseed_conversations(live_server.database_url, project,
+                                       [{"live": True, "leased": True}])
     assert (await aclient.workspace.get()).active_conversations == ws.active_conversations + 1
     await asyncio.to_thread(finish_conversation, live_server.database_url, live)
     assert (await aclient.workspace.get()).active_conversations == ws.active_conversations

@@ -103,7 +103,8 @@ def test_delete_and_live_rules(client: Phonic, live_server: LiveServer, project:
         client.conversations.delete(seeded[0])
     with pytest.raises(ConflictError):
         client.conversations.cancel(seeded[1], request_options=NO_RETRY)
-    [live] = seed_conversations(live_server.database_url, project, [{"live": True}])
+    [live] = seed_conversations(live_server.database_url, project,
+                                [{"live": True, "leased": True}])
     with pytest.raises(ConflictError):
         client.conversations.delete(live, request_options=NO_RETRY)
     assert client.conversations.get(live).conversation.ended_at is None

@@ -93,7 +93,7 @@ def test_calls_are_conversations(vapi: Vapi, raw: httpx.Client, live_server: Liv
 async def test_live_calls_and_the_async_sdk(avapi: AsyncVapi, live_server: LiveServer,
                                             agent_id: str) -> None:
     live, done = await asyncio.to_thread(seed_conversations, live_server.database_url, "main", [
-        {"agent_id": agent_id, "live": True}, {"agent_id": agent_id}])
+        {"agent_id": agent_id, "live": True, "leased": True}, {"agent_id": agent_id}])
     call = await avapi.calls.get(live)
     assert call.status == "in-progress" and call.ended_reason is None
     assert call.ended_at is None

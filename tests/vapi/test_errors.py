@@ -50,7 +50,7 @@ def test_no_retryable_status_for_errors_a_retry_cannot_fix(raw: httpx.Client,
     from tests.seed import seed_conversations
 
     (live,) = seed_conversations(live_server.database_url, "main",
-                                 [{"agent_id": made["id"], "live": True}])
+                                 [{"agent_id": made["id"], "live": True, "leased": True}])
     r = raw.request("DELETE", f"/call/{live}", json={})
     assert r.status_code == 400 and raw.get(f"/call/{live}").status_code == 200
     raw.delete(f"/phone-number/{first.json()['id']}")
