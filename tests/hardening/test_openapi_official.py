@@ -261,9 +261,10 @@ def _conversations(ex: Exercise, server: LiveServer, project: str, ids: dict[str
     ex.call("get", f"/projects/{project}/conversation_evals", 200)
     ex.call("post", f"/conversations/{done}/cancel", 409)
     _replays(ex, done)
-    # A row that claims to be live (seeded: no node runs it) for the live-only answers.
+    # A row that claims to be live (seeded: another node's lease, so no reaper closes it
+    # mid-test, but no node runs it) for the live-only answers.
     (live,) = seed_conversations(server.database_url, project, [
-        {"started_at": datetime(2025, 5, 1, 12, 0, tzinfo=UTC), "live": True}])
+        {"started_at": datetime(2025, 5, 1, 12, 0, tzinfo=UTC), "live": True, "leased": True}])
     ex.call("post", f"/conversations/{live}/cancel")  # 200 or 504: no node runs it
     ex.call("delete", f"/conversations/{live}", 409)
     ex.call("delete", f"/conversations/{done}", 200)
