@@ -259,8 +259,8 @@ class EndOfTurnDecision:
         return True
 
     def record_words(self, generation: int, transcript: str) -> bool:
-        """The speech run's transcript, for ``transcript_waits``; False when it came too
-        late (speech resumed meanwhile)."""
+        """The speech run's transcript, for ``transcript_waits`` and the rules on the
+        caller's words; False when it came too late (speech resumed meanwhile)."""
         if generation != self.generation:
             return False
         self.transcript = transcript
