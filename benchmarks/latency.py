@@ -98,7 +98,8 @@ WARMUP_LINE = "Hello, can you hear me?"  # not among the measured lines (STT cac
 GAP_MS = 640  # silence before each utterance (a multiple of 160 ms keeps the alignment)
 TURN_TIMEOUT_S = 60.0
 SECTION = "Voice-to-voice latency"
-STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms")
+STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms",
+          "reply_started_ms", "first_audio_ready_ms")
 
 
 # --------------------------------------------------------------------------- caller audio

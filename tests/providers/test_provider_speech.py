@@ -145,7 +145,14 @@ async def test_speculative_transcription_is_coalesced_and_cancel_safe(
     # Cancel mid-recognition: the model keeps working for the next call.
     other = audio[: audio.size // 2].copy()
     task = asyncio.create_task(whisper.transcribe(other))
-    await asyncio.sleep(0.05)
+    # Cancel once the recognition is in flight. (A fixed 50 ms sleep let a fast machine
+    # finish the half-second clip first, and the task was never cancelled.) A cancel
+    # before the loop has delivered the thread's result always raises in the task.
+    for _ in range(1000):
+        if whisper._inflight:
+            break
+        await asyncio.sleep(0)
+    assert whisper._inflight
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -39,7 +39,12 @@ async def test_turn_order_items_and_latency() -> None:
     assert result.ended_by == "user" and len(result.latencies_ms) == 1
     # Endpointing is the 300 ms silence wait (virtual time: exact to a VAD frame).
     first_reply_audio = [a for a in log.of(ev.AudioOut) if a.timings]
-    assert 300 <= first_reply_audio[-1].timings["endpointing_ms"] <= 340
+    timings = first_reply_audio[-1].timings
+    assert 300 <= timings["endpointing_ms"] <= 340
+    # The reply began at the first pause (96 ms) and, with instant fakes, had its audio
+    # before the turn ended.
+    assert 90 <= timings["reply_started_ms"] <= 140
+    assert timings["reply_started_ms"] <= timings["first_audio_ready_ms"] < 300
     assert 300 <= result.latencies_ms[0] <= 340  # instant fakes: only the wait is left
     request = p.llm.requests[-1].messages  # type: ignore[attr-defined]
     assert [m.role for m in request] == ["system", "assistant", "user"]

@@ -96,10 +96,11 @@ class Operations:
 
     # ----- hooks the live service calls ---------------------------------------------------
     def engine_event(self, event: Any) -> None:
-        """Per-stage timings arrive on the first audio frame of a reply."""
+        """Per-stage timings arrive on the first audio frame of a reply (durations end in
+        ``_ms``; the rest, such as the end-of-turn model's probability, are no stage)."""
         if isinstance(event, AudioOut) and event.timings:
             for name, ms in event.timings.items():
-                if isinstance(ms, int | float) and ms >= 0:
+                if name.endswith("_ms") and isinstance(ms, int | float) and ms >= 0:
                     stage = name.removesuffix("_ms")
                     self.turn_stage.labels(stage).observe(ms / 1000)
 

@@ -269,8 +269,10 @@ class Listener:
 
     def _new_job(self) -> ReplyJob:
         cfg = self.conv.cfg
-        return ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
-                        self.hotwords(), self.conv.assistant.run_reply)
+        job = ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
+                       self.hotwords(), self.conv.assistant.run_reply)
+        job.started_at = self.conv.clock.monotonic()
+        return job
 
     def _start_speculation(self) -> None:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""
@@ -296,8 +298,12 @@ class Listener:
         conv = self.conv
         job = self._job or self._new_job()  # no job: the wait was too short to speculate
         self._job = None
-        job.timings["endpointing_ms"] = round(
-            (conv.clock.monotonic() - self._last_voiced_at) * 1000, 1)
+        endpointing = (conv.clock.monotonic() - self._last_voiced_at) * 1000
+        job.timings["endpointing_ms"] = round(endpointing, 1)
+        # how far into the silence the (speculative) reply began
+        job.timings["reply_started_ms"] = round(
+            (job.started_at - self._last_voiced_at) * 1000 if job.started_at is not None
+            else endpointing, 1)
         if self.eot.probability is not None:
             job.timings["end_of_turn_p"] = round(self.eot.probability, 3)
             job.timings["end_of_turn_model_ms"], job.timings["transcript_wait_ms"] = (

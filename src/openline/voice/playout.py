@@ -159,7 +159,8 @@ class Playout:
             if handle.interrupted:
                 return
         await self.sink.capture_frame(SpeechFrame(frame, text,
-                                                  handle.timings if first else None))
+                                                  handle.first_frame_timings() if first
+                                                  else None))
         if self.on_frame is not None:
             self.on_frame(frame, self.clock.monotonic())
         handle.frame_sent(frame.size, text)

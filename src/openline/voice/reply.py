@@ -316,6 +316,8 @@ class ReplyJob:
             asyncio.get_running_loop().create_future()
         )
         self.gate = asyncio.Event()
+        #: the conversation clock's time when the job began (set by the listener)
+        self.started_at: float | None = None
         self._stt, self._audio, self._text = stt, audio, text
         self._language, self._hotwords, self._run_reply = language, tuple(hotwords), run_reply
         self.task = asyncio.ensure_future(self._run())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +58,11 @@ class SpeechHandle:
         self.producer: asyncio.Future[Any] | None = None
         self.started_at: float | None = None  # wall clock of the first frame
         self.first_frame_at: float | None = None  # monotonic
+        #: performance-counter times (real time, as the stage durations): when the handle
+        #: was made (a reply's: with its job, as its recognition starts) and its first
+        #: audio was queued
+        self.created_perf = time.perf_counter()
+        self.first_audio_perf: float | None = None
         self.interrupted = False
         self.recorded = False  # stored as a conversation item
         self.sent_samples = 0
@@ -72,6 +78,8 @@ class SpeechHandle:
     # ----- the producer's side ---------------------------------------------------------
     def put(self, samples: Int16, text: str) -> None:
         """Queue a synthesized sentence (already at the output rate)."""
+        if self.first_audio_perf is None and samples.size:
+            self.first_audio_perf = time.perf_counter()
         self._full_text.append(text)
         self._queued += 1
         self._sentences.put_nowait((samples, text))
@@ -86,6 +94,19 @@ class SpeechHandle:
         while self._played < target and not self.interrupted and not self._done.is_set():
             self._progress.clear()
             await self._progress.wait()
+
+    def first_frame_timings(self) -> dict[str, float] | None:
+        """The stage timings that go out with the first frame. With ``reply_started_ms``
+        (the silence at which the reply began, set at the end of the turn), adds
+        ``first_audio_ready_ms``: from the caller's last voiced sample to the reply's first
+        synthesized audio, before or after the end of the turn. When it is later than
+        ``endpointing_ms``, the reply, not the end-of-turn wait, set the latency."""
+        timings = self.timings
+        started = timings.get("reply_started_ms") if timings is not None else None
+        if timings is not None and started is not None and self.first_audio_perf is not None:
+            timings["first_audio_ready_ms"] = round(
+                started + (self.first_audio_perf - self.created_perf) * 1000, 1)
+        return timings
 
     # ----- the playout's side ----------------------------------------------------------
     async def next_sentence(self) -> tuple[Int16, str] | None:
