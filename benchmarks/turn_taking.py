@@ -131,6 +131,8 @@ class Observed:
     turn: Turn
     line: Line
     cut_off: bool = False
+    #: what the server heard before the caller had finished (a cut-off's first half)
+    heard_early: list[str] = field(default_factory=list)
 
 
 def on_message(message: Any, seen: Observed, at: float) -> None:
@@ -141,6 +143,8 @@ def on_message(message: Any, seen: Observed, at: float) -> None:
     kind = getattr(message, "type", None)
     if kind == "user_finished_speaking" and turn.voiced_end_at is None:
         seen.cut_off = True
+    if kind == "input_text" and turn.voiced_end_at is None:
+        seen.heard_early.append(message.text)
     track(message, turn, at)
 
 
@@ -176,7 +180,9 @@ async def converse(server: Any, lines: list[Line]) -> list[Observed]:
                 kind = f"pause {line.paused_ms}" if line.paused_ms else "clean"
                 log(f"  {i + 1:2d} {kind:9s}"
                     f" {seen.turn.outcome:8s} v2v={ms(seen.turn.v2v_ms or float('nan')):>6s}"
-                    f"{' CUT OFF' if seen.cut_off else ''} heard={seen.turn.heard!r} "
+                    f"{' CUT OFF' if seen.cut_off else ''}"
+                    f"{f' first={seen.heard_early!r}' if seen.heard_early else ''}"
+                    f" heard={seen.turn.heard!r} "
                     f"{stages(seen.turn.timings)}")
         finally:
             for task in tasks:

@@ -232,12 +232,22 @@ def test_transcripts_that_end_mid_sentence_sound_unfinished() -> None:
                  "Can you check whether?", "Is it open on Monday or?",
                  # trailing off, and a value the caller is about to give
                  "I was wondering if...", "My phone number is 457-",
-                 "The account is under the name."):
+                 "The account is under the name.",
+                 # open endings: a second object still to come, "whether" misheard, a
+                 # number of one word so far
+                 "Could you tell me?", "Can you send us?", "Can you give me",
+                 "Can you check weather?",
+                 "I'm not sure weather.", "My policy number is Sanran.",
+                 "My member ID is 4.", "The code is seven-"):
         assert sounds_unfinished(text), text
     for text in ("What time do you close on Saturdays?", "Thanks, that is all.",
                  "Do you have anything around 7:30?", "", "I need to cancel.",
                  # a question may end on a preposition or on "name"
-                 "Who am I talking to?", "What is your name?"):
+                 "Who am I talking to?", "What is your name?",
+                 # the same words where the sentence is whole
+                 "Can you tell me more?", "Could you call me?", "Can you email me?",
+                 "What is the weather like?", "Can you check the weather?",
+                 "My new number is not working.", "That number is wrong, sorry."):
         assert not sounds_unfinished(text), text
 
 

@@ -64,19 +64,32 @@ name number address email code called named spelled
 _NEVER_FINAL = frozenset(_NEVER_FINAL_TEXT.split())
 _DANGLING = frozenset(_DANGLING_TEXT.split()) | _NEVER_FINAL
 _LAST_WORD = re.compile(r"([A-Za-z0-9']+)[^A-Za-z0-9']*$")
+#: endings that leave a sentence open even as a question (matched on the lowercased words):
+#: * a verb that takes two objects with only the person given ("Could you tell me?", "Can
+#:   you send us?": *what*?);
+#: * "weather" after a verb of finding out: the recogniser's spelling of "whether" ("Can
+#:   you check weather?"), which, bare, is not how "the weather" is asked about;
+#: * a number, code or ID that is one word so far and not a full value ("My policy number
+#:   is seven", misheard "is Sanran."): those are read out in several words or as one
+#:   run of at least four digits.
+_OPEN_ENDINGS = re.compile(
+    r"\b(?:(?:tell|show|give|send|bring|hand|pass|lend|offer)\s+(?:me|us|him|her|them)"
+    r"|(?:check|know|see|ask|asking|wonder|wondering|sure|out)\s+weather"
+    r"|(?:number|code|id|pin)\s+is\s+(?!\d{4,}\b)[a-z0-9-]+)\W*$")
 #: the recogniser trails off with an ellipsis or a dash where the speech did ("if...")
 _TRAILING_OFF = re.compile(r"(\.\.\.|\u2026|-)\s*$")
 
 
 def sounds_unfinished(transcript: str) -> bool:
     """The words say the caller is mid-sentence: the transcript trails off ("..."), ends on
-    a word no sentence ends on ("the", "whether", even before a "?"), or, when it is not a
-    question, on a function word, a month, a value-introducing noun or a digit (dictating
-    a number). A false alarm costs a longer wait (the bound), never a cut-off."""
+    a word no sentence ends on ("the", "whether", even before a "?") or an open ending
+    (``_OPEN_ENDINGS``: "tell me?", "check weather?", "number is seven"), or, when it is
+    not a question, on a function word, a month, a value-introducing noun or a digit
+    (dictating a number). A false alarm costs a longer wait (the bound), never a cut-off."""
     text = transcript.strip()
     if not text:
         return False
-    if _TRAILING_OFF.search(text):
+    if _TRAILING_OFF.search(text) or _OPEN_ENDINGS.search(text.lower()):
         return True
     match = _LAST_WORD.search(text)
     if match is None:
