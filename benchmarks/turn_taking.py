@@ -95,6 +95,22 @@ PAUSED = (  # (before the pause, after it)
     ("My zip code is nine oh two", "one oh."),
     ("Could you tell me", "how long the wait is?"),
 )
+#: ``--held-out``: paused sentences written *after* the word rules of 2026-12-02 evening
+#: (the open endings of ``voice/end_of_turn.py``) were tuned on the twelve above; run to
+#: check that the rules were not fitted to those. Some first halves are whole sentences
+#: as heard ("I need an appointment"), which no word rule can keep open.
+HELD_OUT = (
+    ("I'd like to reschedule my appointment to", "next Wednesday."),
+    ("My last name is spelled", "M I L L E R."),
+    ("Could you let me know", "if there is a cancellation?"),
+    ("The card number ends in", "four four one two."),
+    ("I think my insurance is", "Blue Cross."),
+    ("I need an appointment", "for my daughter."),
+    ("My address is twelve", "Oak Street."),
+    ("I'm calling because", "my tooth hurts."),
+    ("I called yesterday", "about my bill."),
+    ("Is it possible to", "come in today?"),
+)
 TURN_TIMEOUT_S = 40.0
 #: the machine is shared: wait this long at most for it to calm down, then measure anyway
 QUIET_WAIT_S = 20.0
@@ -107,7 +123,8 @@ class Line:
     paused_ms: int = 0  # 0: a clean end
 
 
-def caller_lines(turns: int, workdir: Path, seed: int) -> list[Line]:
+def caller_lines(turns: int, workdir: Path, seed: int,
+                 paused: tuple[tuple[str, str], ...] = PAUSED) -> list[Line]:
     """``turns`` lines alternating clean / paused, voices cycling; pauses 400-900 ms."""
     rng = random.Random(seed)
     lines: list[Line] = []
@@ -117,7 +134,7 @@ def caller_lines(turns: int, workdir: Path, seed: int) -> list[Line]:
             text = CLEAN[(i // 2) % len(CLEAN)]
             lines.append(Line(text, aligned(espeak(text, voice, speed, workdir))))
             continue
-        before, after = PAUSED[(i // 2) % len(PAUSED)]
+        before, after = paused[(i // 2) % len(paused)]
         pause = rng.randrange(400, 901, 20)
         audio = np.concatenate([espeak(before, voice, speed, workdir),
                                 np.zeros(pause * RATE // 1000, dtype=np.int16),
@@ -382,7 +399,8 @@ async def run_backchannels(args: argparse.Namespace, workdir: Path) -> str:
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    lines = caller_lines(args.turns, workdir, args.seed)
+    lines = caller_lines(args.turns, workdir, args.seed,
+                         HELD_OUT if args.held_out else PAUSED)
     modes = [True, False] if args.baseline else [True]
     return [await measure(args.stack, model, lines, workdir) for model in modes]
 
@@ -396,8 +414,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the fixed-silence run")
     parser.add_argument("--backchannels", action="store_true",
                         help="run the 40 acknowledgement / interruption trials instead")
+    parser.add_argument("--held-out", action="store_true",
+                        help="pause inside the held-out sentences instead (HELD_OUT)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
+    if args.held_out and (args.write_docs or args.backchannels):
+        parser.error("--held-out goes with neither --write-docs nor --backchannels")
     if not 2 <= args.turns <= 200:
         parser.error("--turns must be within 2..200")
     if shutil.which("espeak-ng") is None:
