@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     stt_model_dir: Path | None = None
     voices_dir: Path | None = None
     default_voice: str = "joe"
+    #: onnxruntime threads per Piper synthesis. One: the first clause is synthesised while
+    #: the embedded LLM writes on; on two cores it then comes out sooner than on two
+    #: threads (embedded voice-to-voice p50 537-549 against 651 ms, and at 8 conversations
+    #: 2.3 against 3.0-3.2 s; at 4 conversations 1.1-1.2 against 0.8-0.9 s: docs/benchmarks.md)
+    tts_threads: int = Field(default=1, ge=1, le=16)
     # --- end of turn (issue 13: semantic end-of-turn decision, voice/end_of_turn.py) ---
     #: use the Smart Turn model of the installed pipecat-ai wheel when it is there; false:
     #: every turn ends on the agent's fixed VAD silence

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,3 +207,21 @@ async def test_first_words_of_a_look_are_short_and_kept_apart(
     assert (await whisper.first_words(counting)).reused
     assert not (await whisper.transcribe(no)).reused  # another question, another answer
     assert whisper.metrics.op("transcribe").calls == calls + 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+async def test_the_tts_threads_setting_reaches_piper_sessions(tmp_path: Path, threads: int
+                                                             ) -> None:
+    from openline.boot.providers import build_providers
+    from openline.settings import Settings
+
+    tts = build_providers(Settings(data_dir=tmp_path, tts_threads=threads,
+                                   llm_base_url="http://127.0.0.1:9")).tts
+    assert isinstance(tts, MultiTTS) and isinstance(tts.children[0], PiperTTS)
+    piper = tts.children[0]
+    await piper.load()
+    try:
+        session = piper._models["joe"].session
+        assert session.get_session_options().intra_op_num_threads == threads
+    finally:
+        await piper.aclose()

@@ -30,10 +30,10 @@ class ScriptedTextModel(TextEndOfTurnModel):
 def test_a_low_text_probability_overrules_a_complete_audio_verdict() -> None:
     d = EndOfTurnDecision(POLICY, 800, model_available=True)
     d.probe_due(224)
-    d.record(d.generation, 0.97, "Could you tell me?", POLICY.text_threshold / 2)
+    d.record(d.generation, 0.97, "I called yesterday.", POLICY.text_threshold / 2)
     assert d.verdict is Verdict.INCOMPLETE and not d.should_end(900)
     d.probe_due(512)
-    d.record(d.generation, 0.97, "Could you tell me how long the wait is?", 0.6)
+    d.record(d.generation, 0.97, "I called yesterday about my bill.", 0.6)
     assert d.verdict is Verdict.COMPLETE and d.should_end(512)
     d.reset()
     d.probe_due(224)
@@ -44,9 +44,9 @@ def test_a_low_text_probability_overrules_a_complete_audio_verdict() -> None:
 @virtual
 async def test_engine_waits_when_the_words_do_not_end_a_turn() -> None:
     model = ScriptedTextModel(0.003)
-    waited = await endpointing_with_words("Could you tell me?", model)
+    waited = await endpointing_with_words("I called yesterday.", model)
     assert 1150 <= waited < 1300, waited  # the bound, not the first probe
-    assert model.asked == ["Could you tell me?"]  # once: the second probe reuses it
+    assert model.asked == ["I called yesterday."]  # once: the second probe reuses it
 
 
 @virtual
@@ -59,7 +59,7 @@ async def test_engine_ends_at_the_first_probe_when_the_words_end_a_turn() -> Non
 
 @virtual
 async def test_a_failing_text_model_leaves_the_decision_to_the_audio_model() -> None:
-    waited = await endpointing_with_words("Could you tell me?", ScriptedTextModel(None))
+    waited = await endpointing_with_words("I called yesterday.", ScriptedTextModel(None))
     assert 190 <= waited < 300, waited
 
 

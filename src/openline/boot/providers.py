@@ -65,7 +65,8 @@ def build_text_turn_model(settings: Settings, audio_model: EndOfTurnModel | None
 
 def build_providers(settings: Settings) -> Providers:
     """The embedded stack (or configured replacements); nothing is downloaded."""
-    tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir)), EspeakTTS()],
+    tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir,
+                                             threads=settings.tts_threads)), EspeakTTS()],
                    default_voice_id=settings.default_voice)
     return Providers(
         vad=SileroVAD(SileroOptions()),

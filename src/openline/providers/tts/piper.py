@@ -49,8 +49,9 @@ class PiperOptions:
     """Options for ``PiperTTS``.
 
     ``voices_dir``: optional extra voices. ``threads``: onnxruntime intra-op threads per
-    voice. ``include_bundled``: offer ``joe``. ``warmup``: synthesise a word at load so
-    the first real sentence is not slowed by lazy initialisation.
+    voice (one by default: see ``Settings.tts_threads``). ``include_bundled``: offer
+    ``joe``. ``warmup``: synthesise a word at load so the first real sentence is not
+    slowed by lazy initialisation.
     ``first_clause_words``: when the first sentence is longer than this many words, its
     leading clause (up to the first comma/semicolon/colon) is synthesised on its own so
     audio starts sooner (Piper's cost grows with sentence length); ``None`` disables.
@@ -60,7 +61,7 @@ class PiperOptions:
 
     voices_dir: Path | None = None
     include_bundled: bool = True
-    threads: int = 2
+    threads: int = 1
     warmup: bool = True
     first_clause_words: int | None = 8
     workers: int = 1

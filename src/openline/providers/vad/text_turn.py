@@ -2,9 +2,9 @@
 phone-call transcript ends where the caller stopped.
 
 Why a language model: the audio model (Smart Turn) judges prosody, and a caller who pauses
-after "Could you tell me" or "Can you check whether" (heard as "... weather?") sounds
-finished. What the words still need is a question for a model of text, which knows that
-"Could you tell me" goes on and "What time do you close" does not. No end-of-utterance
+after "I called yesterday" or "I need an appointment" (before "... about my bill", "... for
+my daughter") sounds finished, and the word rules of ``voice/end_of_turn.py`` see a whole
+sentence. Whether it goes on is a question for a model of text. No end-of-utterance
 model ships inside a PyPI package, but the base model we already ship predicts the next
 token: after a few-shot transcript of complete caller lines, P(the line ends here) is the
 probability mass of the tokens that end a line (".", "?", "!", a newline) among its 20 most
