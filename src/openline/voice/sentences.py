@@ -40,7 +40,7 @@ class SentenceSplitter:
             end = match.end(1)
             candidate = self._buffer[start:end].strip()
             last_word = candidate.rsplit(None, 1)[-1].lower() if candidate else ""
-            if last_word in _ABBREVIATIONS or _is_decimal(self._buffer, match.start(1)):
+            if last_word in _ABBREVIATIONS:  # (a decimal never matches: no space in it)
                 continue
             if candidate:
                 out.append(candidate)
@@ -60,9 +60,7 @@ class SentenceSplitter:
         """The leading clause of the reply, once its comma (or ; :) has been written, or a
         short first sentence once its "!" or "?" has."""
         match = _CLAUSE.search(self._buffer) or _FIRST_END.search(self._buffer)
-        if match is None or _is_decimal(self._buffer, match.start()) or (
-                match.end() == len(self._buffer) and match.start() > 0
-                and self._buffer[match.start() - 1].isdigit()):
+        if match is None or _in_number(self._buffer, match.start()):
             return []
         clause = self._buffer[: match.start() + 1].strip()
         if not clause or len(clause.split()) > FIRST_CLAUSE_MAX_WORDS:
@@ -76,6 +74,9 @@ class SentenceSplitter:
         return rest
 
 
-def _is_decimal(text: str, dot: int) -> bool:
-    """``3.5``: a period between digits is not a sentence end (only seen before the digit)."""
-    return dot > 0 and text[dot - 1].isdigit() and dot + 1 < len(text) and text[dot + 1].isdigit()
+def _in_number(text: str, mark: int) -> bool:
+    """The mark at ``mark`` may be inside a number: it follows a digit and a digit follows
+    it (``3.5``, ``1,000``), or nothing has been written after it yet (``1,`` may become
+    ``1,000``, ``2:`` ``2:30``)."""
+    return mark > 0 and text[mark - 1].isdigit() and (
+        mark + 1 == len(text) or text[mark + 1].isdigit())
