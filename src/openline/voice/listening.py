@@ -269,10 +269,9 @@ class Listener:
 
     def _new_job(self) -> ReplyJob:
         cfg = self.conv.cfg
-        job = ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
-                       self.hotwords(), self.conv.assistant.run_reply)
-        job.started_at = self.conv.clock.monotonic()
-        return job
+        return ReplyJob(self.conv.p.stt, self.turns.turn_audio(), None, cfg.language,
+                        self.hotwords(), self.conv.assistant.run_reply,
+                        started_at=self.conv.clock.monotonic())
 
     def _start_speculation(self) -> None:
         """A pause: recognise and prepare the reply now; its tools wait for the commit."""

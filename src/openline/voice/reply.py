@@ -308,6 +308,8 @@ class ReplyJob:
         language: str | None,
         hotwords: Sequence[str],
         run_reply: Callable[[str, ReplyJob], Awaitable[ReplyResult]],
+        *,
+        started_at: float | None = None,
     ) -> None:
         self.handle = SpeechHandle("reply")
         self.timings: dict[str, float] = {}
@@ -316,8 +318,8 @@ class ReplyJob:
             asyncio.get_running_loop().create_future()
         )
         self.gate = asyncio.Event()
-        #: the conversation clock's time when the job began (set by the listener)
-        self.started_at: float | None = None
+        #: the conversation clock's time when the job began (the listener's turns)
+        self.started_at = started_at
         self._stt, self._audio, self._text = stt, audio, text
         self._language, self._hotwords, self._run_reply = language, tuple(hotwords), run_reply
         self.task = asyncio.ensure_future(self._run())
