@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -75,7 +76,8 @@ from latency import (
 
 SECTION = "Embedded concurrency"
 VOICES = ("en-us", "en-gb", "en-us+f3", "en-us+m3", "en-gb+f2")
-STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "tts_first_audio_ms")
+STAGES = ("endpointing_ms", "stt_ms", "llm_first_token_ms", "llm_first_sentence_ms",
+          "tts_first_audio_ms")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -188,13 +190,15 @@ def table(label: str, levels: list[dict[str, Any]]) -> str:
             f"{ms(lv['v2v']['p50'])} | {ms(lv['v2v']['p90'])} | "
             f"{ms(lv['after_endpointing']['p50'])} | {ms(st['endpointing_ms'])} | "
             f"{ms(st['stt_ms'])} | {ms(st['llm_first_token_ms'])} | "
+            f"{ms(st.get('llm_first_sentence_ms', math.nan))} | "
             f"{ms(st['tts_first_audio_ms'])} | {lv['cpu_share']:.0%} |")
     return "\n".join(rows)
 
 
 HEADER = ("| code | N | answered | v2v p50 | v2v p90 | after end of turn p50 | "
-          "endpointing p50 | stt p50 | llm first token p50 | tts first audio p50 | machine CPU |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+          "endpointing p50 | stt p50 | llm first token p50 | llm first sentence p50 | "
+          "tts first audio p50 | machine CPU |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 # --------------------------------------------------------------------------- the LLM alone

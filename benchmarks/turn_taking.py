@@ -216,7 +216,8 @@ def stats(values: list[float]) -> dict[str, float]:
 def stages(timings: dict[str, float]) -> str:
     keys = ("endpointing_ms", "end_of_turn_p", "end_of_turn_text_p", "end_of_turn_model_ms",
             "transcript_wait_ms",
-            "stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "reply_started_ms",
+            "stt_ms", "llm_first_token_ms", "llm_first_sentence_ms", "tts_first_audio_ms",
+            "reply_started_ms",
             "first_audio_ready_ms")
     return " ".join(f"{k.removesuffix('_ms')}={timings[k]}" for k in keys if k in timings)
 

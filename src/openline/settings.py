@@ -41,7 +41,17 @@ class Settings(BaseSettings):
     #: simultaneous replies of the embedded llama.cpp model (its slots, batched together);
     #: 1 serves one conversation's reply at a time (more slots: docs/benchmarks.md)
     llm_parallel: int = Field(default=1, ge=1, le=32)
+    #: CPU threads of the embedded llama.cpp model; None: half the CPUs this process may
+    #: use, 1-2 (boot/providers.py ``llm_thread_count``), so the LLM and Piper, which overlap
+    #: in every reply, each keep a core. On 2 cores one thread instead of two took 8
+    #: simultaneous conversations from p50 3.9 s to 1.6 s at no cost to one alone
+    #: (docs/benchmarks.md "Embedded concurrency")
+    llm_threads: int | None = Field(default=None, ge=1, le=256)
     stt_model_dir: Path | None = None
+    #: CPU threads per faster-whisper recognition. Two as before: one was no faster for a
+    #: conversation alone on 2 cores (615 and 797 ms against 687-727) and slower at 8
+    #: (2.0-2.6 s against 1.6-1.7 s; docs/benchmarks.md "Embedded concurrency")
+    stt_threads: int = Field(default=2, ge=1, le=64)
     voices_dir: Path | None = None
     default_voice: str = "joe"
     #: onnxruntime threads per Piper synthesis. One: the first clause is synthesised while

@@ -225,3 +225,31 @@ async def test_the_tts_threads_setting_reaches_piper_sessions(tmp_path: Path, th
         assert session.get_session_options().intra_op_num_threads == threads
     finally:
         await piper.aclose()
+
+
+def test_the_model_thread_settings_reach_the_recogniser_and_the_language_model(
+        tmp_path: Path) -> None:
+    from openline.boot.providers import build_providers
+    from openline.providers.llm.llama_cpp import LlamaCppLLM
+    from openline.providers.stt.faster_whisper import FasterWhisperSTT
+    from openline.settings import Settings
+
+    for threads in (1, 3):
+        providers = build_providers(Settings(data_dir=tmp_path, llm_threads=threads,
+                                             stt_threads=threads,
+                                             llm_gguf=tmp_path / "model.gguf"))
+        assert isinstance(providers.llm, LlamaCppLLM)
+        assert isinstance(providers.stt, FasterWhisperSTT)
+        assert providers.llm.options.n_threads == threads
+        assert providers.stt.options.cpu_threads == threads
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 2)])
+def test_llm_threads_default_to_half_the_usable_cpus_at_most_two(monkeypatch: pytest.MonkeyPatch,
+                                                       cpus: int, threads: int) -> None:
+    from openline.boot import providers
+
+    monkeypatch.setattr(providers.os, "sched_getaffinity", lambda pid: set(range(cpus)),
+                        raising=False)
+    assert providers.llm_thread_count(None) == threads
+    assert providers.llm_thread_count(5) == 5

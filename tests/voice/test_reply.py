@@ -74,7 +74,8 @@ async def test_sentences_stream_into_the_handle_with_timings() -> None:
     result = await generate(_speech(llm, tts), MESSAGES, ReplyTools(), handle, timings)
     assert await _sentences(handle) == ["Hello there.", "How are you today?"]
     assert result is handle.result and result.text == "Hello there. How are you today?"
-    assert set(timings) == {"llm_first_token_ms", "tts_first_audio_ms"}
+    assert set(timings) == {"llm_first_token_ms", "llm_first_sentence_ms", "tts_first_audio_ms"}
+    assert timings["llm_first_sentence_ms"] >= timings["llm_first_token_ms"]
     assert [r[0] for r in tts.requests] == ["Hello there.", "How are you today?"]
     assert llm.requests[0].messages == MESSAGES and llm.requests[0].options.max_tokens == 160
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from openline.domain.errors import ProviderUnavailable
@@ -26,6 +27,18 @@ from openline.voice.session import Providers
 log = logging.getLogger("openline")
 
 
+def llm_thread_count(configured: int | None) -> int:
+    """Threads for the embedded LLM: ``configured``, else half the CPUs this process may
+    run on, at least one and at most two. The LLM and the TTS run at once in every reply
+    (the first clause is synthesised while the model writes on); on two cores, two LLM
+    threads made them wait for each other (docs/benchmarks.md "Embedded concurrency").
+    Two was the fixed count before; more was not measured, so bigger machines keep it."""
+    if configured is not None:
+        return configured
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2, max(1, (cpus or 2) // 2))
+
+
 def build_llm(settings: Settings) -> LLM:
     """An OpenAI-compatible server when configured, else the embedded llama.cpp model."""
     if settings.llm_base_url:
@@ -33,7 +46,8 @@ def build_llm(settings: Settings) -> LLM:
             base_url=settings.llm_base_url, model=settings.llm_model,
             api_key=settings.llm_api_key))
     gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
-    return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel))
+    return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel,
+                                       n_threads=llm_thread_count(settings.llm_threads)))
 
 
 def build_turn_model(settings: Settings) -> EndOfTurnModel | None:
@@ -73,7 +87,8 @@ def build_providers(settings: Settings) -> Providers:
         # Greedy decoding: ~100 ms faster per turn than beam 5 here, and the post-call
         # transcript is refined with beam search anyway.
         stt=FasterWhisperSTT(FasterWhisperOptions(model_dir=settings.stt_model_dir,
-                                                  beam_size=1, max_concurrency=2)),
+                                                  beam_size=1, max_concurrency=2,
+                                                  cpu_threads=settings.stt_threads)),
         llm=build_llm(settings),
         tts=tts,
         turn=(turn := build_turn_model(settings)),

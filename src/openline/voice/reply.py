@@ -227,6 +227,9 @@ def _on_event(event: object, splitter: SentenceSplitter, sentences: asyncio.Queu
         timings.setdefault("llm_first_token_ms", round((time.perf_counter() - start) * 1000, 1))
     if isinstance(event, TextDelta):
         for sentence in splitter.push(event.text):
+            # the first speakable text: what the TTS waited for (first token + its words)
+            timings.setdefault("llm_first_sentence_ms",
+                               round((time.perf_counter() - start) * 1000, 1))
             sentences.put_nowait(sentence)
 
 
