@@ -140,14 +140,43 @@ async def test_a_live_reply_stops_a_background_generation_that_then_starts_over(
     assert json.loads(again.text)["numbers"][-1] == 30
 
 
-async def test_the_shared_prompt_prefix_is_not_processed_again(gemma: LlamaCppLLM) -> None:
+async def test_the_shared_prompt_prefix_is_not_processed_again(gguf_path: Path) -> None:
     """Gemma 3's sliding-window layers need a full-size cache for the prefix to be reused
-    (without it every reply reprocessed its whole prompt: ~0.5 s on two AVX2 cores)."""
+    (without it every reply reprocessed its whole prompt: ~0.5 s on two AVX2 cores). With
+    every slot holding a call (here the one), a new call takes the least recently used
+    slot and finds the persona it shares there."""
     persona = ChatMessage.system("You answer the phone at Bella's salon. Be brief.")
-    first = await gemma.complete([persona, ChatMessage.user("Are you open on Sunday?")],
-                                 options=GenerationOptions(max_tokens=4))
-    second = await gemma.complete([persona, ChatMessage.user("Do you cut children's hair?")],
-                                  options=GenerationOptions(max_tokens=4))
+    async with LlamaCppLLM(LlamaCppOptions(gguf_path=gguf_path, seed=7,
+                                           prompt_caches=1)) as gemma:
+        first = await gemma.complete([persona, ChatMessage.user("Are you open on Sunday?")],
+                                     options=GenerationOptions(max_tokens=4))
+        second = await gemma.complete(
+            [persona, ChatMessage.user("Do you cut children's hair?")],
+            options=GenerationOptions(max_tokens=4))
     assert first.prompt_tokens and second.prompt_tokens and second.cached_prompt_tokens
     # Everything up to the caller's line came from the cache.
     assert second.cached_prompt_tokens >= second.prompt_tokens - 15
+
+
+async def test_calls_taking_turns_each_find_their_own_transcript_cached(gguf_path: Path
+                                                                        ) -> None:
+    """llama.cpp left to choose sent calls that take turns to a slot holding another
+    call's transcript (only the shared persona cached); the provider pins each call's
+    next turn to its own slot."""
+    persona = ChatMessage.system("You answer the phone at Bella's salon. Be brief.")
+    lines = (["Are you open on Sunday?", "Do you cut children's hair?"],
+             ["How much is a haircut?", "Can I book for Friday?"])
+    async with LlamaCppLLM(LlamaCppOptions(gguf_path=gguf_path, seed=7, n_threads=1,
+                                           prompt_caches=2)) as llm:
+        calls: list[list[ChatMessage]] = [[persona], [persona]]
+        done: list[list[LLMDone]] = [[], []]
+        for turn in range(2):
+            for call, history in enumerate(calls):
+                history.append(ChatMessage.user(lines[call][turn]))
+                reply = await llm.complete(history, options=GenerationOptions(max_tokens=6))
+                done[call].append(reply)
+                history.append(ChatMessage.assistant(reply.text))
+    for first, second in done:
+        assert first.prompt_tokens and second.prompt_tokens and second.cached_prompt_tokens
+        # the whole first turn (its prompt) came from the cache, not just the persona
+        assert second.cached_prompt_tokens >= first.prompt_tokens

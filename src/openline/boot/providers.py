@@ -47,6 +47,7 @@ def build_llm(settings: Settings) -> LLM:
             api_key=settings.llm_api_key))
     gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel,
+                                       prompt_caches=settings.llm_prompt_caches,
                                        n_threads=llm_thread_count(settings.llm_threads)))
 
 

@@ -34,12 +34,14 @@ Parallel sequences
     batching): that many completions run at once, their tokens decoded together in one
     batch per step, so a second caller's reply does not wait for the first one's 80
     tokens. ``n_ctx`` is per slot (llama.cpp splits the context it is given among the
-    slots, so it gets ``n_ctx * n_parallel``), and ``cache_prompt`` keeps each slot's
-    prefix: llama.cpp sends a request to the idle slot whose cached prompt is most
-    similar, so a conversation usually finds its own transcript there. The provider's
-    runner has one thread per slot (``max_concurrency``), because each
+    slots, so it gets ``n_ctx`` times the slots), and ``cache_prompt`` keeps each slot's
+    prefix. There are ``prompt_caches`` slots (at least ``n_parallel``; the gate admits
+    only ``n_parallel`` at once) and ``PromptSlots`` pins every request to one, the slot of
+    the same call's previous turn when it is idle, so a conversation finds its own
+    transcript there (llama.cpp's own choice did not). The provider's runner has one
+    thread per admitted completion (``max_concurrency``), because each
     ``handle_completions`` call blocks its thread until its completion ends. The default
-    is one slot: on two cores 4 slots helped only at 10 simultaneous calls and showed
+    is one at a time: on two cores 4 helped only at 10 simultaneous calls and showed
     multi-second stalls at 6 (every decoding step carries every active reply, speculative
     and post-call ones too), see docs/benchmarks.md, "Embedded concurrency". More slots
     should pay off with more cores or a GPU.
@@ -81,7 +83,7 @@ from openline.providers.llm.base import (
     ToolCallEvent,
     ToolSpec,
 )
-from openline.providers.llm.slots import MAX_PREEMPTIONS, Lease, SlotGate
+from openline.providers.llm.slots import MAX_PREEMPTIONS, Lease, PromptSlots, SlotGate
 
 DEFAULT_PERSONA = "You are a friendly, polite phone assistant. Keep every answer short."
 _EXAMPLE = (
@@ -149,6 +151,9 @@ class LlamaCppOptions:
     n_threads: int = 2
     #: simultaneous completions (llama.cpp slots, continuous batching)
     n_parallel: int = DEFAULT_PARALLEL
+    #: conversations whose transcript stays cached (llama.cpp slots, ``n_ctx`` tokens
+    #: each: about 37 MB apiece for Gemma 3 270M; at least ``n_parallel``)
+    prompt_caches: int = 8
     #: spin-wait of llama.cpp's worker threads for work, 0-100 (llama.cpp's default 50);
     #: 0 makes them sleep at once. Alone it changes nothing measurable here (benchmarks:
     #: ``embedded_concurrency.py --llm-only``); under load it was not shown to help.
@@ -235,6 +240,7 @@ class LlamaCppLLM(LLM):
         self.options = options
         self._server: Any = None
         self._gate = SlotGate(options.n_parallel)
+        self._slots = PromptSlots(max(options.n_parallel, options.prompt_caches))
         #: background completions stopped for a live request and started over
         self.preemptions = 0
 
@@ -248,7 +254,7 @@ class LlamaCppLLM(LLM):
             raise ProviderUnavailable(f"llama.cpp: GGUF not found at {self.options.gguf_path}")
         params = xllamacpp.CommonParams()
         params.model.path = str(self.options.gguf_path)
-        slots = self.options.n_parallel
+        slots = self._slots.count
         params.n_ctx = self.options.n_ctx * slots  # llama.cpp divides it among the slots
         params.n_parallel = slots
         params.cont_batching = True
@@ -403,6 +409,9 @@ class LlamaCppLLM(LLM):
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         stop = threading.Event()
         server = self._server
+        prompt = str(request.get("prompt", ""))
+        slot = self._slots.take(prompt)
+        request = {**request, "id_slot": slot}
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
             loop.call_soon_threadsafe(queue.put_nowait, chunk)
@@ -414,6 +423,8 @@ class LlamaCppLLM(LLM):
         )
         # Runs after every chunk the thread queued (same thread, FIFO), also on failure.
         future.add_done_callback(lambda f: _finish(queue, f))
+        # the slot first: the request the gate admits next may be this call's next turn
+        future.add_done_callback(lambda _: self._slots.give_back(slot, prompt))
         future.add_done_callback(lambda _: self._gate.release(lease))
         try:
             while (chunk := await queue.get()) is not None:

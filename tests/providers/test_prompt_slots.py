@@ -1,0 +1,63 @@
+"""``PromptSlots``: a call's next turn goes back to the llama.cpp slot that holds its
+transcript; a new call takes the least recently used idle slot."""
+
+from __future__ import annotations
+
+import pytest
+
+from openline.providers.llm.slots import PromptSlots
+
+PERSONA = "You answer the phone.\n\nCurrent call:\n"
+
+
+def test_a_call_returns_to_its_own_slot_while_others_take_turns() -> None:
+    slots = PromptSlots(3)
+    a1, b1 = PERSONA + "User: hi\nAssistant:", PERSONA + "User: hello\nAssistant:"
+    a = slots.take(a1)
+    slots.give_back(a, a1)
+    b = slots.take(b1)
+    slots.give_back(b, b1)
+    assert a != b
+    # the same calls one turn later: their transcripts only grew
+    assert slots.take(a1 + " Hi!\nUser: a table\nAssistant:") == a
+    assert slots.take(b1 + " Hello.\nUser: the menu\nAssistant:") == b
+
+
+def test_a_new_call_takes_the_least_recently_used_idle_slot() -> None:
+    slots = PromptSlots(2)
+    first, second = PERSONA + "User: one\nAssistant:", PERSONA + "User: two\nAssistant:"
+    s1 = slots.take(first)
+    slots.give_back(s1, first)
+    s2 = slots.take(second)
+    slots.give_back(s2, second)
+    # neither slot's prompt is a prefix of a third call's: the older one is evicted
+    assert slots.take(PERSONA + "User: three\nAssistant:") == s1
+
+
+def test_a_busy_owner_is_skipped_and_every_slot_busy_is_an_error() -> None:
+    slots = PromptSlots(2)
+    prompt = PERSONA + "User: hi\nAssistant:"
+    own = slots.take(prompt)
+    slots.give_back(own, prompt)
+    assert slots.take(prompt + " Hi.\nUser: and\nAssistant:") == own
+    other = slots.take(prompt + " Hi.\nUser: and\nAssistant:")  # a second, speculative one
+    assert other != own
+    with pytest.raises(RuntimeError):
+        slots.take(prompt)
+    slots.give_back(own, prompt)
+    assert slots.take(prompt + " more") == own
+
+
+def test_the_longest_held_prefix_wins() -> None:
+    slots = PromptSlots(2)
+    short, long = PERSONA + "User: hi\nAssistant:", PERSONA + "User: hi\nAssistant: Hi.\nUser:"
+    s_short = slots.take(short)
+    slots.give_back(s_short, short)
+    s_long = slots.take("something else")
+    slots.give_back(s_long, long)
+    assert slots.take(long + " bye\nAssistant:") == s_long
+
+
+def test_at_least_one_slot() -> None:
+    with pytest.raises(ValueError):
+        PromptSlots(0)
