@@ -43,8 +43,9 @@ Parallel sequences
     ``handle_completions`` call blocks its thread until its completion ends. The default
     is one at a time: on two cores 4 helped only at 10 simultaneous calls and showed
     multi-second stalls at 6 (every decoding step carries every active reply, speculative
-    and post-call ones too), see docs/benchmarks.md, "Embedded concurrency". More slots
-    should pay off with more cores or a GPU.
+    and post-call ones too), see docs/benchmarks.md, "Embedded concurrency"; that was
+    measured before requests were pinned to their call's slot. More at once should pay
+    off with more cores or a GPU.
 
 Live before background
     ``SlotGate`` admits completions to the slots: live ones first, and a live one that
