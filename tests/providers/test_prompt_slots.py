@@ -61,3 +61,17 @@ def test_the_longest_held_prefix_wins() -> None:
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError):
         PromptSlots(0)
+
+
+def test_a_session_returns_to_its_slot_after_a_dropped_speculative_reply() -> None:
+    """The caller went on after a pause: the dropped reply's prompt ends in "Assistant:",
+    which the caller's longer line does not extend; the session still finds its slot."""
+    slots = PromptSlots(3)
+    first = PERSONA + "User: hi\nAssistant: Hello.\n"
+    a = slots.take(first + "User: my number is seven\nAssistant:", "call-a")
+    slots.give_back(a, first + "User: my number is seven\nAssistant:", "call-a")
+    b = slots.take(PERSONA + "User: hello\nAssistant:", "call-b")
+    slots.give_back(b, PERSONA + "User: hello\nAssistant:", "call-b")
+    assert slots.take(first + "User: my number is seven three one\nAssistant:", "call-a") == a
+    # a third call of the same agent takes the empty slot, not another call's
+    assert slots.take(PERSONA + "User: good morning\nAssistant:", "call-c") not in (a, b)

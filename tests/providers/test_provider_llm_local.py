@@ -161,8 +161,9 @@ async def test_the_shared_prompt_prefix_is_not_processed_again(gguf_path: Path) 
 async def test_calls_taking_turns_each_find_their_own_transcript_cached(gguf_path: Path
                                                                         ) -> None:
     """llama.cpp left to choose sent calls that take turns to a slot holding another
-    call's transcript (only the shared persona cached); the provider pins each call's
-    next turn to its own slot."""
+    call's transcript (only the shared persona cached); the provider pins each call
+    (``GenerationOptions.session``) to its own slot, also after a speculative reply to a
+    shorter line was dropped."""
     persona = ChatMessage.system("You answer the phone at Bella's salon. Be brief.")
     lines = (["Are you open on Sunday?", "Do you cut children's hair?"],
              ["How much is a haircut?", "Can I book for Friday?"])
@@ -172,11 +173,15 @@ async def test_calls_taking_turns_each_find_their_own_transcript_cached(gguf_pat
         done: list[list[LLMDone]] = [[], []]
         for turn in range(2):
             for call, history in enumerate(calls):
+                options = GenerationOptions(max_tokens=6, session=f"call-{call}")
+                if turn:  # the caller paused after two words: a reply that is dropped
+                    partial = " ".join(lines[call][turn].split()[:2])
+                    await llm.complete([*history, ChatMessage.user(partial)], options=options)
                 history.append(ChatMessage.user(lines[call][turn]))
-                reply = await llm.complete(history, options=GenerationOptions(max_tokens=6))
+                reply = await llm.complete(history, options=options)
                 done[call].append(reply)
                 history.append(ChatMessage.assistant(reply.text))
     for first, second in done:
         assert first.prompt_tokens and second.prompt_tokens and second.cached_prompt_tokens
-        # the whole first turn (its prompt) came from the cache, not just the persona
+        # the whole first turn came from the cache, not just the persona
         assert second.cached_prompt_tokens >= first.prompt_tokens

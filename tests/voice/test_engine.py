@@ -46,6 +46,9 @@ async def test_turn_order_items_and_latency() -> None:
     assert 90 <= timings["reply_started_ms"] <= 140
     assert timings["reply_started_ms"] <= timings["first_audio_ready_ms"] < 300
     assert 300 <= result.latencies_ms[0] <= 340  # instant fakes: only the wait is left
+    # every request of the conversation carries its one key (the embedded model's cache)
+    sessions = {r.options.session for r in p.llm.requests}  # type: ignore[attr-defined]
+    assert len(sessions) == 1 and None not in sessions
     request = p.llm.requests[-1].messages  # type: ignore[attr-defined]
     assert [m.role for m in request] == ["system", "assistant", "user"]
     assert request[-1].content == "book a table"

@@ -78,6 +78,15 @@ async def test_sentences_stream_into_the_handle_with_timings() -> None:
     assert timings["llm_first_sentence_ms"] >= timings["llm_first_token_ms"]
     assert [r[0] for r in tts.requests] == ["Hello there.", "How are you today?"]
     assert llm.requests[0].messages == MESSAGES and llm.requests[0].options.max_tokens == 160
+    assert llm.requests[0].options.session is None  # no conversation key given
+
+
+@virtual
+async def test_the_reply_asks_the_model_under_the_conversation_key() -> None:
+    llm = ScriptedLLM(["Hello there."])
+    speech = Speech(llm, FakeTTS(ms_per_char=10), FMT, "joe", 1.0, session="call-7")
+    await generate(speech, MESSAGES, ReplyTools(), SpeechHandle("reply"), {})
+    assert llm.requests[0].options.session == "call-7"
 
 
 @virtual

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,8 @@ class Assistant:
 
     def __init__(self, conv: Conversation) -> None:
         self.conv = conv
+        #: this conversation's key for the LLM: an embedded model keeps its prompt cached
+        self.llm_session = uuid.uuid4().hex
         #: deliveries in progress (not counting pokes): the silence timers wait for them
         self.replying = 0
         #: utterances the caller cut off, reported with the next turn's transcript
@@ -345,7 +348,7 @@ class Assistant:
     def _speech(self) -> Speech:
         cfg, p = self.conv.cfg, self.conv.p
         return Speech(p.llm, p.tts, cfg.output_format, cfg.voice_id, cfg.audio_speed,
-                      cfg.max_reply_tokens)
+                      cfg.max_reply_tokens, self.llm_session)
 
     def _tools(self, enabled: bool, gate: asyncio.Event | None = None) -> ReplyTools:
         specs = (built_in_specs(self.conv.cfg.built_in_tools) + self.conv.tools.specs()

@@ -119,6 +119,8 @@ class Speech:
     voice_id: str
     speed: float
     max_tokens: int = 160
+    #: the conversation's key for the LLM (``GenerationOptions.session``)
+    session: str | None = None
 
 
 async def speak(speech: Speech, text: str, handle: SpeechHandle,
@@ -197,7 +199,8 @@ async def _one_round(
     async def produce() -> None:
         nonlocal done
         stream = speech.llm.stream(context, tools=tools,
-                                   options=GenerationOptions(max_tokens=speech.max_tokens))
+                                   options=GenerationOptions(max_tokens=speech.max_tokens,
+                                                             session=speech.session))
         try:
             async with contextlib.aclosing(stream):  # cancellation stops generation at once
                 async for event in stream:

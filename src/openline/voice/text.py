@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 from openline.providers.llm.base import LLM
@@ -20,6 +21,7 @@ class TextSession:
         self.cfg, self.llm, self.tools = cfg, llm, tools or NoTools()
         self.chat = ChatContext(cfg.system_prompt)
         self.last: ReplyResult | None = None
+        self.llm_session = uuid.uuid4().hex  # keeps this chat's prompt cached
 
     async def turn(self, user_text: str) -> AsyncIterator[str]:
         """Send ``user_text``; yields each sentence of the reply as soon as it exists."""
@@ -27,7 +29,7 @@ class TextSession:
         messages = self.chat.messages()
         handle = SpeechHandle("reply")
         speech = Speech(self.llm, None, self.cfg.output_format, self.cfg.voice_id, 1.0,
-                        self.cfg.max_reply_tokens)
+                        self.cfg.max_reply_tokens, self.llm_session)
         tools = built_in_specs(self.cfg.built_in_tools)
         task = asyncio.ensure_future(generate(speech, messages, ReplyTools(tools, self.tools),
                                               handle, {}))

@@ -102,6 +102,10 @@ class GenerationOptions:
     #: starts over; the caller still gets one whole reply). Remote servers schedule
     #: requests themselves and ignore it.
     background: bool = False
+    #: The conversation this request belongs to (any stable key). An embedded model keeps
+    #: each conversation's prompt cached in its own slot between requests; remote servers
+    #: ignore it.
+    session: str | None = None
 
 
 @dataclass(frozen=True)

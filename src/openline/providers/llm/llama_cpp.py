@@ -326,7 +326,8 @@ class LlamaCppLLM(LLM):
         request = self._request(build_transcript_prompt(messages), options, stream=True)
         finish = Finish()
         first = True
-        async for chunk in self._generate(request, background=options.background):
+        async for chunk in self._generate(request, background=options.background,
+                                          session=options.session):
             choice = (chunk.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if first and text:
@@ -357,7 +358,10 @@ class LlamaCppLLM(LLM):
             build_decision_prompt(messages, tools), options,
             json_schema=schema, stream=True, temperature=0.0, stop=[], n_predict=256,
         )  # fmt: skip
-        decision = await self._first_json_object(request, background=options.background)
+        # its own slot per call: the decision prompt would push the transcript out
+        session = None if options.session is None else f"{options.session}/decision"
+        decision = await self._first_json_object(request, background=options.background,
+                                                 session=session)
         if decision.get("tool") in (None, "none"):
             return None
         return ToolCall(
@@ -366,13 +370,13 @@ class LlamaCppLLM(LLM):
             arguments=json.dumps(decision.get("arguments") or {}),
         )
 
-    async def _first_json_object(self, request: dict[str, Any], *, background: bool = False
-                                 ) -> dict[str, Any]:
+    async def _first_json_object(self, request: dict[str, Any], *, background: bool = False,
+                                 session: str | None = None) -> dict[str, Any]:
         """Stream a constrained completion and stop as soon as one JSON object is complete
         (the grammar would otherwise allow trailing whitespace up to ``n_predict``)."""
         decoder = json.JSONDecoder()
         text = ""
-        async for chunk in self._generate(request, background=background):
+        async for chunk in self._generate(request, background=background, session=session):
             text += (chunk.get("choices") or [{}])[0].get("text") or ""
             try:
                 value, _ = decoder.raw_decode(text.lstrip())
@@ -382,28 +386,28 @@ class LlamaCppLLM(LLM):
                 return value
         raise ProviderError(f"{self.name}: tool decision was not a JSON object: {text!r}")
 
-    async def _generate(self, request: dict[str, Any], *, background: bool = False
-                        ) -> AsyncIterator[dict[str, Any]]:
+    async def _generate(self, request: dict[str, Any], *, background: bool = False,
+                        session: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """One streaming completion's chunks, admitted by the slot gate (live first).
 
         A background completion is collected whole and yielded only once it finished: a
         live request may stop it (``SlotGate``), and then it starts over."""
         if not background:
-            async for chunk in self._completion(request, await self._gate.acquire()):
+            async for chunk in self._completion(request, await self._gate.acquire(), session):
                 yield chunk
             return
         for attempt in range(MAX_PREEMPTIONS + 1):
             lease = await self._gate.acquire(background=True,
                                              preemptible=attempt < MAX_PREEMPTIONS)
-            chunks = [chunk async for chunk in self._completion(request, lease)]
+            chunks = [chunk async for chunk in self._completion(request, lease, session)]
             if not lease.preempted.is_set() or any(map(_finished, chunks)):
                 break
             self.preemptions += 1
         for chunk in chunks:
             yield chunk
 
-    async def _completion(self, request: dict[str, Any], lease: Lease
-                          ) -> AsyncIterator[dict[str, Any]]:
+    async def _completion(self, request: dict[str, Any], lease: Lease,
+                          session: str | None = None) -> AsyncIterator[dict[str, Any]]:
         """Run one completion on the runner thread holding ``lease``, yielding its chunks;
         the lease goes back when that thread is done with it."""
         loop = asyncio.get_running_loop()
@@ -411,7 +415,7 @@ class LlamaCppLLM(LLM):
         stop = threading.Event()
         server = self._server
         prompt = str(request.get("prompt", ""))
-        slot = self._slots.take(prompt)
+        slot = self._slots.take(prompt, session)
         request = {**request, "id_slot": slot}
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
@@ -425,7 +429,7 @@ class LlamaCppLLM(LLM):
         # Runs after every chunk the thread queued (same thread, FIFO), also on failure.
         future.add_done_callback(lambda f: _finish(queue, f))
         # the slot first: the request the gate admits next may be this call's next turn
-        future.add_done_callback(lambda _: self._slots.give_back(slot, prompt))
+        future.add_done_callback(lambda _: self._slots.give_back(slot, prompt, session))
         future.add_done_callback(lambda _: self._gate.release(lease))
         try:
             while (chunk := await queue.get()) is not None:

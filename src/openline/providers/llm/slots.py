@@ -108,18 +108,26 @@ class PromptSlots:
     back to its own slot: with four conversations taking turns on four slots, each request
     found only the shared persona and example cached (``cached_prompt_tokens`` 101) and
     processed its whole call again, 300-500 ms to the first token on one thread instead
-    of about 115 ms. So the provider pins each request (``id_slot``): to the idle slot whose
-    last prompt the new one extends (the same call, one turn later: its transcript only
-    grows), else to the least recently used idle slot (an empty one first: a call's first
-    turn there processes the persona too, once per slot after a start; a used one shares
-    the persona when the call is the same agent's). Single event loop; at most as many
-    completions run at once as the slot gate admits, which is never more than the slots.
+    of about 115 ms. So the provider pins each request (``id_slot``):
+
+    * a request of a ``session`` (``GenerationOptions.session``: the conversation) to the
+      idle slot that session used last. A transcript prefix alone does not say it: a
+      speculative reply that was dropped because the caller went on leaves a prompt that
+      ends in "Assistant:", which the caller's longer line does not extend;
+    * one without a session to the idle slot whose last prompt it extends;
+    * otherwise to the least recently used idle slot (an empty one first: a call's first
+      turn there processes the persona too, once per slot after a start; a used one
+      shares the persona when the call is the same agent's).
+
+    Single event loop; at most as many completions run at once as the slot gate admits,
+    which is never more than the slots.
     """
 
     def __init__(self, slots: int) -> None:
         if slots < 1:
             raise ValueError("slots must be >= 1")
         self._prompts: list[str | None] = [None] * slots
+        self._sessions: list[str | None] = [None] * slots
         self._used = [0] * slots  # when each slot was last given back (a counter)
         self._busy: set[int] = set()
         self._clock = 0
@@ -129,22 +137,25 @@ class PromptSlots:
         """How many slots there are."""
         return len(self._prompts)
 
-    def take(self, prompt: str) -> int:
-        """The slot for ``prompt``, marked busy until ``give_back``."""
+    def take(self, prompt: str, session: str | None = None) -> int:
+        """The slot for ``prompt`` of ``session``, marked busy until ``give_back``."""
         idle = [i for i in range(len(self._prompts)) if i not in self._busy]
         if not idle:
             raise RuntimeError("every llama.cpp slot is busy")
-        owners = [i for i in idle if (held := self._prompts[i]) and prompt.startswith(held)]
+        if session is not None:
+            owners = [i for i in idle if self._sessions[i] == session]
+        else:
+            owners = [i for i in idle if (held := self._prompts[i]) and prompt.startswith(held)]
         if owners:
-            slot = max(owners, key=lambda i: len(self._prompts[i] or ""))
+            slot = max(owners, key=lambda i: (len(self._prompts[i] or ""), self._used[i]))
         else:
             slot = min(idle, key=lambda i: self._used[i])
         self._busy.add(slot)
         return slot
 
-    def give_back(self, slot: int, prompt: str) -> None:
-        """``slot`` is idle again and holds ``prompt`` (what its next owner extends)."""
+    def give_back(self, slot: int, prompt: str, session: str | None = None) -> None:
+        """``slot`` is idle again and holds ``prompt`` of ``session``."""
         self._busy.discard(slot)
-        self._prompts[slot] = prompt
+        self._prompts[slot], self._sessions[slot] = prompt, session
         self._clock += 1
         self._used[slot] = self._clock
