@@ -75,3 +75,23 @@ def test_a_session_returns_to_its_slot_after_a_dropped_speculative_reply() -> No
     assert slots.take(first + "User: my number is seven three one\nAssistant:", "call-a") == a
     # a third call of the same agent takes the empty slot, not another call's
     assert slots.take(PERSONA + "User: good morning\nAssistant:", "call-c") not in (a, b)
+
+
+def test_an_ended_conversation_s_slot_goes_first_to_the_next_one() -> None:
+    slots = PromptSlots(3)
+    a = slots.take(PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.give_back(a, PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.end("call-a")
+    # not an empty slot: the next call finds the persona cached where call-a was
+    assert slots.take(PERSONA + "User: hello\nAssistant:", "call-b") == a
+
+
+def test_a_conversation_that_ends_mid_generation_frees_its_slot_afterwards() -> None:
+    slots = PromptSlots(2)
+    a = slots.take(PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.end("call-a")  # the call hung up while its reply was being written
+    slots.give_back(a, PERSONA + "User: hi\nAssistant:", "call-a")
+    assert slots.take(PERSONA + "User: hello\nAssistant:", "call-b") == a
+    # and call-a's key no longer owns it
+    slots.give_back(a, PERSONA + "User: hello\nAssistant:", "call-b")
+    assert slots.take(PERSONA + "User: hi\nAssistant: Hi.\nUser: x\nAssistant:", "call-a") != a

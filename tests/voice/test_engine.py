@@ -49,6 +49,7 @@ async def test_turn_order_items_and_latency() -> None:
     # every request of the conversation carries its one key (the embedded model's cache)
     sessions = {r.options.session for r in p.llm.requests}  # type: ignore[attr-defined]
     assert len(sessions) == 1 and None not in sessions
+    assert p.llm.ended_sessions == list(sessions)  # type: ignore[attr-defined]
     request = p.llm.requests[-1].messages  # type: ignore[attr-defined]
     assert [m.role for m in request] == ["system", "assistant", "user"]
     assert request[-1].content == "book a table"

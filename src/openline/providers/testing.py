@@ -109,7 +109,11 @@ class ScriptedLLM(FailureSwitch, LLM):
         self.first_token_delay_s = first_token_delay_s
         self.token_delay_s = token_delay_s
         self.requests: list[LLMRequest] = []
+        self.ended_sessions: list[str] = []
         self.cancelled = 0
+
+    def end_session(self, session: str) -> None:
+        self.ended_sessions.append(session)
 
     async def _stream(
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions

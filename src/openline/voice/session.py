@@ -215,6 +215,7 @@ class Conversation:
         finally:
             self._group = None
             self.listener.drop_speculation()
+            self.p.llm.end_session(self.assistant.llm_session)
             await self.assistant.record_unfinished()
             await self._flush_outbox()
             if self.lifecycle.live:

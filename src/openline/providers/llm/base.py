@@ -172,6 +172,11 @@ class LLM(Provider, ABC):
     capabilities: LLMCapabilities = LLMCapabilities()
     max_retries: int = 0
 
+    def end_session(self, session: str) -> None:
+        """The conversation ``session`` (``GenerationOptions.session``) is over: a provider
+        that keeps state per conversation (an embedded model's cached prompt) may give
+        it to the next one. Default: nothing to do."""
+
     async def stream(
         self,
         messages: Sequence[ChatMessage],

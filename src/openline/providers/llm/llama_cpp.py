@@ -273,6 +273,11 @@ class LlamaCppLLM(LLM):
         params.warmup = True
         return xllamacpp.Server(params)
 
+    def end_session(self, session: str) -> None:
+        """The call's slots (its transcript's and its tool decisions') go to the next call."""
+        self._slots.end(session)
+        self._slots.end(f"{session}/decision")
+
     async def _close(self) -> None:
         # Dropping the last reference stops the server loop (xllamacpp joins its thread).
         self._server = None

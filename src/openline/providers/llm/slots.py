@@ -115,9 +115,9 @@ class PromptSlots:
       speculative reply that was dropped because the caller went on leaves a prompt that
       ends in "Assistant:", which the caller's longer line does not extend;
     * one without a session to the idle slot whose last prompt it extends;
-    * otherwise to the least recently used idle slot (an empty one first: a call's first
-      turn there processes the persona too, once per slot after a start; a used one
-      shares the persona when the call is the same agent's).
+    * otherwise to the least recently used idle slot, a slot whose conversation ended
+      (``end``) before an empty one: the next call of the same agent finds the persona
+      cached there, where an empty slot makes its first turn process it too.
 
     Single event loop; at most as many completions run at once as the slot gate admits,
     which is never more than the slots.
@@ -130,6 +130,7 @@ class PromptSlots:
         self._sessions: list[str | None] = [None] * slots
         self._used = [0] * slots  # when each slot was last given back (a counter)
         self._busy: set[int] = set()
+        self._ending: set[int] = set()  # busy slots whose conversation has ended
         self._clock = 0
 
     @property
@@ -151,6 +152,7 @@ class PromptSlots:
         else:
             slot = min(idle, key=lambda i: self._used[i])
         self._busy.add(slot)
+        self._sessions[slot] = session
         return slot
 
     def give_back(self, slot: int, prompt: str, session: str | None = None) -> None:
@@ -159,3 +161,19 @@ class PromptSlots:
         self._prompts[slot], self._sessions[slot] = prompt, session
         self._clock += 1
         self._used[slot] = self._clock
+        if slot in self._ending:
+            self._ending.discard(slot)
+            self._release(slot)
+
+    def end(self, session: str) -> None:
+        """``session`` is over: its slots go first to the next new conversation."""
+        for slot, held in enumerate(self._sessions):
+            if held == session:
+                if slot in self._busy:
+                    self._ending.add(slot)
+                else:
+                    self._release(slot)
+
+    def _release(self, slot: int) -> None:
+        self._sessions[slot] = None
+        self._used[slot] = -1  # before the empty slots (0) and every used one
