@@ -95,3 +95,14 @@ def test_a_conversation_that_ends_mid_generation_frees_its_slot_afterwards() -> 
     # and call-a's key no longer owns it
     slots.give_back(a, PERSONA + "User: hello\nAssistant:", "call-b")
     assert slots.take(PERSONA + "User: hi\nAssistant: Hi.\nUser: x\nAssistant:", "call-a") != a
+
+
+def test_post_call_work_leaves_an_ended_call_s_slot_to_the_next_call() -> None:
+    slots = PromptSlots(3)
+    a = slots.take(PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.give_back(a, PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.end("call-a")
+    post_call = slots.take("Summarise this call: ...")  # no conversation of its own
+    assert post_call != a
+    slots.give_back(post_call, "Summarise this call: ...")
+    assert slots.take(PERSONA + "User: hello\nAssistant:", "call-b") == a

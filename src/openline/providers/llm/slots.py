@@ -19,6 +19,7 @@ generation's token callback reads it on the runner thread.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ class PromptSlots:
     * one without a session to the idle slot whose last prompt it extends;
     * otherwise to the least recently used idle slot, a slot whose conversation ended
       (``end``) before an empty one: the next call of the same agent finds the persona
-      cached there, where an empty slot makes its first turn process it too.
+      cached there, where an empty slot makes its first turn process it too. Requests of
+      no conversation (post-call analysis, which runs when a call has ended) leave the
+      ended calls' slots to the next call.
 
     Single event loop; at most as many completions run at once as the slot gate admits,
     which is never more than the slots.
@@ -149,8 +152,10 @@ class PromptSlots:
             owners = [i for i in idle if (held := self._prompts[i]) and prompt.startswith(held)]
         if owners:
             slot = max(owners, key=lambda i: (len(self._prompts[i] or ""), self._used[i]))
-        else:
+        elif session is not None:
             slot = min(idle, key=lambda i: self._used[i])
+        else:  # post-call work and the like: an ended call's slot is kept for the next call
+            slot = min(idle, key=lambda i: self._used[i] if self._used[i] >= 0 else math.inf)
         self._busy.add(slot)
         self._sessions[slot] = session
         return slot
