@@ -185,3 +185,28 @@ async def test_calls_taking_turns_each_find_their_own_transcript_cached(gguf_pat
         assert first.prompt_tokens and second.prompt_tokens and second.cached_prompt_tokens
         # the whole first turn came from the cache, not just the persona
         assert second.cached_prompt_tokens >= first.prompt_tokens
+
+
+async def test_a_warmed_call_finds_its_persona_cached_at_its_first_turn(gguf_path: Path
+                                                                        ) -> None:
+    """``warm`` processes the call's persona in the slot its first turn takes (a slot
+    nobody used yet holds nothing), and leaves alone a slot the call already uses."""
+    persona = ChatMessage.system("You answer the phone at Bella's salon. Be brief.")
+    options = GenerationOptions(max_tokens=4, session="call-0")
+    async with LlamaCppLLM(LlamaCppOptions(gguf_path=gguf_path, seed=7, n_threads=1,
+                                           prompt_caches=2)) as llm:
+        await llm.warm([persona], tools=[WEATHER], options=options)
+        assert llm.warmups == 2  # the reply's slot and the tool decision's
+        history = [persona, ChatMessage.user("Are you open on Sunday?")]
+        first = await llm.complete(history, options=options)
+        assert first.prompt_tokens and first.cached_prompt_tokens
+        assert first.cached_prompt_tokens >= first.prompt_tokens - 15
+        # the call's own slot now holds its first turn: a late warm-up must not replace it
+        await llm.warm([persona], options=options)
+        assert llm.warmups == 2
+        history += [ChatMessage.assistant(first.text), ChatMessage.user("And Monday?")]
+        second = await llm.complete(history, options=options)
+        assert second.cached_prompt_tokens and second.cached_prompt_tokens >= first.prompt_tokens
+        # no key, nothing to pin the work to: nothing is done
+        await llm.warm([persona])
+        assert llm.warmups == 2

@@ -236,11 +236,13 @@ def test_the_model_thread_settings_reach_the_recogniser_and_the_language_model(
 
     for threads in (1, 3):
         providers = build_providers(Settings(data_dir=tmp_path, llm_threads=threads,
+                                             llm_batch_threads=threads + 1,
                                              stt_threads=threads,
                                              llm_gguf=tmp_path / "model.gguf"))
         assert isinstance(providers.llm, LlamaCppLLM)
         assert isinstance(providers.stt, FasterWhisperSTT)
         assert providers.llm.options.n_threads == threads
+        assert providers.llm.options.n_threads_batch == threads + 1
         assert providers.stt.options.cpu_threads == threads
 
 
@@ -253,3 +255,14 @@ def test_llm_threads_default_to_half_the_usable_cpus_at_most_two(monkeypatch: py
                         raising=False)
     assert providers.llm_thread_count(None) == threads
     assert providers.llm_thread_count(5) == 5
+
+
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (3, 2), (16, 2)])
+def test_llm_prompt_threads_default_to_the_usable_cpus_at_most_two(
+        monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int) -> None:
+    from openline.boot import providers
+
+    monkeypatch.setattr(providers.os, "sched_getaffinity", lambda pid: set(range(cpus)),
+                        raising=False)
+    assert providers.llm_batch_thread_count(None) == threads
+    assert providers.llm_batch_thread_count(3) == 3

@@ -50,6 +50,10 @@ async def test_turn_order_items_and_latency() -> None:
     sessions = {r.options.session for r in p.llm.requests}  # type: ignore[attr-defined]
     assert len(sessions) == 1 and None not in sessions
     assert p.llm.ended_sessions == list(sessions)  # type: ignore[attr-defined]
+    # the embedded model was given the call's prompt to prepare at the start, under that key
+    warmed = p.llm.warmed  # type: ignore[attr-defined]
+    assert [w.options.session for w in warmed] == list(sessions)
+    assert [m.role for m in warmed[0].messages] == ["system"]
     request = p.llm.requests[-1].messages  # type: ignore[attr-defined]
     assert [m.role for m in request] == ["system", "assistant", "user"]
     assert request[-1].content == "book a table"

@@ -191,6 +191,8 @@ async def test_interrupting_a_generated_welcome_stops_its_generation() -> None:
     await runner
     [heard] = [e.text for e in log.of(ev.InterruptedResponse)]
     assert log.items[0].text == heard and len(heard) < len(LONG_REPLY) / 2
+    # the generated welcome was the call's first request: no warm-up was needed
+    assert llm.warmed == [] and llm.requests[0].options.session is not None
 
 
 @virtual

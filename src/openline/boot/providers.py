@@ -35,8 +35,22 @@ def llm_thread_count(configured: int | None) -> int:
     Two was the fixed count before; more was not measured, so bigger machines keep it."""
     if configured is not None:
         return configured
+    return min(2, max(1, _usable_cpus() // 2))
+
+
+def llm_batch_thread_count(configured: int | None) -> int:
+    """Threads for the embedded LLM's prompt processing: ``configured``, else the CPUs
+    this process may run on, at most two. A prompt step carries many tokens (matrix
+    products that two threads share well), and it is short, so it does not hold the TTS
+    up the way a second generating thread did (settings ``llm_batch_threads``)."""
+    if configured is not None:
+        return configured
+    return min(2, _usable_cpus())
+
+
+def _usable_cpus() -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(2, max(1, (cpus or 2) // 2))
+    return max(1, cpus or 2)
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -48,7 +62,9 @@ def build_llm(settings: Settings) -> LLM:
     gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel,
                                        prompt_caches=settings.llm_prompt_caches,
-                                       n_threads=llm_thread_count(settings.llm_threads)))
+                                       n_threads=llm_thread_count(settings.llm_threads),
+                                       n_threads_batch=llm_batch_thread_count(
+                                           settings.llm_batch_threads)))
 
 
 def build_turn_model(settings: Settings) -> EndOfTurnModel | None:

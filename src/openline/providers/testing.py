@@ -110,10 +110,16 @@ class ScriptedLLM(FailureSwitch, LLM):
         self.token_delay_s = token_delay_s
         self.requests: list[LLMRequest] = []
         self.ended_sessions: list[str] = []
+        self.warmed: list[LLMRequest] = []  # ``warm`` calls (they generate nothing)
         self.cancelled = 0
 
     def end_session(self, session: str) -> None:
         self.ended_sessions.append(session)
+
+    async def warm(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = (),
+                   options: GenerationOptions | None = None) -> None:
+        self.warmed.append(LLMRequest(list(messages), list(tools),
+                                      options or GenerationOptions()))
 
     async def _stream(
         self, messages: list[ChatMessage], tools: list[ToolSpec], options: GenerationOptions

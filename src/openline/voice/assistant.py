@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from openline.providers.llm.base import GenerationOptions
 from openline.voice import events as ev
 from openline.voice.acknowledgements import is_backchannel, sounds_like_interruption
 from openline.voice.builtins import built_in_specs
@@ -150,6 +151,18 @@ class Assistant:
                                 interruptible=cfg.is_welcome_message_interruptible)
         elif cfg.welcome_message.strip():
             self.say(cfg.welcome_message, cfg.is_welcome_message_interruptible, "welcome")
+
+    async def warm_llm(self) -> None:
+        """Let the LLM prepare this call's prompt (``LLM.warm``) while the welcome plays
+        and the caller starts to speak. A generated welcome is itself the call's first
+        request, so it needs none. A failure costs nothing but the head start."""
+        if self.conv.cfg.generate_welcome_message:
+            return
+        try:
+            await self.conv.p.llm.warm(self.conv.chat.messages(), tools=self._tools(True).specs,
+                                       options=GenerationOptions(session=self.llm_session))
+        except Exception as exc:  # the first reply processes the prompt instead
+            log.warning("LLM warm-up failed: %s", exc)
 
     def poke(self) -> None:
         cfg = self.conv.cfg

@@ -209,6 +209,7 @@ class Conversation:
                 if self.cfg.max_duration_s is not None:
                     self.spawn(self._max_duration(self.cfg.max_duration_s), "max-duration")
                 self.assistant.welcome()
+                self.spawn(self.assistant.warm_llm(), "llm-warm-up")
                 await self._ended.wait()
                 for task in list(self._tasks):
                     task.cancel()

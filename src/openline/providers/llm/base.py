@@ -177,6 +177,15 @@ class LLM(Provider, ABC):
         that keeps state per conversation (an embedded model's cached prompt) may give
         it to the next one. Default: nothing to do."""
 
+    async def warm(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = (),
+                   options: GenerationOptions | None = None) -> None:
+        """Before a conversation's first reply: a provider that keeps state per
+        conversation (an embedded model's cached prompt) may process ``messages`` (and
+        ``tools``) under ``options.session`` now, so the first reply finds them ready.
+        Nothing is generated for anyone and nothing is returned; it yields to live
+        requests. Default: nothing to do (a remote server's own prefix cache is its
+        business, and a warm-up request would cost hosted users tokens)."""
+
     async def stream(
         self,
         messages: Sequence[ChatMessage],

@@ -47,6 +47,11 @@ Parallel sequences
     measured before requests were pinned to their call's slot. More at once should pay
     off with more cores or a GPU.
 
+Warm-up
+    ``warm`` (the engine calls it as a call starts) processes the call's persona in the
+    slot its first turn will take, as a one-token background request, so the first turn
+    processes only the caller's words. Prompt steps (many tokens) run on
+    ``n_threads_batch`` threads, token steps on ``n_threads``.
 Live before background
     ``SlotGate`` admits completions to the slots: live ones first, and a live one that
     finds every slot busy with a background completion (``GenerationOptions.background``:
@@ -150,6 +155,9 @@ class LlamaCppOptions:
     #: context per slot (the transcript, the few-shot example and the reply)
     n_ctx: int = 2048
     n_threads: int = 2
+    #: threads for prompt processing (several tokens per step: a new line of the caller,
+    #: several slots batched); None: ``n_threads``
+    n_threads_batch: int | None = None
     #: simultaneous completions (llama.cpp slots, continuous batching)
     n_parallel: int = DEFAULT_PARALLEL
     #: conversations whose transcript stays cached (llama.cpp slots, ``n_ctx`` tokens
@@ -244,6 +252,7 @@ class LlamaCppLLM(LLM):
         self._slots = PromptSlots(max(options.n_parallel, options.prompt_caches))
         #: background completions stopped for a live request and started over
         self.preemptions = 0
+        self.warmups = 0  # warm-up requests run (diagnostics, tests)
 
     async def _load(self) -> None:
         self._server = await self.runner.run(self._create_server)
@@ -266,8 +275,10 @@ class LlamaCppLLM(LLM):
         # (``cache_n`` 0: 450-580 ms to the first token on the AVX2 machine). A full-size
         # cache (37 MB at 2048 tokens) keeps the shared prefix: 70-90 ms.
         params.swa_full = True
-        for cpu in (params.cpuparams, params.cpuparams_batch):
-            cpu.n_threads = self.options.n_threads
+        batch_threads = self.options.n_threads_batch or self.options.n_threads
+        for cpu, threads in ((params.cpuparams, self.options.n_threads),
+                             (params.cpuparams_batch, batch_threads)):
+            cpu.n_threads = threads
             cpu.poll = self.options.poll
         params.verbosity = -1  # llama.cpp is chatty on stderr; we report via metrics
         params.warmup = True
@@ -277,6 +288,33 @@ class LlamaCppLLM(LLM):
         """The call's slots (its transcript's and its tool decisions') go to the next call."""
         self._slots.end(session)
         self._slots.end(f"{session}/decision")
+
+    async def warm(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = (),
+                   options: GenerationOptions | None = None) -> None:
+        """Process the call's prompt so far (persona, example, welcome) in the slot its
+        first turn will take, and with tools its decision prompt in the decision slot: a
+        call's first turn otherwise processes its ~110-token persona on the critical path
+        (0.3-0.5 s on one thread, in a slot nobody used yet). One background request per
+        slot, one token long: live requests go first and stop it (``SlotGate``). Skipped
+        for a slot the call already uses (its first turn came first): the shorter warm-up
+        prompt would push the call's own transcript out of the cache."""
+        session = (options or GenerationOptions()).session
+        if session is None:
+            return
+        await self.ensure_loaded()
+        prompts = [(build_transcript_prompt(list(messages)), session)]
+        if tools:
+            prompts.append((build_decision_prompt(list(messages), list(tools)),
+                            f"{session}/decision"))
+        for prompt, slot_session in prompts:
+            request = self._request(prompt, GenerationOptions(max_tokens=1), stream=True)
+            lease = await self._gate.acquire(background=True)
+            if self._slots.holds(slot_session):
+                self._gate.release(lease)
+                continue
+            self.warmups += 1
+            async for _ in self._completion(request, lease, slot_session):
+                pass
 
     async def _close(self) -> None:
         # Dropping the last reference stops the server loop (xllamacpp joins its thread).

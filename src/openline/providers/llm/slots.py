@@ -160,6 +160,10 @@ class PromptSlots:
         self._sessions[slot] = session
         return slot
 
+    def holds(self, session: str) -> bool:
+        """Does a slot (busy or idle) belong to ``session``?"""
+        return session in self._sessions
+
     def give_back(self, slot: int, prompt: str, session: str | None = None) -> None:
         """``slot`` is idle again and holds ``prompt`` of ``session``."""
         self._busy.discard(slot)
