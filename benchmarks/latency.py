@@ -215,8 +215,8 @@ def on_message(message: Any, turn: Turn | None, at: float) -> None:
         return
     if kind == "user_finished_speaking" and turn.user_finished_at is None:
         turn.user_finished_at = at
-    elif kind == "input_text":
-        turn.heard = message.text
+    elif kind == "input_text":  # a turn heard in two parts (a pause) keeps both
+        turn.heard = f"{turn.heard} {message.text}".strip()
     elif kind == "audio_chunk":
         if turn.first_audio_at is None:
             turn.first_audio_at = at

@@ -51,11 +51,10 @@ class Settings(BaseSettings):
     #: simultaneous conversations from p50 3.9 s to 1.6 s at no cost to one alone
     #: (docs/benchmarks.md "Embedded concurrency")
     llm_threads: int | None = Field(default=None, ge=1, le=256)
-    #: CPU threads of the embedded model's prompt processing (a caller's new line, a
-    #: call's persona: many tokens per step, which a second thread does speed up); None:
-    #: the CPUs this process may use, at most two (``llm_batch_thread_count``). On 2 cores,
-    #: with one generating thread, two took the first token of a cached call from p50 ~90
-    #: to ~60 ms and a cold first turn from ~450 to ~250-350 ms (LLM alone)
+    #: CPU threads of the embedded model's prompt steps (a caller's new line, a persona:
+    #: many tokens at once); None: ``llm_threads``. Two beside one generating thread help
+    #: a conversation alone on 2 cores (first token ~90 -> ~60 ms) and hurt under load
+    #: (docs/benchmarks.md "Embedded concurrency"), so they are not the default
     llm_batch_threads: int | None = Field(default=None, ge=1, le=256)
     stt_model_dir: Path | None = None
     #: CPU threads per faster-whisper recognition. Two as before: one was no faster for a

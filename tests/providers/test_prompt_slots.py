@@ -1,5 +1,5 @@
 """``PromptSlots``: a call's next turn goes back to the llama.cpp slot that holds its
-transcript; a new call takes the least recently used idle slot."""
+transcript; a new call takes the free slot holding the most of its prompt."""
 
 from __future__ import annotations
 
@@ -106,3 +106,22 @@ def test_post_call_work_leaves_an_ended_call_s_slot_to_the_next_call() -> None:
     assert post_call != a
     slots.give_back(post_call, "Summarise this call: ...")
     assert slots.take(PERSONA + "User: hello\nAssistant:", "call-b") == a
+
+
+def test_a_new_call_takes_the_free_slot_that_holds_its_agent_s_persona() -> None:
+    other = "You take orders for the pizzeria.\n\nCurrent call:\n"
+    slots = PromptSlots(3)
+    a = slots.take(PERSONA + "User: hi\nAssistant:", "call-a")
+    b = slots.take(other + "User: one margherita\nAssistant:", "call-b")
+    slots.give_back(a, PERSONA + "User: hi\nAssistant:", "call-a")
+    slots.give_back(b, other + "User: one margherita\nAssistant:", "call-b")
+    slots.end("call-b")
+    slots.end("call-a")  # ended last, and the empty third slot was never used
+    # a call of the pizzeria's agent goes where its persona is cached, not to call-a's
+    # slot (ended first in the order) nor to the empty one
+    assert slots.take(other + "User: a calzone\nAssistant:", "call-c") == b
+    # a live call's idle slot is never taken while a free one exists
+    live = slots.take(PERSONA + "User: hello\nAssistant:", "call-d")
+    assert live == a
+    slots.give_back(live, PERSONA + "User: hello\nAssistant:", "call-d")
+    assert slots.take(other + "User: a calzone\nAssistant:", "call-e") not in (a, b)

@@ -257,12 +257,9 @@ def test_llm_threads_default_to_half_the_usable_cpus_at_most_two(monkeypatch: py
     assert providers.llm_thread_count(5) == 5
 
 
-@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 2), (3, 2), (16, 2)])
-def test_llm_prompt_threads_default_to_the_usable_cpus_at_most_two(
-        monkeypatch: pytest.MonkeyPatch, cpus: int, threads: int) -> None:
+def test_llm_prompt_threads_default_to_the_generating_threads() -> None:
     from openline.boot import providers
 
-    monkeypatch.setattr(providers.os, "sched_getaffinity", lambda pid: set(range(cpus)),
-                        raising=False)
-    assert providers.llm_batch_thread_count(None) == threads
-    assert providers.llm_batch_thread_count(3) == 3
+    assert providers.llm_batch_thread_count(None, 1) == 1
+    assert providers.llm_batch_thread_count(None, 2) == 2
+    assert providers.llm_batch_thread_count(3, 1) == 3

@@ -122,3 +122,25 @@ async def test_a_waiter_cancelled_before_a_release_reaches_it_is_skipped() -> No
 def test_at_least_one_slot() -> None:
     with pytest.raises(ValueError, match="slots"):
         SlotGate(0)
+
+
+async def test_work_for_an_idle_model_only_gets_a_free_slot_nobody_waits_for() -> None:
+    gate = SlotGate(1)
+    warm = gate.try_acquire()
+    assert warm is not None and warm.background and warm.preemptible
+    assert gate.try_acquire() is None  # the one slot is taken
+    live = asyncio.create_task(gate.acquire())
+    await _settle()
+    assert warm.preempted.is_set()  # a live request stops it, as any background work
+    gate.release(warm)
+    lease = await asyncio.wait_for(live, 1)
+    queued = asyncio.create_task(gate.acquire(background=True))
+    await _settle()
+    gate.release(lease)
+    post_call = await asyncio.wait_for(queued, 1)
+    waiting = asyncio.create_task(gate.acquire())
+    await _settle()
+    gate.release(post_call)  # freed, but handed straight to the live waiter
+    assert gate.try_acquire() is None
+    gate.release(await asyncio.wait_for(waiting, 1))
+    assert gate.try_acquire() is not None  # idle at last

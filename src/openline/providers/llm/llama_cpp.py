@@ -49,8 +49,8 @@ Parallel sequences
 
 Warm-up
     ``warm`` (the engine calls it as a call starts) processes the call's persona in the
-    slot its first turn will take, as a one-token background request, so the first turn
-    processes only the caller's words. Prompt steps (many tokens) run on
+    slot its first turn will take, as a one-token background request when the model is
+    idle, so the first turn processes only the caller's words. Prompt steps (many tokens) run on
     ``n_threads_batch`` threads, token steps on ``n_threads``.
 Live before background
     ``SlotGate`` admits completions to the slots: live ones first, and a live one that
@@ -295,9 +295,11 @@ class LlamaCppLLM(LLM):
         first turn will take, and with tools its decision prompt in the decision slot: a
         call's first turn otherwise processes its ~110-token persona on the critical path
         (0.3-0.5 s on one thread, in a slot nobody used yet). One background request per
-        slot, one token long: live requests go first and stop it (``SlotGate``). Skipped
-        for a slot the call already uses (its first turn came first): the shorter warm-up
-        prompt would push the call's own transcript out of the cache."""
+        slot, one token long, and only on an idle model (``SlotGate.try_acquire``): on a
+        busy one it would queue work ahead of calls that are speaking (a live request
+        that arrives meanwhile stops it after its prompt). Skipped for a slot the call
+        already uses (its first turn came first): the shorter warm-up prompt would push
+        the call's own transcript out of the cache."""
         session = (options or GenerationOptions()).session
         if session is None:
             return
@@ -308,7 +310,9 @@ class LlamaCppLLM(LLM):
                             f"{session}/decision"))
         for prompt, slot_session in prompts:
             request = self._request(prompt, GenerationOptions(max_tokens=1), stream=True)
-            lease = await self._gate.acquire(background=True)
+            lease = self._gate.try_acquire()
+            if lease is None:  # the model is busy: warming up would only queue work
+                return
             if self._slots.holds(slot_session):
                 self._gate.release(lease)
                 continue

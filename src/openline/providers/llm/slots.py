@@ -75,6 +75,16 @@ class SlotGate:
             raise
         return lease
 
+    def try_acquire(self) -> Lease | None:
+        """A preemptible background slot now, or None when none is free or anyone waits
+        for one (work that is only worth doing on an idle model: a warm-up)."""
+        if self._free == 0 or self.waiting:
+            return None
+        self._free -= 1
+        lease = Lease(background=True, preemptible=True)
+        self._held.append(lease)
+        return lease
+
     def release(self, lease: Lease) -> None:
         """Give the slot back: to the next live waiter, else the next background one."""
         if lease not in self._held:
@@ -116,11 +126,13 @@ class PromptSlots:
       speculative reply that was dropped because the caller went on leaves a prompt that
       ends in "Assistant:", which the caller's longer line does not extend;
     * one without a session to the idle slot whose last prompt it extends;
-    * otherwise to the least recently used idle slot, a slot whose conversation ended
-      (``end``) before an empty one: the next call of the same agent finds the persona
-      cached there, where an empty slot makes its first turn process it too. Requests of
-      no conversation (post-call analysis, which runs when a call has ended) leave the
-      ended calls' slots to the next call.
+    * a new conversation to the free slot (no live conversation's: ended, used by
+      post-call work, or never used) that holds the most of its prompt: a call of the
+      same agent finds the persona cached there, where another agent's slot or an empty
+      one makes its first turn process it too; among equals an ended call's slot, then
+      the least recently used one. With no free slot, the least recently used idle one;
+    * requests of no conversation (post-call analysis, which runs when a call has
+      ended) leave the ended calls' slots to the next call.
 
     Single event loop; at most as many completions run at once as the slot gate admits,
     which is never more than the slots.
@@ -150,8 +162,11 @@ class PromptSlots:
             owners = [i for i in idle if self._sessions[i] == session]
         else:
             owners = [i for i in idle if (held := self._prompts[i]) and prompt.startswith(held)]
+        free = [i for i in idle if self._sessions[i] is None]  # ended, post-call or unused
         if owners:
             slot = max(owners, key=lambda i: (len(self._prompts[i] or ""), self._used[i]))
+        elif session is not None and free:  # the most of this prompt cached, then LRU
+            slot = max(free, key=lambda i: (_shared(self._prompts[i], prompt), -self._used[i]))
         elif session is not None:
             slot = min(idle, key=lambda i: self._used[i])
         else:  # post-call work and the like: an ended call's slot is kept for the next call
@@ -186,3 +201,11 @@ class PromptSlots:
     def _release(self, slot: int) -> None:
         self._sessions[slot] = None
         self._used[slot] = -1  # before the empty slots (0) and every used one
+
+
+def _shared(held: str | None, prompt: str) -> int:
+    """How many leading characters ``prompt`` has in common with a slot's ``held`` one."""
+    if not held:
+        return 0
+    return next((i for i, (a, b) in enumerate(zip(held, prompt, strict=False)) if a != b),
+                min(len(held), len(prompt)))
