@@ -69,9 +69,9 @@ from latency import (
     TURN_TIMEOUT_S,
     Caller,
     Turn,
-    _wait_ready,
     on_message,
     send_loop,
+    sts_socket,
 )
 
 SECTION = "Embedded concurrency"
@@ -92,15 +92,9 @@ def caller_script(index: int, turns: int, workdir: Path) -> list[tuple[str, Any]
 async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,
                    tag: str, agent: str = AGENT) -> list[Turn]:
     """One conversation: wait ``delay_s``, then speak each line after the last reply."""
-    from phonic.types import ConfigPayload
-
     await asyncio.sleep(delay_s)
     turns: list[Turn] = []
-    async with sdk(server).conversations.connect() as socket:
-        await socket.send_config(ConfigPayload(type="config", agent=agent,
-                                               input_format="pcm_16000",
-                                               output_format="pcm_16000"))
-        await _wait_ready(socket)
+    async with sts_socket(server, agent) as (socket, _):
         caller = Caller()
 
         async def read() -> None:

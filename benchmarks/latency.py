@@ -50,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -236,16 +237,24 @@ async def read_loop(socket: Any, caller: Caller) -> None:
         on_message(message, caller.turn, time.perf_counter())
 
 
-async def converse(server: ServerHandle, utterances: list[Utterance]) -> tuple[str, list[Turn]]:
-    """One conversation of ``len(utterances)`` turns; returns its id and the turns."""
+@contextlib.asynccontextmanager
+async def sts_socket(server: ServerHandle, agent: str = AGENT
+                     ) -> AsyncIterator[tuple[Any, str]]:
+    """An STS socket of the official SDK, configured for ``agent`` (16 kHz PCM both ways)
+    and ready: yields it with its conversation id."""
     from phonic.types import ConfigPayload
 
-    turns: list[Turn] = []
     async with sdk(server).conversations.connect() as socket:
-        await socket.send_config(ConfigPayload(type="config", agent=AGENT,
+        await socket.send_config(ConfigPayload(type="config", agent=agent,
                                                input_format="pcm_16000",
                                                output_format="pcm_16000"))
-        conv_id = await _wait_ready(socket)
+        yield socket, await _wait_ready(socket)
+
+
+async def converse(server: ServerHandle, utterances: list[Utterance]) -> tuple[str, list[Turn]]:
+    """One conversation of ``len(utterances)`` turns; returns its id and the turns."""
+    turns: list[Turn] = []
+    async with sts_socket(server) as (socket, conv_id):
         caller = Caller()
         tasks = [asyncio.create_task(read_loop(socket, caller)),
                  asyncio.create_task(send_loop(socket, caller))]

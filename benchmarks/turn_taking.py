@@ -64,7 +64,7 @@ from _common import (
     wait_until_quiet,
     write_between,
 )
-from latency import AGENT, PROMPT, Caller, Turn, _wait_ready
+from latency import AGENT, PROMPT, Caller, Turn, sts_socket
 
 SECTION = "Turn-taking"
 VOICES = (("en-us", 165), ("en-gb", 150), ("en-us+f3", 180))
@@ -168,15 +168,10 @@ def on_message(message: Any, seen: Observed, at: float) -> None:
 async def converse(server: Any, lines: list[Line]) -> list[Observed]:
     """One conversation over all lines; the next starts after the reply has finished."""
     from latency import send_loop
-    from phonic.types import ConfigPayload
 
     observed: list[Observed] = []
     current: list[Observed] = []
-    async with sdk(server).conversations.connect() as socket:
-        await socket.send_config(ConfigPayload(type="config", agent=AGENT,
-                                               input_format="pcm_16000",
-                                               output_format="pcm_16000"))
-        await _wait_ready(socket)
+    async with sts_socket(server) as (socket, _):
         caller = Caller()
 
         async def read() -> None:
@@ -298,7 +293,6 @@ async def voiced_send_loop(socket: Any, caller: Caller, state: dict[str, Any]) -
 async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
     """Each trial: ask, let the reply start, speak an acknowledgement or an interruption
     over it, and see whether (and when) the server signals a barge-in."""
-    from phonic.types import ConfigPayload
 
     question = aligned(espeak(QUESTION, "en-us", 165, workdir))
     trials = [Trial(p, kind) for voice in BACKCHANNEL_VOICES
@@ -307,11 +301,7 @@ async def backchannel_trials(server: Any, workdir: Path) -> list[Trial]:
     audio = {(t.phrase, v): aligned(espeak(t.phrase, v[0], v[1], workdir))
              for t in trials for v in BACKCHANNEL_VOICES}
     state: dict[str, Any] = {"trial": None, "phase": "ask"}
-    async with sdk(server).conversations.connect() as socket:
-        await socket.send_config(ConfigPayload(type="config", agent=AGENT,
-                                               input_format="pcm_16000",
-                                               output_format="pcm_16000"))
-        await _wait_ready(socket)
+    async with sts_socket(server) as (socket, _):
         caller = Caller()
 
         async def read() -> None:

@@ -103,8 +103,9 @@ class CallService:
             VapiResource.id.in_([*conv_ids, *agents]),
             VapiResource.workspace_id == who.workspace_id,
             VapiResource.kind.in_((KIND, "assistant"))))
-        reasons = dict((await s.execute(select(VapiCall.id, VapiCall.ended_reason).where(
-            VapiCall.id.in_(conv_ids), VapiCall.ended_reason.is_not(None)))).tuples().all())
+        ended = await s.execute(select(VapiCall.id, VapiCall.ended_reason).where(
+            VapiCall.id.in_(conv_ids), VapiCall.ended_reason.is_not(None)))
+        reasons = {call_id: reason for call_id, reason in ended}
         docs: dict[str, VapiResource] = {}
         assistants: dict[str, VapiResource] = {}
         for row in found:
