@@ -257,9 +257,14 @@ def test_llm_threads_default_to_half_the_usable_cpus_at_most_two(monkeypatch: py
     assert providers.llm_thread_count(5) == 5
 
 
-def test_llm_prompt_threads_default_to_the_generating_threads() -> None:
-    from openline.boot import providers
+def test_llm_prompt_threads_default_to_the_generating_threads(tmp_path: Path) -> None:
+    from openline.boot.providers import build_providers
+    from openline.providers.llm.llama_cpp import LlamaCppLLM
+    from openline.settings import Settings
 
-    assert providers.llm_batch_thread_count(None, 1) == 1
-    assert providers.llm_batch_thread_count(None, 2) == 2
-    assert providers.llm_batch_thread_count(3, 1) == 3
+    for threads, batch, expected in ((1, None, 1), (2, None, 2), (1, 3, 3)):
+        providers = build_providers(Settings(data_dir=tmp_path, llm_threads=threads,
+                                             llm_batch_threads=batch,
+                                             llm_gguf=tmp_path / "model.gguf"))
+        assert isinstance(providers.llm, LlamaCppLLM)
+        assert providers.llm.options.batch_threads == expected

@@ -35,22 +35,8 @@ def llm_thread_count(configured: int | None) -> int:
     Two was the fixed count before; more was not measured, so bigger machines keep it."""
     if configured is not None:
         return configured
-    return min(2, max(1, _usable_cpus() // 2))
-
-
-def llm_batch_thread_count(configured: int | None, threads: int) -> int:
-    """Threads for the embedded LLM's prompt steps (many tokens at once): ``configured``,
-    else the generating ``threads``. Two on 2 cores, beside one generating thread, took a
-    conversation alone from a first token of p50 ~90 to ~60 ms, but with 6-8 calls at once
-    the first tokens queued longer (voice-to-voice p50 at 6 calls 1.2-1.5 s against
-    0.9-1.1 s): on a busy machine the second thread waits for a core (docs/benchmarks.md
-    "Embedded concurrency")."""
-    return threads if configured is None else configured
-
-
-def _usable_cpus() -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, cpus or 2)
+    return min(2, max(1, (cpus or 2) // 2))
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -60,12 +46,10 @@ def build_llm(settings: Settings) -> LLM:
             base_url=settings.llm_base_url, model=settings.llm_model,
             api_key=settings.llm_api_key))
     gguf = settings.llm_gguf or ensure_embedded_gguf(settings.ensure_data_dir() / "models")
-    threads = llm_thread_count(settings.llm_threads)
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel,
                                        prompt_caches=settings.llm_prompt_caches,
-                                       n_threads=threads,
-                                       n_threads_batch=llm_batch_thread_count(
-                                           settings.llm_batch_threads, threads)))
+                                       n_threads=llm_thread_count(settings.llm_threads),
+                                       n_threads_batch=settings.llm_batch_threads))
 
 
 def build_turn_model(settings: Settings) -> EndOfTurnModel | None:

@@ -50,8 +50,10 @@ Parallel sequences
 Warm-up
     ``warm`` (the engine calls it as a call starts) processes the call's persona in the
     slot its first turn will take, as a one-token background request when the model is
-    idle, so the first turn processes only the caller's words. Prompt steps (many tokens) run on
-    ``n_threads_batch`` threads, token steps on ``n_threads``.
+    idle, so the first turn processes only the caller's words. Prompt steps (many
+    tokens) run on ``LlamaCppOptions.batch_threads`` threads, token steps on
+    ``n_threads``.
+
 Live before background
     ``SlotGate`` admits completions to the slots: live ones first, and a live one that
     finds every slot busy with a background completion (``GenerationOptions.background``:
@@ -155,8 +157,10 @@ class LlamaCppOptions:
     #: context per slot (the transcript, the few-shot example and the reply)
     n_ctx: int = 2048
     n_threads: int = 2
-    #: threads for prompt processing (several tokens per step: a new line of the caller,
-    #: several slots batched); None: ``n_threads``
+    #: threads for prompt steps (many tokens per step: a caller's new line, a persona,
+    #: several slots batched); None: ``n_threads``. Two beside one generating thread help
+    #: one conversation alone on 2 cores and hurt under load (docs/benchmarks.md
+    #: "Embedded concurrency"), so the default is the generating threads
     n_threads_batch: int | None = None
     #: simultaneous completions (llama.cpp slots, continuous batching)
     n_parallel: int = DEFAULT_PARALLEL
@@ -170,6 +174,11 @@ class LlamaCppOptions:
     max_tokens: int = 80
     temperature: float = 0.3
     seed: int | None = None
+
+    @property
+    def batch_threads(self) -> int:
+        """The threads of prompt steps: ``n_threads_batch``, else ``n_threads``."""
+        return self.n_threads_batch or self.n_threads
 
 
 def build_transcript_prompt(messages: list[ChatMessage]) -> str:
@@ -275,9 +284,8 @@ class LlamaCppLLM(LLM):
         # (``cache_n`` 0: 450-580 ms to the first token on the AVX2 machine). A full-size
         # cache (37 MB at 2048 tokens) keeps the shared prefix: 70-90 ms.
         params.swa_full = True
-        batch_threads = self.options.n_threads_batch or self.options.n_threads
         for cpu, threads in ((params.cpuparams, self.options.n_threads),
-                             (params.cpuparams_batch, batch_threads)):
+                             (params.cpuparams_batch, self.options.batch_threads)):
             cpu.n_threads = threads
             cpu.poll = self.options.poll
         params.verbosity = -1  # llama.cpp is chatty on stderr; we report via metrics
@@ -309,14 +317,13 @@ class LlamaCppLLM(LLM):
             prompts.append((build_decision_prompt(list(messages), list(tools)),
                             f"{session}/decision"))
         for prompt, slot_session in prompts:
-            request = self._request(prompt, GenerationOptions(max_tokens=1), stream=True)
+            if self._slots.holds(slot_session):
+                continue
             lease = self._gate.try_acquire()
             if lease is None:  # the model is busy: warming up would only queue work
                 return
-            if self._slots.holds(slot_session):
-                self._gate.release(lease)
-                continue
             self.warmups += 1
+            request = self._request(prompt, GenerationOptions(max_tokens=1), stream=True)
             async for _ in self._completion(request, lease, slot_session):
                 pass
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -207,5 +208,4 @@ def _shared(held: str | None, prompt: str) -> int:
     """How many leading characters ``prompt`` has in common with a slot's ``held`` one."""
     if not held:
         return 0
-    return next((i for i, (a, b) in enumerate(zip(held, prompt, strict=False)) if a != b),
-                min(len(held), len(prompt)))
+    return len(os.path.commonprefix([held, prompt]))  # noqa: RUF071 (text, not paths)
