@@ -21,9 +21,11 @@ def _frame(value: int) -> np.ndarray:
     return np.full(FRAME_SAMPLES, value, dtype=np.int16)
 
 
-def _feed(detector: TurnDetector, probabilities: list[float], value: int = 1
+def _feed(detector: TurnDetector, probabilities: list[float], value: int | None = None
           ) -> list[TurnEvent | None]:
-    return [detector.feed(_frame(value), p) for p in probabilities]
+    """Frames at ``value``; by default speech sounds (1000) and silence is quiet (1)."""
+    return [detector.feed(_frame(value if value is not None else 1000 if p >= 0.5 else 1), p)
+            for p in probabilities]
 
 
 def test_speech_starts_after_min_speech_ms() -> None:
@@ -113,3 +115,39 @@ def test_an_onset_counts_at_most_its_bound_and_never_the_background() -> None:
     silent = TurnDetector(ONSET)  # digital silence right before the voice: no onset
     _feed_levels(silent, [(0, 0.0)] * 11 + [(3000, 0.9)] * 2)
     assert silent.voiced_ms == 2 * FRAME_MS
+
+
+# ----- the speech's end: the VAD's lag -------------------------------------------------------
+def test_quiet_frames_the_vad_still_calls_voiced_belong_to_the_silence() -> None:
+    """Silero reads 0.3-0.9 on the first frame or two of digital silence after a word:
+    those frames count as silence once the VAD hears it, so the pause (and every wait
+    timed from it) starts where the sound ended."""
+    d = TurnDetector(ONSET)
+    _feed_levels(d, [(20, 0.0)] * 6 + [(3000, 0.9)] * 4)
+    assert _feed_levels(d, [(0, 0.7), (0, 0.4)]) == [None, None]  # (off: 0.35)
+    assert d.silence_ms == 0  # the VAD has not heard the silence yet
+    assert _feed_levels(d, [(0, 0.1)]) == [TurnEvent.PAUSE]  # 3 frames = 96 ms of silence
+    assert d.end_lag_frames == 2 and d.silence_ms == 3 * FRAME_MS
+    assert d.voiced_ms == 4 * FRAME_MS  # the lag frames were not speech either
+    assert _feed_levels(d, [(0, 0.0)]) == [None] and d.end_lag_frames == 0
+
+
+def test_at_most_two_lag_frames_and_only_at_the_end_of_a_voiced_run() -> None:
+    long_tail = TurnDetector(ONSET)  # 4 quiet "voiced" frames: only the last 2 are lag
+    _feed_levels(long_tail, [(20, 0.0)] * 6 + [(3000, 0.9)] * 3 + [(0, 0.8)] * 4 + [(0, 0.0)])
+    assert long_tail.end_lag_frames == 2 and long_tail.silence_ms == 3 * FRAME_MS
+    inside = TurnDetector(ONSET)  # a quiet frame inside the speech (a stop's closure)
+    _feed_levels(inside, [(20, 0.0)] * 6 + [(3000, 0.9)] * 3 + [(0, 0.8)] + [(3000, 0.9)])
+    _feed_levels(inside, [(0, 0.0)])
+    assert inside.end_lag_frames == 0 and inside.silence_ms == FRAME_MS
+
+
+def test_the_lag_is_judged_against_the_lines_background() -> None:
+    """Over a noisy line (level 400) a tail at 900 does not stand out (< 4x): lag; a tail
+    at 3,000 does: speech, and the silence starts after it."""
+    noisy = TurnDetector(ONSET)
+    _feed_levels(noisy, [(400, 0.0)] * 8 + [(3000, 0.9)] * 3 + [(900, 0.6), (400, 0.1)])
+    assert noisy.end_lag_frames == 1 and noisy.silence_ms == 2 * FRAME_MS
+    loud = TurnDetector(ONSET)
+    _feed_levels(loud, [(400, 0.0)] * 8 + [(3000, 0.9)] * 3 + [(3000, 0.6), (400, 0.1)])
+    assert loud.end_lag_frames == 0 and loud.silence_ms == FRAME_MS

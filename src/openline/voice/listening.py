@@ -32,7 +32,7 @@ from openline.voice.acknowledgements import (
 from openline.voice.assistant import UserTurn
 from openline.voice.end_of_turn import EndOfTurnDecision, Verdict, sounds_unfinished
 from openline.voice.reply import ReplyJob
-from openline.voice.turns import FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
+from openline.voice.turns import FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE, TurnDetector, TurnEvent
 from openline.voice.vocabulary import domain_vocabulary
 
 if TYPE_CHECKING:
@@ -109,8 +109,10 @@ class Listener:
         conv = self.conv
         prob = 0.0 if conv.muted or self.vad is None else self.vad.process(frame)
         event = self.turns.feed(frame, prob)
-        if self.turns.in_speech and prob >= conv.cfg.turn.threshold:
+        if self.turns.in_speech and self.turns.silence_ms == 0:
             self._last_voiced_at = conv.clock.monotonic()
+        elif self.turns.end_lag_frames:  # the sound had ended before the VAD heard it
+            self._last_voiced_at -= self.turns.end_lag_frames * FRAME_MS / 1000
         if event is TurnEvent.SPEECH_START:
             self.eot.reset()
             self.eot.assistant_text = conv.chat.last_assistant_text()

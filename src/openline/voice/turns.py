@@ -20,6 +20,15 @@ one that stand out of the background (an "s", an "h") are counted as speech too
 (``onset_lead_frames``), so "voiced for ``min_interruption_ms``" and the barge-in looks are
 timed from when the caller started to talk. Background noise alone never starts speech: the
 VAD still has to hear voice first.
+
+The speech's end is likewise where its sound ends. Silero's probability lags the sound by
+a frame or two: on digital silence right after a word it still reads 0.3-0.9 (0.8 frames
+on average over 66 espeak-ng lines), so the silence, and every wait timed from it
+(speculation, end-of-turn probes, ``min_silence_ms``), started up to 64 ms late. When the
+VAD calls a frame silent, the quiet frames right before it that it had still called voiced
+(below the background floor of the onset, at most ``END_MAX_LAG_FRAMES``) are counted as
+silence too. Only the tail of a voiced run is re-read, and only once the VAD itself has
+heard the silence, so quiet speech in a noisy line is never cut into pauses by level alone.
 """
 
 from __future__ import annotations
@@ -40,21 +49,31 @@ ONSET_MAX_LEAD_FRAMES = 5
 #: least ONSET_MIN_RMS (about -50 dBFS: digital silence or a quiet line is no onset)
 ONSET_NOISE_RATIO = 4.0
 ONSET_MIN_RMS = 100.0
+#: the most trailing frames of a voiced run that count as silence when they were quiet
+#: (the VAD's lag after the sound ends: up to two frames in our recordings)
+END_MAX_LAG_FRAMES = 2
 
 
 def _rms(frame: npt.NDArray[np.int16]) -> float:
     return float(np.sqrt(np.mean(np.square(frame, dtype=np.float64))))
 
 
+def sound_floor(before: list[npt.NDArray[np.int16]]) -> float:
+    """The level (RMS) a frame needs to count as sound, not background, judged on the
+    frames ``before`` the first voiced one (oldest first): the level of the quieter older
+    frames (a lower quartile: a long onset may reach into them) times
+    ``ONSET_NOISE_RATIO``, and at least ``ONSET_MIN_RMS``."""
+    older = [_rms(f) for f in before[:-ONSET_MAX_LEAD_FRAMES]]
+    background = float(np.percentile(older, 25)) if len(older) >= 3 else 0.0
+    return max(ONSET_MIN_RMS, ONSET_NOISE_RATIO * background)
+
+
 def onset_lead_frames(before: list[npt.NDArray[np.int16]]) -> int:
     """How many of the frames ``before`` the first voiced one (oldest first) are the
-    speech's unvoiced onset: the trailing run that stands out of the background. The
-    background is the level of the quieter older frames (a lower quartile: a long onset
-    may reach into them)."""
+    speech's unvoiced onset: the trailing run that stands out of the background
+    (``sound_floor``)."""
     levels = [_rms(f) for f in before]
-    older = levels[:-ONSET_MAX_LEAD_FRAMES]
-    background = float(np.percentile(older, 25)) if len(older) >= 3 else 0.0
-    floor = max(ONSET_MIN_RMS, ONSET_NOISE_RATIO * background)
+    floor = sound_floor(before)
     lead = 0
     for level in reversed(levels[-ONSET_MAX_LEAD_FRAMES:]):
         if level < floor:
@@ -100,6 +119,11 @@ class TurnDetector:
         #: voiced time in the current turn, the unvoiced onset included (module docstring)
         self.voiced_ms = 0.0
         self._onset_frames = 0  # frames since the turn's onset, pauses included
+        self._floor = ONSET_MIN_RMS  # the turn's sound floor (``sound_floor``)
+        self._quiet_tail = 0  # trailing quiet frames of the current voiced run
+        #: on the frame where a silence began: how many frames before it (voiced by the
+        #: VAD, but quiet) were counted as silence too (module docstring); else 0
+        self.end_lag_frames = 0
 
     @property
     def speech_ms(self) -> float:
@@ -122,25 +146,33 @@ class TurnDetector:
                 self._turn = list(self._pre)
                 self._pre.clear()
                 self._silence_frames = 0
-                sounded = self._speech_frames + onset_lead_frames(
-                    self._turn[:-self._speech_frames])
+                before = self._turn[:-self._speech_frames]
+                sounded = self._speech_frames + onset_lead_frames(before)
+                self._floor, self._quiet_tail = sound_floor(before), 0
                 self.voiced_ms = sounded * FRAME_MS
                 self._onset_frames = sounded
                 return TurnEvent.SPEECH_START
             return None
         self._turn.append(frame)
         self._onset_frames += 1
+        self.end_lag_frames = 0
         if voiced:
             self.voiced_ms += FRAME_MS
             was_paused = self._silence_frames >= self._pause_frames
             self._silence_frames = 0
             self._voiced = True
+            self._quiet_tail = self._quiet_tail + 1 if _rms(frame) < self._floor else 0
             return TurnEvent.RESUME if was_paused else None
-        self._voiced = False
+        silent_before = self._silence_frames
+        if self._voiced:  # the silence begins: the VAD's quiet lag frames belong to it
+            self.end_lag_frames = min(self._quiet_tail, END_MAX_LAG_FRAMES)
+            self.voiced_ms -= self.end_lag_frames * FRAME_MS
+            self._silence_frames += self.end_lag_frames
+        self._voiced, self._quiet_tail = False, 0
         self._silence_frames += 1
         if self.silence_ms >= self.s.min_silence_ms:
             return TurnEvent.END
-        if self._silence_frames == self._pause_frames:
+        if silent_before < self._pause_frames <= self._silence_frames:
             return TurnEvent.PAUSE
         return None
 
@@ -163,3 +195,4 @@ class TurnDetector:
         self._voiced = False
         self.voiced_ms = 0.0
         self._onset_frames = 0
+        self._quiet_tail = self.end_lag_frames = 0
