@@ -107,13 +107,18 @@ def test_the_engine_offers_keywords_or_else_the_agents_own_vocabulary() -> None:
 
 
 class CountingSTT(FasterWhisperSTT):
-    """Counts decoder passes."""
+    """Counts decoder passes and encoder runs."""
 
     passes = 0
+    encodings = 0
 
     def _decode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         self.passes += 1
         return super()._decode(*args, **kwargs)
+
+    def _encode(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.encodings += 1
+        return super()._encode(*args, **kwargs)
 
 
 async def test_keywords_are_not_tried_on_a_confident_transcript() -> None:
@@ -130,3 +135,25 @@ async def test_keywords_are_not_tried_on_a_confident_transcript() -> None:
                            ) as always:
         await always.transcribe(confident, hotwords=KEYWORDS)
         assert always.passes == 2
+
+
+async def test_the_staged_recognition_gives_the_unaided_words_first() -> None:
+    """``transcribe_staged``: a confident transcript is final at once (one pass, no keyword
+    pass to come); an unsure domain phrase comes back unaided first, then the keyword pass
+    (on the same encoding: no second encoder run) brings the keyword, and a plain
+    ``transcribe`` of the same audio afterwards reuses that final result."""
+    confident = _espeak("Can I speak to someone at the front desk?")
+    unsure = _espeak(DOMAIN[1])
+    async with CountingSTT(FasterWhisperOptions(beam_size=1)) as stt:
+        heard, rest = await stt.transcribe_staged(confident, hotwords=KEYWORDS)
+        assert rest is None and stt.passes == 1 and (heard.confidence or 0) >= 0.85
+        first, rest = await stt.transcribe_staged(unsure, hotwords=KEYWORDS)
+        assert rest is not None and stt.passes == 2
+        assert "whitening" not in first.text.lower(), first  # Whisper alone misses it
+        final = await rest
+        assert stt.passes == 3 and "whitening" in final.text.lower(), final
+        assert stt.encodings == 2  # one per utterance
+        again = await stt.transcribe(unsure, hotwords=KEYWORDS)
+        assert again.reused and again.text == final.text and stt.passes == 3
+        plain, none = await stt.transcribe_staged(unsure)  # no keywords: one step
+        assert none is None and plain.text == first.text

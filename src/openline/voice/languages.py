@@ -19,6 +19,7 @@ conversation's recogniser, so every recognition path follows the policy.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from collections.abc import Sequence
@@ -118,6 +119,13 @@ class LanguageSTT(STT):
         if switched is not None:
             self._switch(switched)
         return result
+
+    async def transcribe_staged(
+        self, audio: npt.ArrayLike, *, language: str | None = None,
+        hotwords: Sequence[str] = (),
+    ) -> tuple[Transcript, asyncio.Task[Transcript] | None]:
+        """One step: the policy judges (and may switch on) the final transcript only."""
+        return await self.transcribe(audio, language=language, hotwords=hotwords), None
 
     async def first_words(self, audio: npt.ArrayLike, *, language: str | None = None
                           ) -> Transcript:

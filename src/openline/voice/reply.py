@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,11 +35,13 @@ from openline.providers.llm.base import (
     ToolCallEvent,
     ToolSpec,
 )
-from openline.providers.stt.base import STT
+from openline.providers.stt.base import STT, Transcript
 from openline.providers.tts.base import TTS, AudioChunk
 from openline.voice.playout import to_output_rate
 from openline.voice.sentences import SentenceSplitter
 from openline.voice.speech import ReplyResult, SpeechHandle
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ReplyResult"]  # re-exported: it lived here before speech handles
 
@@ -327,6 +330,7 @@ class ReplyJob:
         #: the conversation clock's time when the job began (the listener's turns)
         self.started_at = started_at
         self._stt, self._audio, self._text = stt, audio, text
+        self._stt_start = 0.0  # perf_counter when recognition began
         self._language, self._hotwords, self._run_reply = language, tuple(hotwords), run_reply
         self.task = asyncio.ensure_future(self._run())
         self.handle.producer = self.task
@@ -341,28 +345,87 @@ class ReplyJob:
 
     async def _run(self) -> ReplyResult | None:
         try:
-            text, language = await self._recognise()
+            text, language, final = await self._recognise()
         except asyncio.CancelledError:
             self.transcript.cancel()
             raise
         except Exception as exc:
             self.transcript.set_exception(exc)
             raise
+        if final is not None and text:
+            return await self._run_ahead(text, language, final)
+        if final is not None:  # nothing heard unaided: only the keyword pass can tell
+            text, language = await self._keyword_pass(final, text, language)
         self.transcript.set_result((text, language))
         if not text:
             self.handle.close()
             return None
         return await self._run_reply(text, self)
 
-    async def _recognise(self) -> tuple[str, str | None]:
+    async def _recognise(self) -> tuple[str, str | None, asyncio.Task[Transcript] | None]:
+        """The transcript and, while the recogniser's keyword pass may still change it,
+        that pass (``STT.transcribe_staged``)."""
         if self._text is not None or self._stt is None or self._audio is None:
-            return (self._text or "").strip(), self._language
-        start = time.perf_counter()
+            return (self._text or "").strip(), self._language, None
+        self._stt_start = time.perf_counter()
         # int16 as captured: the recogniser scales it to float itself
-        result = await self._stt.transcribe(self._audio, language=self._language,
-                                            hotwords=self._hotwords)
-        self.timings["stt_ms"] = round((time.perf_counter() - start) * 1000, 1)
+        result, final = await self._stt.transcribe_staged(
+            self._audio, language=self._language, hotwords=self._hotwords)
+        if final is None:
+            self._stt_done()
+        return result.text.strip(), result.language, final
+
+    def _stt_done(self) -> None:
+        self.timings["stt_ms"] = round((time.perf_counter() - self._stt_start) * 1000, 1)
+
+    async def _keyword_pass(self, final: asyncio.Task[Transcript], text: str,
+                            language: str | None) -> tuple[str, str | None]:
+        """The keyword pass's transcript; the unaided one if the pass failed."""
+        try:
+            result = await final
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep what was heard without the keywords
+            log.warning("the recogniser's keyword pass failed: %s", exc)
+            return text, language
+        finally:
+            self._stt_done()
         return result.text.strip(), result.language
+
+    async def _run_ahead(self, text: str, language: str | None,
+                         final: asyncio.Task[Transcript]) -> ReplyResult | None:
+        """The reply starts on the unaided words while the keyword pass runs (it changes
+        them only when it brings a keyword, ``FasterWhisperSTT._gated``). Kept when the
+        pass keeps the words; otherwise dropped, unheard (the engine takes ``handle`` only
+        once ``transcript`` is set), and the reply starts over on the pass's words."""
+        ahead = asyncio.ensure_future(self._run_reply(text, self))
+        try:
+            final_text, language = await self._keyword_pass(final, text, language)
+        except BaseException:
+            final.cancel()
+            ahead.cancel()
+            raise
+        if final_text == text:
+            self.transcript.set_result((text, language))
+            return await ahead
+        ahead.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ahead
+        self._fresh_handle()
+        self.transcript.set_result((final_text, language))
+        if not final_text:
+            self.handle.close()
+            return None
+        return await self._run_reply(final_text, self)
+
+    def _fresh_handle(self) -> None:
+        """A new handle for a reply that starts over (the old one was never delivered)."""
+        old = self.handle
+        old.interrupted = True
+        old.playout_done()
+        self.handle = SpeechHandle("reply")
+        self.handle.timings, self.handle.producer = self.timings, self.task
+        self.handle.created_perf = old.created_perf  # the stage timings count from the job
 
     def cancel(self) -> None:
         """Drop the job (speculation discarded, or the turn was cancelled)."""

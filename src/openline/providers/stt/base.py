@@ -23,14 +23,14 @@ import hashlib
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
 from openline.audio.pcm import as_float32
-from openline.providers.base import Provider, wrap_error
+from openline.providers.base import CallStats, Provider, wrap_error
 
 SAMPLE_RATE = 16000
 
@@ -153,25 +153,77 @@ class STT(Provider, ABC):
             raise wrap_error(self.name, exc) from exc
         finally:
             self._inflight.pop(key, None)
+        return self._remember(key, self._result(raw, samples, start, stats))
+
+    def _result(self, raw: RawTranscript, samples: npt.NDArray[np.float32], start: float,
+                stats: CallStats) -> Transcript:
         elapsed = time.perf_counter() - start
         stats.record(elapsed)
-        result = Transcript(
-            text=raw.text.strip(),
-            language=raw.language,
-            audio_s=samples.size / self.sample_rate,
-            processing_s=elapsed,
-            confidence=raw.confidence,
-        )
+        return Transcript(text=raw.text.strip(), language=raw.language,
+                          audio_s=samples.size / self.sample_rate, processing_s=elapsed,
+                          confidence=raw.confidence)
+
+    def _remember(self, key: _Key, result: Transcript) -> Transcript:
         self._cache[key] = result
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return result
+
+    async def transcribe_staged(
+        self, audio: npt.ArrayLike, *, language: str | None = None,
+        hotwords: Sequence[str] = (),
+    ) -> tuple[Transcript, asyncio.Task[Transcript] | None]:
+        """``transcribe`` in two steps where the provider has them: the unaided transcript
+        as soon as it exists and, when ``hotwords`` may still change it, the final
+        transcript to come (a task: cancel it when no longer wanted). A reply can start on
+        the first while the keyword pass runs. Otherwise the final transcript and None."""
+        await self.ensure_loaded()
+        samples = _as_float32(audio)
+        key = (_digest(samples), language, tuple(hotwords), False)
+        if not hotwords or key in self._cache or key in self._inflight:
+            return await self._shared(samples, language, key[2], first_words=False), None
+        stats = self.metrics.op("transcribe")
+        start = time.perf_counter()
+        try:
+            first, rest = await self.runner.run(self._transcribe_staged_sync, samples,
+                                                language, list(hotwords))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            stats.record(time.perf_counter() - start, failed=True)
+            raise wrap_error(self.name, exc) from exc
+        if rest is None:
+            return self._remember(key, self._result(first, samples, start, stats)), None
+        unaided = Transcript(text=first.text.strip(), language=first.language,
+                             audio_s=samples.size / self.sample_rate,
+                             processing_s=time.perf_counter() - start,
+                             confidence=first.confidence)
+
+        async def finish(rest: Callable[[], RawTranscript]) -> Transcript:
+            try:
+                raw = await self.runner.run(rest)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                stats.record(time.perf_counter() - start, failed=True)
+                raise wrap_error(self.name, exc) from exc
+            return self._remember(key, self._result(raw, samples, start, stats))
+
+        return unaided, asyncio.create_task(finish(rest))
 
     @abstractmethod
     def _transcribe_sync(
         self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
     ) -> RawTranscript:
         """Hook: blocking recognition of one utterance (runs on ``self.runner``)."""
+
+    def _transcribe_staged_sync(
+        self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
+    ) -> tuple[RawTranscript, Callable[[], RawTranscript] | None]:
+        """Hook for ``transcribe_staged``: the first transcript and, if the keywords may
+        still change it, the blocking rest of the work (run on ``self.runner`` too). By
+        default one step."""
+        return self._transcribe_sync(audio, language, hotwords), None
 
     def _first_words_sync(self, audio: npt.NDArray[np.float32], language: str | None
                           ) -> RawTranscript:

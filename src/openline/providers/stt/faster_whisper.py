@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -191,6 +191,58 @@ class FasterWhisperSTT(STT):
         60 ms for 10 s against 300-480 ms for 30 s here). The decoder simply attends to the
         shorter encoding.
         """
+        tokenizer, encoded, lang = self._encode(audio, lang, window_s)
+        if not hotwords or not self.options.gate_hotwords:
+            text, confidence = self._decode(tokenizer, encoded, audio.size, hotwords,
+                                            max_tokens)
+            return RawTranscript(text=text, language=lang, confidence=confidence)
+        first, rest = self._gated(tokenizer, encoded, audio.size, hotwords, lang)
+        return first if rest is None else rest()
+
+    def _transcribe_staged_sync(
+        self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
+    ) -> tuple[RawTranscript, Callable[[], RawTranscript] | None]:
+        """The gated path in two steps (``_gated``): the unaided transcript now, the
+        keyword pass, when it may still change it, as a continuation on the same
+        encoding. Long audio and ungated keywords take the one-step path."""
+        if (not hotwords or not self.options.gate_hotwords or not self.options.short_window
+                or audio.size > SHORT_WINDOW_MAX_S * SAMPLE_RATE):
+            return self._transcribe_sync(audio, language, hotwords), None
+        lang = (language or self.options.default_language) if self._multilingual else "en"
+        tokenizer, encoded, lang = self._encode(audio, lang, self._window_s(audio))
+        return self._gated(tokenizer, encoded, audio.size, hotwords, lang)
+
+    def _gated(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str],
+               lang: str) -> tuple[RawTranscript, Callable[[], RawTranscript] | None]:
+        """Gated boosting. Always-on keyword context rewrites plain speech ("is there
+        parking" -> "is thereby being"), so the same encoding is decoded without the
+        keywords first, and:
+
+        * a confident unaided transcript (``boost_below_confidence``) is kept as it is:
+          the keywords cannot fix what was heard right, and the second pass costs about as
+          much as the first;
+        * otherwise the boosted text wins only when it brings a keyword word the unaided
+          one lacks (benchmarks/recognition.py).
+
+        Returns the unaided transcript and, when the keywords may still change it, the
+        keyword pass to run (None: the unaided transcript is final).
+        """
+        text, confidence = self._decode(tokenizer, encoded, samples, [])
+        plain = RawTranscript(text=text, language=lang, confidence=confidence)
+        if confidence is not None and confidence >= self.options.boost_below_confidence:
+            return plain, None
+
+        def keyword_pass() -> RawTranscript:
+            boosted, boosted_confidence = self._decode(tokenizer, encoded, samples, hotwords)
+            if brings_keyword(text, boosted, hotwords):
+                return RawTranscript(text=boosted, language=lang, confidence=boosted_confidence)
+            return plain
+
+        return plain, keyword_pass
+
+    def _encode(self, audio: npt.NDArray[np.float32], lang: str | None, window_s: float
+                ) -> tuple[Any, Any, str]:
+        """The utterance encoded in a ``window_s`` window; its tokenizer and language."""
         from faster_whisper.tokenizer import Tokenizer
 
         model = self._model
@@ -203,30 +255,7 @@ class FasterWhisperSTT(STT):
             lang = model.model.detect_language(encoded)[0][0][0][2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, self._multilingual, task="transcribe",
                               language=lang)
-        if not hotwords or not self.options.gate_hotwords:
-            text, confidence = self._decode(tokenizer, encoded, audio.size, hotwords,
-                                            max_tokens)
-            return RawTranscript(text=text, language=lang, confidence=confidence)
-        return self._gated(tokenizer, encoded, audio.size, hotwords, lang)
-
-    def _gated(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str],
-               lang: str) -> RawTranscript:
-        """Gated boosting. Always-on keyword context rewrites plain speech ("is there
-        parking" -> "is thereby being"), so the same encoding is decoded without the
-        keywords first, and:
-
-        * a confident unaided transcript (``boost_below_confidence``) is kept as it is:
-          the keywords cannot fix what was heard right, and the second pass costs about as
-          much as the first;
-        * otherwise the boosted text wins only when it brings a keyword word the unaided
-          one lacks (benchmarks/recognition.py).
-        """
-        plain = self._decode(tokenizer, encoded, samples, [])
-        if plain[1] is None or plain[1] < self.options.boost_below_confidence:
-            boosted = self._decode(tokenizer, encoded, samples, hotwords)
-            if brings_keyword(plain[0], boosted[0], hotwords):
-                return RawTranscript(text=boosted[0], language=lang, confidence=boosted[1])
-        return RawTranscript(text=plain[0], language=lang, confidence=plain[1])
+        return tokenizer, encoded, lang
 
     def _decode(self, tokenizer: Any, encoded: Any, samples: int, hotwords: list[str],
                 max_tokens: int | None = None) -> tuple[str, float | None]:
