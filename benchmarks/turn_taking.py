@@ -194,7 +194,7 @@ async def converse(server: Any, lines: list[Line]) -> list[Observed]:
                     f" {seen.turn.outcome:8s} v2v={ms(seen.turn.v2v_ms or float('nan')):>6s}"
                     f"{' CUT OFF' if seen.cut_off else ''}"
                     f"{f' first={seen.heard_early!r}' if seen.heard_early else ''}"
-                    f" heard={seen.turn.heard!r} "
+                    f" heard={seen.turn.heard!r} reply={' '.join(seen.turn.reply)[:90]!r} "
                     f"{stages(seen.turn.timings)}")
         finally:
             for task in tasks:

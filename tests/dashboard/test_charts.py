@@ -19,6 +19,11 @@ def test_the_stages_of_a_speculative_turn_are_drawn_where_they_ran() -> None:
                                         (2, 280.0, 390.0), (3, 490.0, 550.0)]
 
 
+def test_a_reply_that_ran_ahead_of_the_keyword_pass_starts_at_the_unaided_words() -> None:
+    turn = {**SPECULATIVE, "stt_unaided_ms": 90.0}  # the keyword pass ran on to 280 ms
+    assert stage_spans(turn)[1:3] == [(1, 100.0, 280.0), (2, 190.0, 300.0)]
+
+
 def test_a_turn_stored_without_its_start_is_drawn_stage_after_stage() -> None:
     turn = {"endpointing_ms": 300.0, "stt_ms": 150.0, "llm_first_token_ms": 100.0,
             "tts_first_audio_ms": 50.0}

@@ -398,6 +398,7 @@ class ReplyJob:
         them only when it brings a keyword, ``FasterWhisperSTT._gated``). Kept when the
         pass keeps the words; otherwise dropped, unheard (the engine takes ``handle`` only
         once ``transcript`` is set), and the reply starts over on the pass's words."""
+        self.timings["stt_unaided_ms"] = round((time.perf_counter() - self._stt_start) * 1000, 1)
         ahead = asyncio.ensure_future(self._run_reply(text, self))
         try:
             final_text, language = await self._keyword_pass(final, text, language)
@@ -412,6 +413,7 @@ class ReplyJob:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await ahead
         self._fresh_handle()
+        del self.timings["stt_unaided_ms"]  # the reply heard now began after the pass
         self.transcript.set_result((final_text, language))
         if not final_text:
             self.handle.close()

@@ -36,8 +36,10 @@ def stage_spans(turn: dict[str, float]) -> list[tuple[int, float, float]]:
     """When each stage of one turn ran: (stage index, start, end) in ms after the caller's
     last voiced sample. The stages overlap: recognition and the reply start speculatively
     in the pause (``reply_started_ms``), before the end-of-turn wait is over, and the
-    first clause is synthesised while the LLM writes on. Turns stored without
-    ``reply_started_ms`` are drawn one stage after the other, as they then ran."""
+    first clause is synthesised while the LLM writes on; with ``stt_unaided_ms`` the LLM
+    began on the unaided words, before the recogniser's keyword pass was over. Turns
+    stored without ``reply_started_ms`` are drawn one stage after the other, as they then
+    ran."""
     wait, stt = turn.get("endpointing_ms"), turn.get("stt_ms")
     llm, tts = turn.get("llm_first_token_ms"), turn.get("tts_first_audio_ms")
     begun = turn.get("reply_started_ms", wait or 0.0)
@@ -47,7 +49,7 @@ def stage_spans(turn: dict[str, float]) -> list[tuple[int, float, float]]:
     at = begun
     if stt:
         spans.append((1, at, at + stt))
-        at += stt
+        at += turn.get("stt_unaided_ms", stt)
     if llm:
         spans.append((2, at, at + llm))
         at += turn.get("llm_first_sentence_ms", llm)
