@@ -211,14 +211,16 @@ def stats(values: list[float]) -> dict[str, float]:
 def stages(timings: dict[str, float]) -> str:
     keys = ("endpointing_ms", "end_of_turn_p", "end_of_turn_text_p", "end_of_turn_model_ms",
             "transcript_wait_ms",
-            "stt_ms", "llm_first_token_ms", "llm_first_sentence_ms", "tts_first_audio_ms",
+            "stt_unaided_ms", "stt_ms", "llm_first_token_ms", "llm_first_sentence_ms",
+            "tts_first_audio_ms",
             "reply_started_ms",
             "first_audio_ready_ms")
     return " ".join(f"{k.removesuffix('_ms')}={timings[k]}" for k in keys if k in timings)
 
 
 async def measure(stack: str, model: bool, lines: list[Line], workdir: Path) -> dict[str, Any]:
-    env = {"OPENLINE_END_OF_TURN_MODEL": "true" if model else "false"}
+    # a fixed seed: the embedded model gives the same conversation the same replies
+    env = {"OPENLINE_END_OF_TURN_MODEL": "true" if model else "false", "OPENLINE_LLM_SEED": "7"}
     log(f"{stack}, end-of-turn model {'on' if model else 'off (fixed 800 ms)'}: starting...")
     workdir = workdir / ("model" if model else "fixed")  # a fresh data directory per run
     workdir.mkdir()

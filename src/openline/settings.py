@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     #: a conversation alone on 2 cores (first token ~90 -> ~60 ms) and hurt under load
     #: (docs/benchmarks.md "Embedded concurrency"), so they are not the default
     llm_batch_threads: int | None = Field(default=None, ge=1, le=256)
+    #: the embedded model's sampling seed (None: a fresh one per reply). Fixed, the same
+    #: conversation gets the same replies (benchmarks/turn_taking.py: runs of different
+    #: code compare like for like; the replies set the first clause and so the latency)
+    llm_seed: int | None = Field(default=None, ge=0)
     stt_model_dir: Path | None = None
     #: CPU threads per faster-whisper recognition. Two as before: one was no faster for a
     #: conversation alone on 2 cores (615 and 797 ms against 687-727) and slower at 8

@@ -237,11 +237,12 @@ def test_the_model_thread_settings_reach_the_recogniser_and_the_language_model(
     for threads in (1, 3):
         providers = build_providers(Settings(data_dir=tmp_path, llm_threads=threads,
                                              llm_batch_threads=threads + 1,
-                                             stt_threads=threads,
+                                             stt_threads=threads, llm_seed=threads,
                                              llm_gguf=tmp_path / "model.gguf"))
         assert isinstance(providers.llm, LlamaCppLLM)
         assert isinstance(providers.stt, FasterWhisperSTT)
         assert providers.llm.options.n_threads == threads
+        assert providers.llm.options.seed == threads
         assert providers.llm.options.n_threads_batch == threads + 1
         assert providers.stt.options.cpu_threads == threads
 

@@ -49,7 +49,8 @@ def build_llm(settings: Settings) -> LLM:
     return LlamaCppLLM(LlamaCppOptions(gguf_path=gguf, n_parallel=settings.llm_parallel,
                                        prompt_caches=settings.llm_prompt_caches,
                                        n_threads=llm_thread_count(settings.llm_threads),
-                                       n_threads_batch=settings.llm_batch_threads))
+                                       n_threads_batch=settings.llm_batch_threads,
+                                       seed=settings.llm_seed))
 
 
 def build_turn_model(settings: Settings) -> EndOfTurnModel | None:
