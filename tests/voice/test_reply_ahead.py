@@ -51,6 +51,7 @@ class Replies:
     async def __call__(self, text: str, job: ReplyJob) -> ReplyResult:
         handle = job.handle
         self.started.append((text, handle))
+        job.timings.setdefault("llm_first_token_ms", float(len(self.started)))
         try:
             handle.put(np.ones(160, dtype=np.int16), f"About {text}")
             await self.finish.wait()
@@ -97,6 +98,8 @@ async def test_the_reply_starts_over_on_the_words_the_keyword_pass_brings() -> N
     assert job.handle is not first_handle and first_handle.interrupted
     assert job.handle.created_perf == first_handle.created_perf
     assert "stt_unaided_ms" not in job.timings  # the reply heard began after the pass
+    assert job.timings["llm_first_token_ms"] == 2.0  # its own stages, not the dropped one's
+    assert "stt_ms" in job.timings
     replies.finish.set()
     result = await job.task
     assert result is not None and result.text == "About I have a billing question"

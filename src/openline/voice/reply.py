@@ -398,6 +398,7 @@ class ReplyJob:
         them only when it brings a keyword, ``FasterWhisperSTT._gated``). Kept when the
         pass keeps the words; otherwise dropped, unheard (the engine takes ``handle`` only
         once ``transcript`` is set), and the reply starts over on the pass's words."""
+        recognition = set(self.timings)  # what the reply writes is the reply's own
         self.timings["stt_unaided_ms"] = round((time.perf_counter() - self._stt_start) * 1000, 1)
         ahead = asyncio.ensure_future(self._run_reply(text, self))
         try:
@@ -413,7 +414,10 @@ class ReplyJob:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await ahead
         self._fresh_handle()
-        del self.timings["stt_unaided_ms"]  # the reply heard now began after the pass
+        for key in set(self.timings) - recognition - {"stt_ms"}:
+            # the dropped reply's stages (and stt_unaided_ms: the reply heard began after
+            # the pass); the reply that starts over records its own
+            del self.timings[key]
         self.transcript.set_result((final_text, language))
         if not final_text:
             self.handle.close()
