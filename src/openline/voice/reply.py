@@ -375,8 +375,9 @@ class ReplyJob:
             self._stt_done()
         return result.text.strip(), result.language, final
 
-    def _stt_done(self) -> None:
-        self.timings["stt_ms"] = round((time.perf_counter() - self._stt_start) * 1000, 1)
+    def _stt_done(self, key: str = "stt_ms") -> None:
+        """Time the recognition so far (from ``_recognise``) as ``key``."""
+        self.timings[key] = round((time.perf_counter() - self._stt_start) * 1000, 1)
 
     async def _keyword_pass(self, final: asyncio.Task[Transcript], text: str,
                             language: str | None) -> tuple[str, str | None]:
@@ -399,7 +400,7 @@ class ReplyJob:
         pass keeps the words; otherwise dropped, unheard (the engine takes ``handle`` only
         once ``transcript`` is set), and the reply starts over on the pass's words."""
         recognition = set(self.timings)  # what the reply writes is the reply's own
-        self.timings["stt_unaided_ms"] = round((time.perf_counter() - self._stt_start) * 1000, 1)
+        self._stt_done("stt_unaided_ms")
         ahead = asyncio.ensure_future(self._run_reply(text, self))
         try:
             final_text, language = await self._keyword_pass(final, text, language)

@@ -68,14 +68,11 @@ def sound_floor(before: list[npt.NDArray[np.int16]]) -> float:
     return max(ONSET_MIN_RMS, ONSET_NOISE_RATIO * background)
 
 
-def onset_lead_frames(before: list[npt.NDArray[np.int16]]) -> int:
+def onset_lead_frames(before: list[npt.NDArray[np.int16]], floor: float) -> int:
     """How many of the frames ``before`` the first voiced one (oldest first) are the
-    speech's unvoiced onset: the trailing run that stands out of the background
-    (``sound_floor``)."""
-    levels = [_rms(f) for f in before]
-    floor = sound_floor(before)
+    speech's unvoiced onset: the trailing run at or above ``floor`` (``sound_floor``)."""
     lead = 0
-    for level in reversed(levels[-ONSET_MAX_LEAD_FRAMES:]):
+    for level in (_rms(f) for f in reversed(before[-ONSET_MAX_LEAD_FRAMES:])):
         if level < floor:
             break
         lead += 1
@@ -147,8 +144,8 @@ class TurnDetector:
                 self._pre.clear()
                 self._silence_frames = 0
                 before = self._turn[:-self._speech_frames]
-                sounded = self._speech_frames + onset_lead_frames(before)
                 self._floor, self._quiet_tail = sound_floor(before), 0
+                sounded = self._speech_frames + onset_lead_frames(before, self._floor)
                 self.voiced_ms = sounded * FRAME_MS
                 self._onset_frames = sounded
                 return TurnEvent.SPEECH_START

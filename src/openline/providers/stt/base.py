@@ -25,6 +25,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,7 @@ from openline.audio.pcm import as_float32
 from openline.providers.base import CallStats, Provider, wrap_error
 
 SAMPLE_RATE = 16000
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -142,23 +144,33 @@ class STT(Provider, ABC):
         stats = self.metrics.op("first_words" if first_words else "transcribe")
         start = time.perf_counter()
         try:
-            raw = await (self.runner.run(self._first_words_sync, samples, language)
+            raw = await (self._run_hook(stats, start, self._first_words_sync, samples,
+                                        language)
                          if first_words else
-                         self.runner.run(self._transcribe_sync, samples, language,
-                                         list(hotwords)))
+                         self._run_hook(stats, start, self._transcribe_sync, samples,
+                                        language, list(hotwords)))
+        finally:
+            self._inflight.pop(key, None)
+        return self._remember(key, self._result(raw, samples, start, stats))
+
+    async def _run_hook(self, stats: CallStats, start: float,
+                        hook: Callable[..., _T], *args: Any) -> _T:
+        """A blocking hook on the runner; a failure is counted and raised as a
+        ``ProviderError`` (a cancellation passes through)."""
+        try:
+            return await self.runner.run(hook, *args)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             stats.record(time.perf_counter() - start, failed=True)
             raise wrap_error(self.name, exc) from exc
-        finally:
-            self._inflight.pop(key, None)
-        return self._remember(key, self._result(raw, samples, start, stats))
 
     def _result(self, raw: RawTranscript, samples: npt.NDArray[np.float32], start: float,
-                stats: CallStats) -> Transcript:
+                stats: CallStats | None) -> Transcript:
+        """``raw`` as a ``Transcript``; counted in ``stats`` when it is a final one."""
         elapsed = time.perf_counter() - start
-        stats.record(elapsed)
+        if stats is not None:
+            stats.record(elapsed)
         return Transcript(text=raw.text.strip(), language=raw.language,
                           audio_s=samples.size / self.sample_rate, processing_s=elapsed,
                           confidence=raw.confidence)
@@ -184,32 +196,16 @@ class STT(Provider, ABC):
             return await self._shared(samples, language, key[2], first_words=False), None
         stats = self.metrics.op("transcribe")
         start = time.perf_counter()
-        try:
-            first, rest = await self.runner.run(self._transcribe_staged_sync, samples,
-                                                language, list(hotwords))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            stats.record(time.perf_counter() - start, failed=True)
-            raise wrap_error(self.name, exc) from exc
+        first, rest = await self._run_hook(stats, start, self._transcribe_staged_sync,
+                                           samples, language, list(hotwords))
         if rest is None:
             return self._remember(key, self._result(first, samples, start, stats)), None
-        unaided = Transcript(text=first.text.strip(), language=first.language,
-                             audio_s=samples.size / self.sample_rate,
-                             processing_s=time.perf_counter() - start,
-                             confidence=first.confidence)
 
         async def finish(rest: Callable[[], RawTranscript]) -> Transcript:
-            try:
-                raw = await self.runner.run(rest)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                stats.record(time.perf_counter() - start, failed=True)
-                raise wrap_error(self.name, exc) from exc
+            raw = await self._run_hook(stats, start, rest)
             return self._remember(key, self._result(raw, samples, start, stats))
 
-        return unaided, asyncio.create_task(finish(rest))
+        return self._result(first, samples, start, None), asyncio.create_task(finish(rest))
 
     @abstractmethod
     def _transcribe_sync(

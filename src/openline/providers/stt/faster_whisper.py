@@ -144,9 +144,7 @@ class FasterWhisperSTT(STT):
     def _transcribe_sync(
         self, audio: npt.NDArray[np.float32], language: str | None, hotwords: list[str]
     ) -> RawTranscript:
-        # English-only models (*.en) ignore the language hint: they can only say English.
-        # A multilingual model asked for no language detects it (multilingual_mode auto).
-        lang = (language or self.options.default_language) if self._multilingual else "en"
+        lang = self._language(language)  # None: detect it (multilingual_mode auto)
         if self.options.short_window and audio.size <= SHORT_WINDOW_MAX_S * SAMPLE_RATE:
             return self._short(audio, lang, hotwords, window_s=self._window_s(audio))
         segments, info = self._model.transcribe(
@@ -174,7 +172,7 @@ class FasterWhisperSTT(STT):
                           ) -> RawTranscript:
         if not self.options.short_window or audio.size > SHORT_CLIP_S * SAMPLE_RATE:
             return self._transcribe_sync(audio, language, [])
-        lang = (language or self.options.default_language) if self._multilingual else "en"
+        lang = self._language(language)
         return self._short(audio, lang, [], window_s=FIRST_WORDS_WINDOW_S,
                            max_tokens=FIRST_WORDS_TOKENS)
 
@@ -208,7 +206,7 @@ class FasterWhisperSTT(STT):
         if (not hotwords or not self.options.gate_hotwords or not self.options.short_window
                 or audio.size > SHORT_WINDOW_MAX_S * SAMPLE_RATE):
             return self._transcribe_sync(audio, language, hotwords), None
-        lang = (language or self.options.default_language) if self._multilingual else "en"
+        lang = self._language(language)
         tokenizer, encoded, lang = self._encode(audio, lang, self._window_s(audio))
         return self._gated(tokenizer, encoded, audio.size, hotwords, lang)
 
@@ -239,6 +237,11 @@ class FasterWhisperSTT(STT):
             return plain
 
         return plain, keyword_pass
+
+    def _language(self, language: str | None) -> str | None:
+        """The language to decode in. English-only models (*.en) ignore the hint: they
+        can only say English. None on a multilingual model: detect it."""
+        return (language or self.options.default_language) if self._multilingual else "en"
 
     def _encode(self, audio: npt.NDArray[np.float32], lang: str | None, window_s: float
                 ) -> tuple[Any, Any, str]:
