@@ -23,10 +23,18 @@ def test_a_short_first_question_or_exclamation_goes_at_its_mark() -> None:
     assert feed(["Could", " you", " repeat", " that", "?"])[0] == (4, "Could you repeat that?")
 
 
-def test_a_full_stop_waits_for_the_next_word() -> None:
-    """"Dr." or "e.g." end no sentence: a "." is judged once the next token shows."""
+def test_a_short_first_sentence_goes_at_its_full_stop() -> None:
+    """The model's next token would only end the line: the sentence goes without it."""
+    assert feed(["I", "'ll", " get", " it", " for", " you", "."]) == [(6, "I'll get it for you.")]
+
+
+def test_a_full_stop_that_may_not_end_the_sentence_waits_for_the_next_word() -> None:
+    """"Dr." ends no sentence, nor may "J." (an initial) or "5." ("5.30")."""
     pieces = feed(["Dr", ".", " Patel", " is", " in", " today", ".", " Anything", " else", "?"])
-    assert pieces == [(7, "Dr. Patel is in today."), (10, "Anything else?")]
+    assert pieces == [(6, "Dr. Patel is in today."), (10, "Anything else?")]
+    assert feed(["Ask", " for", " J", ".", " Smith", "."]) == [(5, "Ask for J. Smith.")]
+    assert feed(["We", " open", " at", " 5", ".", "30", "."]) == [(7, "We open at 5.30.")]
+    assert feed(["Well", "...", " maybe", "."])[0] == (2, "Well...")  # one token, as written
 
 
 def test_a_mark_after_a_digit_waits_for_what_follows() -> None:

@@ -18,8 +18,11 @@ MAX_CHARS_BEFORE_COMMA_SPLIT = 120
 #: embedded model writes a token every 27-40 ms on two cores. A mark after a digit waits
 #: for what follows ("1,000", "2:30").
 _CLAUSE = re.compile(r"[,;:](\s+|$)")
-#: ... and so is a first sentence that ends on "!" or "?" (a "." waits: "Dr." or "e.g.")
-_FIRST_END = re.compile(r"[!?]$")
+#: ... and so is a first sentence once its "!", "?" or "." is written: the model's next
+#: token is the line's end (another 20-30 ms on one thread) or the next sentence. A "."
+#: after a word of one letter ("J.", "p.") or a digit ("5." of "5.30"), or in "..", waits
+#: for what follows, and so does one after an abbreviation ("Dr.", ``_ABBREVIATIONS``)
+_FIRST_END = re.compile(r"(?:[!?]|(?<=[A-Za-z]{2})\.)$")
 FIRST_CLAUSE_MAX_WORDS = 8
 
 
@@ -40,7 +43,8 @@ class SentenceSplitter:
             end = match.end(1)
             candidate = self._buffer[start:end].strip()
             last_word = candidate.rsplit(None, 1)[-1].lower() if candidate else ""
-            if last_word in _ABBREVIATIONS:  # (a decimal never matches: no space in it)
+            # (a decimal never matches: no space in it); "J." is an initial, mostly
+            if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
                 continue
             if candidate:
                 out.append(candidate)
@@ -63,6 +67,8 @@ class SentenceSplitter:
         if match is None or _in_number(self._buffer, match.start()):
             return []
         clause = self._buffer[: match.start() + 1].strip()
+        if clause.endswith(".") and clause.rsplit(None, 1)[-1].lower() in _ABBREVIATIONS:
+            return []
         if not clause or len(clause.split()) > FIRST_CLAUSE_MAX_WORDS:
             return []  # a long clause: wait for the sentence (Piper splits long ones itself)
         self._buffer = self._buffer[match.end():]
