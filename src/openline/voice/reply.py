@@ -327,6 +327,8 @@ class ReplyJob:
             asyncio.get_running_loop().create_future()
         )
         self.gate = asyncio.Event()
+        #: set once recognition has its first words (unaided) or has ended without them
+        self.recognised = asyncio.Event()
         #: the conversation clock's time when the job began (the listener's turns)
         self.started_at = started_at
         self._stt, self._audio, self._text = stt, audio, text
@@ -352,6 +354,8 @@ class ReplyJob:
         except Exception as exc:
             self.transcript.set_exception(exc)
             raise
+        finally:
+            self.recognised.set()
         if final is not None and text:
             return await self._run_ahead(text, language, final)
         if final is not None:  # nothing heard unaided: only the keyword pass can tell
@@ -437,6 +441,7 @@ class ReplyJob:
     def cancel(self) -> None:
         """Drop the job (speculation discarded, or the turn was cancelled)."""
         self.task.cancel()
+        self.recognised.set()  # (a task cancelled before it ran never reaches _run's end)
         if not self.transcript.done():
             self.transcript.cancel()
         self.handle.interrupted = True
