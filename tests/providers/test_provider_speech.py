@@ -260,11 +260,10 @@ def test_the_model_thread_settings_reach_the_recogniser_and_the_language_model(
 @pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (3, 1), (4, 2), (16, 2)])
 def test_llm_threads_default_to_half_the_usable_cpus_at_most_two(monkeypatch: pytest.MonkeyPatch,
                                                        cpus: int, threads: int) -> None:
-    import os
-
     from openline.boot import providers
 
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(providers.os, "sched_getaffinity", lambda pid: set(range(cpus)),
+                        raising=False)
     assert providers.llm_thread_count(None) == threads
     assert providers.llm_thread_count(5) == 5
 

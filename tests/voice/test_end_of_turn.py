@@ -7,7 +7,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from openline.providers.llm.base import LLMCapabilities
 from openline.providers.testing import EnergyVAD, FakeSTT, FakeTTS, ScriptedLLM
 from openline.providers.vad.base import EndOfTurnModel, TextEndOfTurnModel
 from openline.voice import events as ev
@@ -314,98 +313,3 @@ async def test_engine_waits_as_long_as_the_wait_function_says() -> None:
                             turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
         waited = await end_of_turn_ms(conv, log, pause_ms=3000)
         assert low <= waited < high, (p, waited)
-
-
-# ----- when a probe runs, on a machine with few CPUs -------------------------------------------
-class SlowSTT(FakeSTT):
-    """Hears ``default`` after ``seconds`` of (virtual) time."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(default="What time do you open?")
-        self.seconds = seconds
-
-    async def transcribe_staged(self, audio, *, language=None, hotwords=()):  # type: ignore[no-untyped-def, override]
-        import asyncio
-
-        from openline.providers.stt.base import Transcript
-
-        await asyncio.sleep(self.seconds)
-        return Transcript(self.default, "en", 1.0, 0.1), None
-
-
-class TimedTurnModel(ScriptedTurnModel):
-    """Records the (virtual) time of each probe."""
-
-    def __init__(self, clock_of: list[object]) -> None:
-        super().__init__([0.95])
-        self.clock_of, self.asked_at = clock_of, []  # type: list[object], list[float]
-
-    async def predict(self, audio):  # type: ignore[no-untyped-def, override]
-        self.asked_at.append(self.clock_of[0].monotonic())  # type: ignore[attr-defined]
-        return await super().predict(audio)
-
-
-class InProcessLLM(ScriptedLLM):
-    """Scripted, but says it computes on this machine's CPUs (as the embedded model does)."""
-
-    capabilities = LLMCapabilities(native_tools=False, in_process=True)
-
-
-async def _probe_silence_ms(after_words: bool, *, in_process: bool = True
-                            ) -> tuple[float, float]:
-    """(ms of silence when the model was asked, ms to the end of the turn) for a turn whose
-    recognition takes 300 ms from the first pause (96 ms): its words come at ~396 ms."""
-    import asyncio
-
-    clock_of: list[object] = []
-    model = TimedTurnModel(clock_of)
-    policy = EndOfTurnPolicy(probe_ms=(224, 512), probe_after_words=after_words)
-    llm = (InProcessLLM if in_process else ScriptedLLM)(["Hi there."])
-    providers = Providers(EnergyVAD(), SlowSTT(0.3), llm, FakeTTS(ms_per_char=20), turn=model)
-    conv, log, _ = make(providers=providers, end_of_turn=policy,
-                        turn=TurnSettings(min_silence_ms=800, prebuffer_ms=200))
-    clock_of.append(conv.clock)
-    task = asyncio.create_task(conv.run())
-    await play(conv, tone(600))
-    spoken_at = conv.clock.monotonic()
-    await play(conv, silence(2000))
-    conv.end("user")
-    await task
-    assert len(model.asked_at) == 1
-    return ((model.asked_at[0] - spoken_at) * 1000,
-            (log.time_of(ev.UserFinishedSpeaking) - spoken_at) * 1000)
-
-
-@virtual
-async def test_with_few_cpus_and_a_local_llm_the_probe_waits_for_the_recognitions_words(
-        ) -> None:
-    """The probe, the recogniser and then the reply would slow each other: the probe starts
-    once the words are in (~396 ms of silence), not at its 224 ms; the turn still ends on
-    its verdict."""
-    asked, ended = await _probe_silence_ms(after_words=True)
-    assert 390 <= asked < 430, asked
-    assert asked <= ended < 450, ended
-
-
-@virtual
-async def test_with_enough_cpus_the_probe_runs_beside_the_recognition() -> None:
-    asked, ended = await _probe_silence_ms(after_words=False)
-    assert 200 <= asked < 260, asked
-    assert 390 <= ended < 450, ended  # the verdict still waits for the words
-
-
-@virtual
-async def test_with_a_remote_llm_the_probe_runs_beside_the_recognition() -> None:
-    """No local reply to make room for: the probe's overlap brings the verdict sooner."""
-    asked, ended = await _probe_silence_ms(after_words=True, in_process=False)
-    assert 200 <= asked < 260, asked
-    assert 390 <= ended < 450, ended
-
-
-def test_the_probe_waits_for_the_words_below_four_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for cpus, waits in ((2, True), (3, True), (4, False), (16, False)):
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)),
-                            raising=False)
-        assert EndOfTurnPolicy().probe_after_words is waits

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 
 from openline.domain.errors import ProviderUnavailable
 from openline.domain.languages import LanguageSupport, tag_language
-from openline.providers.base import usable_cpus
 from openline.providers.llm.base import LLM
 from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
 from openline.providers.llm.openai_compat import OpenAICompatLLM, OpenAICompatOptions
@@ -35,7 +35,8 @@ def llm_thread_count(configured: int | None) -> int:
     Two was the fixed count before; more was not measured, so bigger machines keep it."""
     if configured is not None:
         return configured
-    return min(2, max(1, usable_cpus() // 2))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2, max(1, (cpus or 2) // 2))
 
 
 def build_llm(settings: Settings) -> LLM:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,14 +30,6 @@ from openline.domain.errors import ProviderError, ProviderUnavailable
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity where the OS tells it), at least 1.
-    The model runtimes' thread counts and what may run at once are sized by it."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 class BlockingRunner:

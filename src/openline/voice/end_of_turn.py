@@ -37,9 +37,8 @@ import enum
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from openline.providers.base import usable_cpus
 from openline.voice.endpointing_rules import EndpointingRule, rule_timeout_ms
 
 #: words no finished sentence ends on, not even a question: articles, conjunctions,
@@ -136,14 +135,6 @@ class TranscriptWaits:
         return self.no_punctuation_ms
 
 
-#: below this many CPUs a probe waits for the turn's recognition (``probe_after_words``)
-SCARCE_CPUS = 4
-
-
-def _cpus_are_scarce() -> bool:
-    return usable_cpus() < SCARCE_CPUS
-
-
 @dataclass(frozen=True)
 class EndOfTurnPolicy:
     """How the model's verdicts turn into a commit (see the module docstring)."""
@@ -160,15 +151,6 @@ class EndOfTurnPolicy:
     #: model's P(still speaking) = 1 - P(complete) at the first probe, 1 when the words
     #: sound unfinished (LiveKit's ``waitFunction``; clamped to 0..MAX_WAIT_MS)
     wait_function: Callable[[float], float] | None = None
-    #: when the reply is generated on this machine's CPUs too (an embedded LLM), a probe
-    #: starts once the speculative recognition has its (unaided) words, not at its silence
-    #: when that is sooner. The verdict waits for the words anyway; on two cores the probe
-    #: (one thread) beside the recogniser (two) slowed both and so the reply, which starts
-    #: on the words (offline, six clean lines: the reply's eighth token 355 ms after the
-    #: recognition began instead of 404). With a remote LLM the probe's overlap with the
-    #: recogniser is time won (the verdict comes sooner), and with four or more CPUs they
-    #: run side by side.
-    probe_after_words: bool = field(default_factory=_cpus_are_scarce)
 
 
 #: the longest wait a wait function may set

@@ -149,12 +149,6 @@ class Listener:
     async def _probe(self, audio: npt.NDArray[np.int16], generation: int) -> None:
         model, clock = self.conv.p.turn, self.conv.clock
         assert model is not None
-        policy, job = self.eot.policy, self._job
-        if (policy is not None and policy.probe_after_words and job is not None
-                and self.conv.p.llm.capabilities.in_process):
-            await job.recognised.wait()  # (the verdict needs the words too)
-            if generation != self.eot.generation:
-                return  # the caller spoke on: this audio is no longer the turn
         asked = clock.monotonic()
         # The words are judged while the audio model runs (both are needed for a verdict).
         words = asyncio.ensure_future(self._speculative_words())

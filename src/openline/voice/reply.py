@@ -327,8 +327,6 @@ class ReplyJob:
             asyncio.get_running_loop().create_future()
         )
         self.gate = asyncio.Event()
-        #: set once recognition has its first words (unaided) or has ended without them
-        self.recognised = asyncio.Event()
         #: the conversation clock's time when the job began (the listener's turns)
         self.started_at = started_at
         self._stt, self._audio, self._text = stt, audio, text
@@ -354,8 +352,6 @@ class ReplyJob:
         except Exception as exc:
             self.transcript.set_exception(exc)
             raise
-        finally:
-            self.recognised.set()
         if final is not None and text:
             return await self._run_ahead(text, language, final)
         if final is not None:  # nothing heard unaided: only the keyword pass can tell
@@ -441,7 +437,6 @@ class ReplyJob:
     def cancel(self) -> None:
         """Drop the job (speculation discarded, or the turn was cancelled)."""
         self.task.cancel()
-        self.recognised.set()  # (a task cancelled before it ran never reaches _run's end)
         if not self.transcript.done():
             self.transcript.cancel()
         self.handle.interrupted = True

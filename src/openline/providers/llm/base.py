@@ -110,13 +110,10 @@ class GenerationOptions:
 
 @dataclass(frozen=True)
 class LLMCapabilities:
-    """``native_tools``: the model itself emits tool calls (vs. a constrained decision step).
-    ``in_process``: the model computes on this process's CPUs (an embedded model), so a
-    reply competes with recognition and the end-of-turn model for them."""
+    """``native_tools``: the model itself emits tool calls (vs. a constrained decision step)."""
 
     native_tools: bool = True
     streaming: bool = True
-    in_process: bool = False
 
 
 @dataclass(frozen=True)

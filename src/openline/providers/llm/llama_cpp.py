@@ -249,7 +249,7 @@ class LlamaCppLLM(LLM):
     """Embedded llama.cpp; ``options.n_parallel`` generations at once (batched)."""
 
     name = "llama.cpp"
-    capabilities = LLMCapabilities(native_tools=False, in_process=True)
+    capabilities = LLMCapabilities(native_tools=False)
 
     def __init__(self, options: LlamaCppOptions) -> None:
         if options.n_parallel < 1:
