@@ -26,6 +26,7 @@ def test_a_short_first_question_or_exclamation_goes_at_its_mark() -> None:
 def test_a_short_first_sentence_goes_at_its_full_stop() -> None:
     """The model's next token would only end the line: the sentence goes without it."""
     assert feed(["I", "'ll", " get", " it", " for", " you", "."]) == [(6, "I'll get it for you.")]
+    assert feed(["We", " close", " at", " 5", " p", ".", "m", "."]) == [(7, "We close at 5 p.m.")]
 
 
 def test_a_full_stop_that_may_not_end_the_sentence_waits_for_the_next_word() -> None:
@@ -35,6 +36,8 @@ def test_a_full_stop_that_may_not_end_the_sentence_waits_for_the_next_word() -> 
     assert feed(["Ask", " for", " J", ".", " Smith", "."]) == [(5, "Ask for J. Smith.")]
     assert feed(["We", " open", " at", " 5", ".", "30", "."]) == [(7, "We open at 5.30.")]
     assert feed(["Well", "...", " maybe", "."])[0] == (2, "Well...")  # one token, as written
+    eg = feed(["Bring", " an", " ID", " e", ".", "g", ".", " a", " passport", "."])
+    assert eg == [(9, "Bring an ID e.g. a passport.")]
 
 
 def test_a_mark_after_a_digit_waits_for_what_follows() -> None:

@@ -21,8 +21,9 @@ _CLAUSE = re.compile(r"[,;:](\s+|$)")
 #: ... and so is a first sentence once its "!", "?" or "." is written: the model's next
 #: token is the line's end (another 20-30 ms on one thread) or the next sentence. A "."
 #: after a word of one letter ("J.", "p.") or a digit ("5." of "5.30"), or in "..", waits
-#: for what follows, and so does one after an abbreviation ("Dr.", ``_ABBREVIATIONS``)
-_FIRST_END = re.compile(r"(?:[!?]|(?<=[A-Za-z]{2})\.)$")
+#: for what follows, and so does one after an abbreviation ("Dr.", ``_ABBREVIATIONS``);
+#: a dotted one ("p.m.", "U.S.") ends the sentence as it would with a space after it
+_FIRST_END = re.compile(r"(?:[!?]|(?<=[A-Za-z]{2})\.|(?<=[A-Za-z]\.[A-Za-z])\.)$")
 FIRST_CLAUSE_MAX_WORDS = 8
 
 
