@@ -63,7 +63,7 @@ class SentenceSplitter:
 
     def _first_clause(self) -> list[str]:
         """The leading clause of the reply, once its comma (or ; :) has been written, or a
-        short first sentence once its "!" or "?" has."""
+        short first sentence once its "!", "?" or sentence-ending "." has (``_FIRST_END``)."""
         match = _CLAUSE.search(self._buffer) or _FIRST_END.search(self._buffer)
         if match is None or _in_number(self._buffer, match.start()):
             return []
