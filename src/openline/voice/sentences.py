@@ -21,9 +21,11 @@ _CLAUSE = re.compile(r"[,;:](\s+|$)")
 #: ... and so is a first sentence once its "!", "?" or "." is written: the model's next
 #: token is the line's end (another 20-30 ms on one thread) or the next sentence. A "."
 #: after a word of one letter ("J.", "p.") or a digit ("5." of "5.30"), or in "..", waits
-#: for what follows, and so does one after an abbreviation ("Dr.", ``_ABBREVIATIONS``);
+#: for what follows, and so does one after an abbreviation ("Dr.", ``_ends_no_sentence``);
 #: a dotted one ("p.m.", "U.S.") ends the sentence as it would with a space after it
 _FIRST_END = re.compile(r"(?:[!?]|(?<=[A-Za-z]{2})\.|(?<=[A-Za-z]\.[A-Za-z])\.)$")
+#: a one-letter word with a full stop: an initial ("J. Smith"), mostly
+_INITIAL = re.compile(r"[a-z]\.")
 FIRST_CLAUSE_MAX_WORDS = 8
 
 
@@ -44,8 +46,7 @@ class SentenceSplitter:
             end = match.end(1)
             candidate = self._buffer[start:end].strip()
             last_word = candidate.rsplit(None, 1)[-1].lower() if candidate else ""
-            # (a decimal never matches: no space in it); "J." is an initial, mostly
-            if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
+            if _ends_no_sentence(last_word):  # (a decimal never matches: no space in it)
                 continue
             if candidate:
                 out.append(candidate)
@@ -68,7 +69,7 @@ class SentenceSplitter:
         if match is None or _in_number(self._buffer, match.start()):
             return []
         clause = self._buffer[: match.start() + 1].strip()
-        if clause.endswith(".") and clause.rsplit(None, 1)[-1].lower() in _ABBREVIATIONS:
+        if clause.endswith(".") and _ends_no_sentence(clause.rsplit(None, 1)[-1].lower()):
             return []
         if not clause or len(clause.split()) > FIRST_CLAUSE_MAX_WORDS:
             return []  # a long clause: wait for the sentence (Piper splits long ones itself)
@@ -79,6 +80,12 @@ class SentenceSplitter:
         """The text left over at the end of the stream (may be empty)."""
         rest, self._buffer = self._buffer.strip(), ""
         return rest
+
+
+def _ends_no_sentence(word: str) -> bool:
+    """Does the (lowercased) ``word``, its full stop included, end no sentence: an
+    abbreviation ("dr.", "e.g.") or an initial ("j.")?"""
+    return word in _ABBREVIATIONS or _INITIAL.fullmatch(word) is not None
 
 
 def _in_number(text: str, mark: int) -> bool:
