@@ -363,6 +363,20 @@ def _fake_providers() -> Any:
                      ScriptedLLM(fallback=FAKE_REPLY), FakeTTS(ms_per_char=FAKE_MS_PER_CHAR))
 
 
+def provider_calls(providers: Any) -> dict[str, dict[str, int]]:
+    """Operations each provider has run so far, by name (``transcribe``: recognitions,
+    speculative ones included; a cached or coalesced result runs none)."""
+    out: dict[str, dict[str, int]] = {}
+    for role in ("vad", "stt", "llm", "tts", "turn", "turn_text"):
+        metrics = getattr(getattr(providers, role, None), "metrics", None)
+        if metrics is not None:
+            out[role] = {op: stats.calls for op, stats in metrics.ops.items()}
+    yields = getattr(providers.llm, "yields", None)
+    if isinstance(yields, int):
+        out.setdefault("llm", {})["yields"] = yields
+    return out
+
+
 def _instrument(app: Any, probe: Probe) -> None:
     """Wrap ``LiveService.run_session`` (every transport's calls end there) and the
     lifespan; add ``GET /bench/stats``."""
@@ -392,6 +406,7 @@ def _instrument(app: Any, probe: Probe) -> None:
 
     async def stats(reset: int = 0) -> dict[str, Any]:
         out = probe.stats(len(live.registry.local_ids()))
+        out["provider_calls"] = provider_calls(live.providers)
         if reset:
             probe.reset()
         return out

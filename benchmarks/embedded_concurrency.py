@@ -112,6 +112,7 @@ async def converse(server: Any, script: list[tuple[str, Any]], delay_s: float,
                         await turn.done.wait()
                 log(f"  {tag} t{number} {turn.outcome:8s} "
                     f"v2v={ms(turn.v2v_ms or float('nan')):>6s} "
+                    f"stall={ms(turn.stall_ms):>6s} "
                     + " ".join(f"{s.removesuffix('_ms')}={turn.timings.get(s)}" for s in STAGES))
         finally:
             for task in tasks:
@@ -140,6 +141,9 @@ def level_report(n: int, turns: list[Turn], busy_s: float, elapsed_s: float) -> 
         "stages_p50": {s: percentile([t.timings[s] for t in ok if s in t.timings], 50)
                        for s in STAGES},
         "cpu_share": busy_s / max(elapsed_s, 1e-9) / (os.cpu_count() or 1),
+        "stalled": sum(t.stall_ms > STALL_MS for t in ok),
+        "stall_ms": {**summary([t.stall_ms for t in ok]),
+                     "p90": percentile([t.stall_ms for t in ok], 90)},
     }
 
 
@@ -157,6 +161,10 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     level = level_report(n, [t for turns in results for t in turns],
                          cpu_busy_s() - before, elapsed)
     level["server_cores"] = (process_cpu_s(server.pid) - server_s) / elapsed
+    level["elapsed_s"] = elapsed
+    # the server's CPU time per turn: what one turn costs, whatever waits it had
+    level["server_cpu_s_per_turn"] = level["server_cores"] * elapsed / max(len(results) *
+                                                                          args.turns, 1)
     # each call's first turn: the one that finds its slot cold unless the call was warmed
     first = [t.v2v_ms for turns in results for t in turns[:1]
              if t.outcome == "ok" and t.v2v_ms is not None]
@@ -208,14 +216,25 @@ def table(label: str, levels: list[dict[str, Any]]) -> str:
             f"{ms(st['stt_ms'])} | {ms(st['llm_first_token_ms'])} | "
             f"{ms(st.get('llm_first_sentence_ms', math.nan))} | "
             f"{ms(st['tts_first_audio_ms'])} | "
-            f"{ms(lv.get('first_turns_v2v', {}).get('p50', math.nan))} | {lv['cpu_share']:.0%} |")
+            f"{ms(lv.get('first_turns_v2v', {}).get('p50', math.nan))} | "
+            f"{stalled(lv)} | {lv['cpu_share']:.0%} |")
     return "\n".join(rows)
 
 
+def stalled(level: dict[str, Any]) -> str:
+    """"k/n (max m)": replies whose audio ran dry for over ``STALL_MS`` once started."""
+    if "stalled" not in level:  # runs from before the stalls were measured
+        return "n/a"
+    return f"{level['stalled']}/{level['answered']} (max {ms(level['stall_ms']['max'])})"
+
+
+#: a reply that ran dry for longer than this once it had started is counted as stalled
+STALL_MS = 250.0
 HEADER = ("| code | N | answered | v2v p50 | v2v p90 | after end of turn p50 | "
           "endpointing p50 | stt p50 | llm first token p50 | llm first sentence p50 | "
-          "tts first audio p50 | first turns v2v p50 | machine CPU |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "tts first audio p50 | first turns v2v p50 | replies stalled > 250 ms | "
+          "machine CPU |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 # --------------------------------------------------------------------------- the LLM alone

@@ -157,6 +157,11 @@ class Turn:
     reply: list[str] = field(default_factory=list)
     outcome: str = "timeout"
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    #: a client that plays the reply from its first chunk on, without a pause: how long
+    #: its buffer ran dry before the reply's last chunk (the reply stalled mid-way)
+    stall_ms: float = 0.0
+    #: when the audio received so far has been played out (perf_counter)
+    played_until: float | None = None
 
     @property
     def v2v_ms(self) -> float | None:
@@ -222,6 +227,7 @@ def on_message(message: Any, turn: Turn | None, at: float) -> None:
         if turn.first_audio_at is None:
             turn.first_audio_at = at
             turn.timings = dict(message.timings or {})
+        _play(turn, at, len(base64.b64decode(message.audio or "")) / 2 / 16_000)
         if message.text:
             turn.reply.append(message.text)
     elif kind == "assistant_finished_speaking" and turn.first_audio_at is not None:
@@ -230,6 +236,16 @@ def on_message(message: Any, turn: Turn | None, at: float) -> None:
     elif kind in ("input_cancelled", "error"):
         turn.outcome = str(kind)
         turn.done.set()
+
+
+def _play(turn: Turn, at: float, seconds: float) -> None:
+    """A chunk of ``seconds`` of reply audio arrived at ``at``: it plays after what the
+    client has buffered, or at once after a stall (``Turn.stall_ms``)."""
+    start = at if turn.played_until is None else turn.played_until
+    if at > start:
+        turn.stall_ms += (at - start) * 1000
+        start = at
+    turn.played_until = start + seconds
 
 
 async def read_loop(socket: Any, caller: Caller) -> None:

@@ -53,6 +53,7 @@ from _common import (
     RATE,
     aligned,
     bench_server,
+    bench_stats,
     cpu_busy_s,
     espeak,
     log,
@@ -233,9 +234,16 @@ async def measure(stack: str, model: bool, lines: list[Line], workdir: Path) -> 
         await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, QUIET_WAIT_S)
         machine = cpu_busy_s()
         started = time.monotonic()
+        calls = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
         observed = await converse(server, lines)
         busy = cpu_busy_s() - machine
         elapsed = time.monotonic() - started
+        after = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
+    # what the measured turns ran: recognitions (speculative ones too) and LLM streams
+    work = {f"{role}.{op}": n - calls.get(role, {}).get(op, 0)
+            for role, ops in after.items() for op, n in ops.items()}
+    log(f"  work over {len(observed)} turns: " + ", ".join(
+        f"{k}={v}" for k, v in sorted(work.items()) if v))
     clean = [o for o in observed if not o.line.paused_ms and o.turn.outcome == "ok"
              and not o.cut_off and o.turn.v2v_ms is not None]
     return {
@@ -247,6 +255,7 @@ async def measure(stack: str, model: bool, lines: list[Line], workdir: Path) -> 
         "endpointing": stats([o.turn.timings["endpointing_ms"] for o in clean
                                 if "endpointing_ms" in o.turn.timings]),
         "machine_cpu_share": busy / max(elapsed, 1e-9) / 2,  # 2 cores
+        "work": work,
     }
 
 
