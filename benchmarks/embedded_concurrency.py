@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     aligned,
     bench_server,
+    bench_stats,
     cpu_busy_s,
     espeak,
     log,
@@ -154,10 +155,12 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     await asyncio.to_thread(wait_until_quiet, 0.3, 3.0, 30.0)
     log(f"{n} conversations x {args.turns} turns...")
     before, started, server_s = cpu_busy_s(), time.monotonic(), process_cpu_s(server.pid)
+    calls = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
     results = await asyncio.gather(*(
         converse(server, scripts[i], i * args.stagger_s, f"c{i:02d}",
                  agent_name(i % args.agents)) for i in range(n)))
     elapsed = time.monotonic() - started
+    after = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
     level = level_report(n, [t for turns in results for t in turns],
                          cpu_busy_s() - before, elapsed)
     level["server_cores"] = (process_cpu_s(server.pid) - server_s) / elapsed
@@ -169,6 +172,10 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     first = [t.v2v_ms for turns in results for t in turns[:1]
              if t.outcome == "ok" and t.v2v_ms is not None]
     level["first_turns_v2v"] = {**summary(first), "p90": percentile(first, 90)}
+    # what the level ran: recognitions (speculative ones too), LLM streams, probes
+    level["work"] = {f"{role}.{op}": count - calls.get(role, {}).get(op, 0)
+                     for role, ops in after.items() for op, count in ops.items()}
+    log("  work: " + ", ".join(f"{k}={v}" for k, v in sorted(level["work"].items()) if v))
     log(f"N={n}: p50 {ms(level['v2v']['p50'])} ms, p90 {ms(level['v2v']['p90'])} ms "
         f"(first turns p50 {ms(level['first_turns_v2v']['p50'])} ms; "
         f"{level['answered']}/{level['turns']} answered, "
