@@ -83,11 +83,13 @@ async def test_a_tool_result_from_the_server_is_spoken(
                    "serverMessages": ["tool-calls", "transcript", "end-of-call-report"]})
     socket = await dial(call.transport.websocketCallUrl)  # type: ignore[union-attr]
     await socket.wait_message("status-update")
+    # the assistant waits for the caller: all it says from here on is the reply (taken
+    # once the tool call has come, the reply's first words could already be in)
+    start = len(socket.audio)
     await socket.silence(300)
     await socket.send_audio(np.asarray(speech, dtype="<i2").tobytes())
     await socket.silence(1200)
     tool_call = await server_url.wait_for("tool-calls", within=30)
-    start = len(socket.audio)
     await socket.wait_message("speech-update", within=30, where=lambda m: (
         m["role"], m["status"]) == ("assistant", "stopped"))
     reply = np.frombuffer(bytes(socket.audio[start:]), dtype="<i2")
