@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     #: threads (embedded voice-to-voice p50 537-549 against 651 ms, and at 8 conversations
     #: 2.3 against 3.0-3.2 s; at 4 conversations 1.1-1.2 against 0.8-0.9 s: docs/benchmarks.md)
     tts_threads: int = Field(default=1, ge=1, le=16)
+    #: megabytes of synthesised audio kept for short texts spoken again (a reply's first
+    #: clause, a welcome message: providers/tts/cache.py); 0: synthesise every time
+    tts_cache_mb: int = Field(default=16, ge=0, le=4096)
     # --- end of turn (issue 13: semantic end-of-turn decision, voice/end_of_turn.py) ---
     #: use the Smart Turn model of the installed pipecat-ai wheel when it is there; false:
     #: every turn ends on the agent's fixed VAD silence

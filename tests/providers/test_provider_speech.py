@@ -222,11 +222,10 @@ async def test_first_words_of_a_look_are_short_and_kept_apart(
 @pytest.mark.parametrize("threads", [1, 2])
 async def test_the_tts_threads_setting_reaches_piper_sessions(tmp_path: Path, threads: int
                                                              ) -> None:
-    from openline.boot.providers import build_providers
+    from openline.boot.providers import build_tts
     from openline.settings import Settings
 
-    tts = build_providers(Settings(data_dir=tmp_path, tts_threads=threads,
-                                   llm_base_url="http://127.0.0.1:9")).tts
+    tts = build_tts(Settings(data_dir=tmp_path, tts_threads=threads, tts_cache_mb=0))
     assert isinstance(tts, MultiTTS) and isinstance(tts.children[0], PiperTTS)
     piper = tts.children[0]
     await piper.load()

@@ -13,6 +13,8 @@ from openline.providers.llm.base import LLM
 from openline.providers.llm.llama_cpp import LlamaCppLLM, LlamaCppOptions, ensure_embedded_gguf
 from openline.providers.llm.openai_compat import OpenAICompatLLM, OpenAICompatOptions
 from openline.providers.stt.faster_whisper import FasterWhisperOptions, FasterWhisperSTT
+from openline.providers.tts.base import TTS
+from openline.providers.tts.cache import CachedTTS
 from openline.providers.tts.espeak import EspeakTTS
 from openline.providers.tts.multi import MultiTTS
 from openline.providers.tts.piper import PiperOptions, PiperTTS
@@ -80,11 +82,18 @@ def build_text_turn_model(settings: Settings, audio_model: EndOfTurnModel | None
     return LlamaTextTurnModel(LlamaTextTurnOptions(gguf_path=gguf))
 
 
+def build_tts(settings: Settings) -> TTS:
+    """Piper's voices and espeak-ng's, with the cache of short texts unless it is off."""
+    tts: TTS = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir,
+                                                  threads=settings.tts_threads)),
+                         EspeakTTS()], default_voice_id=settings.default_voice)
+    if settings.tts_cache_mb:
+        tts = CachedTTS(tts, max_bytes=settings.tts_cache_mb << 20)
+    return tts
+
+
 def build_providers(settings: Settings) -> Providers:
     """The embedded stack (or configured replacements); nothing is downloaded."""
-    tts = MultiTTS([PiperTTS(PiperOptions(voices_dir=settings.voices_dir,
-                                             threads=settings.tts_threads)), EspeakTTS()],
-                   default_voice_id=settings.default_voice)
     return Providers(
         vad=SileroVAD(SileroOptions()),
         # Greedy decoding: ~100 ms faster per turn than beam 5 here, and the post-call
@@ -93,7 +102,7 @@ def build_providers(settings: Settings) -> Providers:
                                                   beam_size=1, max_concurrency=2,
                                                   cpu_threads=settings.stt_threads)),
         llm=build_llm(settings),
-        tts=tts,
+        tts=build_tts(settings),
         turn=(turn := build_turn_model(settings)),
         turn_text=build_text_turn_model(settings, turn),
     )
