@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from contextlib import aclosing
+from collections.abc import AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,16 @@ from openline.boot.providers import build_tts
 from openline.domain.errors import ProviderError
 from openline.providers.testing import FakeTTS
 from openline.providers.tts.base import TTS, AudioChunk
-from openline.providers.tts.cache import CachedTTS
+from openline.providers.tts.cache import CachedTTS, cache_scope
 from openline.providers.tts.multi import MultiTTS
 from openline.providers.tts.piper import PiperTTS
 from openline.settings import Settings
+
+
+@asynccontextmanager
+async def _scoped(scope: str = "project:a") -> AsyncIterator[None]:
+    with cache_scope(scope):
+        yield
 
 
 async def _say(tts: TTS, text: str, voice: str = "joe", speed: float = 1.0
@@ -32,7 +39,7 @@ def _same(a: list[AudioChunk], b: list[AudioChunk]) -> bool:
 
 async def test_a_text_spoken_again_is_replayed_not_synthesised() -> None:
     inner = FakeTTS()
-    async with CachedTTS(inner, max_bytes=1 << 20) as tts:
+    async with CachedTTS(inner, max_bytes=1 << 20) as tts, _scoped():
         first = await _say(tts, "Sure, I can help.")
         again = await _say(tts, "Sure, I can help.")
         assert _same(first, again) and len(inner.requests) == 1
@@ -52,7 +59,7 @@ async def test_a_text_spoken_again_is_replayed_not_synthesised() -> None:
 
 async def test_long_texts_and_stopped_or_failed_syntheses_are_not_kept() -> None:
     inner = FakeTTS()
-    async with CachedTTS(inner, max_bytes=1 << 20, max_chars=30) as tts:
+    async with CachedTTS(inner, max_bytes=1 << 20, max_chars=30) as tts, _scoped():
         long = "This sentence is longer than thirty characters."
         await _say(tts, long)
         await _say(tts, long)
@@ -72,7 +79,7 @@ async def test_long_texts_and_stopped_or_failed_syntheses_are_not_kept() -> None
 
 async def test_the_least_recently_used_audio_goes_when_the_budget_is_full() -> None:
     inner = FakeTTS(ms_per_char=50.0)  # "Word n." (7 chars): 350 ms = 11,200 bytes
-    async with CachedTTS(inner, max_bytes=8 * 11_200) as tts:  # room for eight of them
+    async with CachedTTS(inner, max_bytes=8 * 11_200) as tts, _scoped():  # room for eight
         for n in range(10):
             await _say(tts, f"Word {n}.")
         assert tts.cached_bytes == 8 * 11_200
@@ -93,9 +100,10 @@ async def test_piper_speaks_a_first_clause_once(piper: PiperTTS) -> None:
     await tts.load()
     voice = piper.voices()[0].id
     before = piper.metrics.op("synthesize").calls
-    first = await _say(tts, "Sure, let me check.", voice)
-    start = time.perf_counter()
-    again = await _say(tts, "Sure, let me check.", voice)
+    with cache_scope("project:a"):
+        first = await _say(tts, "Sure, let me check.", voice)
+        start = time.perf_counter()
+        again = await _say(tts, "Sure, let me check.", voice)
     assert time.perf_counter() - start < 0.005
     assert _same(first, again) and first[0].samples.size > 0
     assert piper.metrics.op("synthesize").calls == before + 1
@@ -109,3 +117,21 @@ def test_the_cache_is_on_by_default_and_off_at_zero(tmp_path: Path) -> None:
     assert isinstance(off, MultiTTS)
     with pytest.raises(ValueError, match="max_bytes"):
         CachedTTS(FakeTTS(), max_bytes=0)
+
+
+async def test_audio_is_shared_within_one_scope_only() -> None:
+    """Another project's call that said the same words gets no faster reply (nothing to
+    time), and outside a scope nothing is kept."""
+    inner = FakeTTS()
+    async with CachedTTS(inner, max_bytes=1 << 20) as tts:
+        await _say(tts, "Hi John Smith,")
+        await _say(tts, "Hi John Smith,")
+        assert len(inner.requests) == 2 and tts.cached_bytes == 0
+        with cache_scope("project:a"):
+            await _say(tts, "Hi John Smith,")
+        with cache_scope("project:b"):
+            await _say(tts, "Hi John Smith,")
+        assert len(inner.requests) == 4
+        with cache_scope("project:a"):
+            await _say(tts, "Hi John Smith,")
+        assert len(inner.requests) == 4

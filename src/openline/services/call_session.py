@@ -19,6 +19,7 @@ from pathlib import Path
 
 from openline.domain.errors import ValidationFailed
 from openline.domain.limits import external_id_error
+from openline.providers.tts.cache import cache_scope
 from openline.services.call_setup import PreparedCall
 from openline.services.item_writer import ItemWriter
 from openline.store import tables as t
@@ -201,7 +202,10 @@ class CallSession:
         """Serve the transport and run the engine to its end; store the outcome."""
         receiver = asyncio.create_task(self._serve_peers(), name=f"input-{self.id}")
         try:
-            self.result = await self.engine.run()
+            # the engine's tasks start in this context: they share the project's voices'
+            # cached audio, and no other project's (providers/tts/cache.py)
+            with cache_scope(f"project:{self.prepared.project_id}"):
+                self.result = await self.engine.run()
         finally:
             receiver.cancel()
             for task in list(self._notices):

@@ -14,6 +14,10 @@ a cached copy costs nothing, and under load the saved core goes to other calls.
   whose audio fits an eighth of the budget, and only once their synthesis completed:
   a stream stopped early (barge-in) or failed is not stored.
 * Bounded by ``max_bytes`` of samples, least recently used first out.
+* Shared within one *scope* only (``cache_scope``: the live engine runs each call in its
+  project's), and nothing is kept outside one. A reply would otherwise come back
+  measurably faster when another tenant's call had said the same words, and a probe
+  of "Hi John Smith," would tell who had called.
 
 Hits and misses count as ``synthesize`` calls of this provider (with their time to first
 audio); ``cache_hit`` counts the hits.
@@ -22,14 +26,29 @@ audio); ``cache_hit`` counts the hits.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from openline.providers.tts.base import TTS, AudioChunk, Voice
 
 #: texts longer than this are synthesised every time (a first clause is a few words)
 MAX_CHARS = 80
 
-_Key = tuple[str, float, str]
+#: scope, voice id, speaking rate, text
+_Key = tuple[str, str, float, str]
+_SCOPE: ContextVar[str | None] = ContextVar("openline_tts_cache_scope", default=None)
+
+
+@contextmanager
+def cache_scope(scope: str) -> Iterator[None]:
+    """Syntheses in this context (and in the tasks it starts) share cached audio with
+    those of the same ``scope`` only, e.g. ``"project:<id>"``."""
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 class CachedTTS(TTS):
@@ -55,7 +74,12 @@ class CachedTTS(TTS):
         self._set_voices(self.inner.voices())
 
     async def _stream(self, text: str, voice: Voice, speed: float) -> AsyncIterator[AudioChunk]:
-        key = (voice.id, round(speed, 3), text)
+        scope = _SCOPE.get()
+        if scope is None:  # no scope, no sharing
+            async for chunk in self.inner.synthesize(text, voice.id, speed=speed):
+                yield chunk
+            return
+        key = (scope, voice.id, round(speed, 3), text)
         cached = self._entries.get(key)
         if cached is not None:
             self._entries.move_to_end(key)
