@@ -371,10 +371,20 @@ def provider_calls(providers: Any) -> dict[str, dict[str, int]]:
         metrics = getattr(getattr(providers, role, None), "metrics", None)
         if metrics is not None:
             out[role] = {op: stats.calls for op, stats in metrics.ops.items()}
-    yields = getattr(providers.llm, "yields", None)
-    if isinstance(yields, int):
-        out.setdefault("llm", {})["yields"] = yields
     return out
+
+
+def provider_work(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+                  ) -> dict[str, int]:
+    """What the providers ran between two ``provider_calls`` readings of ``/bench/stats``,
+    as ``{"stt.transcribe": n, ...}``."""
+    return {f"{role}.{op}": count - before.get(role, {}).get(op, 0)
+            for role, ops in after.items() for op, count in ops.items()}
+
+
+def work_text(work: dict[str, int]) -> str:
+    """``provider_work`` for a log line: the operations that ran, by name."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(work.items()) if v)
 
 
 def _instrument(app: Any, probe: Probe) -> None:

@@ -58,9 +58,11 @@ from _common import (
     machine,
     ms,
     percentile,
+    provider_work,
     sdk,
     summary,
     wait_until_quiet,
+    work_text,
     write_between,
 )
 from latency import (
@@ -163,19 +165,18 @@ async def run_level(server: Any, n: int, args: argparse.Namespace, workdir: Path
     after = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
     level = level_report(n, [t for turns in results for t in turns],
                          cpu_busy_s() - before, elapsed)
-    level["server_cores"] = (process_cpu_s(server.pid) - server_s) / elapsed
+    server_cpu_s = process_cpu_s(server.pid) - server_s
+    level["server_cores"] = server_cpu_s / elapsed
     level["elapsed_s"] = elapsed
     # the server's CPU time per turn: what one turn costs, whatever waits it had
-    level["server_cpu_s_per_turn"] = level["server_cores"] * elapsed / max(len(results) *
-                                                                          args.turns, 1)
+    level["server_cpu_s_per_turn"] = server_cpu_s / max(level["turns"], 1)
     # each call's first turn: the one that finds its slot cold unless the call was warmed
     first = [t.v2v_ms for turns in results for t in turns[:1]
              if t.outcome == "ok" and t.v2v_ms is not None]
     level["first_turns_v2v"] = {**summary(first), "p90": percentile(first, 90)}
     # what the level ran: recognitions (speculative ones too), LLM streams, probes
-    level["work"] = {f"{role}.{op}": count - calls.get(role, {}).get(op, 0)
-                     for role, ops in after.items() for op, count in ops.items()}
-    log("  work: " + ", ".join(f"{k}={v}" for k, v in sorted(level["work"].items()) if v))
+    level["work"] = provider_work(calls, after)
+    log(f"  work: {work_text(level['work'])}")
     log(f"N={n}: p50 {ms(level['v2v']['p50'])} ms, p90 {ms(level['v2v']['p90'])} ms "
         f"(first turns p50 {ms(level['first_turns_v2v']['p50'])} ms; "
         f"{level['answered']}/{level['turns']} answered, "

@@ -60,9 +60,11 @@ from _common import (
     machine,
     ms,
     percentile,
+    provider_work,
     sdk,
     summary,
     wait_until_quiet,
+    work_text,
     write_between,
 )
 from latency import AGENT, PROMPT, Caller, Turn, sts_socket
@@ -240,10 +242,8 @@ async def measure(stack: str, model: bool, lines: list[Line], workdir: Path) -> 
         elapsed = time.monotonic() - started
         after = (await asyncio.to_thread(bench_stats, server))["provider_calls"]
     # what the measured turns ran: recognitions (speculative ones too) and LLM streams
-    work = {f"{role}.{op}": n - calls.get(role, {}).get(op, 0)
-            for role, ops in after.items() for op, n in ops.items()}
-    log(f"  work over {len(observed)} turns: " + ", ".join(
-        f"{k}={v}" for k, v in sorted(work.items()) if v))
+    work = provider_work(calls, after)
+    log(f"  work over {len(observed)} turns: {work_text(work)}")
     clean = [o for o in observed if not o.line.paused_ms and o.turn.outcome == "ok"
              and not o.cut_off and o.turn.v2v_ms is not None]
     return {
